@@ -1,0 +1,388 @@
+"""Command line: the subcommands of ``procore-hotfolder``; the only composition root.
+
+Exit codes: 0 success, 1 failure at run time, 2 usage error, 78 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from procore_hotfolder import __version__
+from procore_hotfolder.config import Config, default_config_path, load_config
+from procore_hotfolder.errors import ConfigError, ProcoreError
+from procore_hotfolder.journal import Journal
+from procore_hotfolder.ledger import Ledger
+from procore_hotfolder.logs import configure_logging
+from procore_hotfolder.procore import ProcoreClient
+from procore_hotfolder.ratelimit import RateGovernor
+from procore_hotfolder.reporting import StateLock, explain, format_status, retry, status
+from procore_hotfolder.service import Notifier, RunSummary, Service
+from procore_hotfolder.uploader import Progress, Uploader
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 78
+
+log = structlog.get_logger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="procore-hotfolder",
+        description="Watch drop folders and upload settled files to Procore.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", type=Path, default=None,
+                        help="configuration file (default: $PROCORE_HOTFOLDER_CONFIG, else "
+                             "/etc/procore-hotfolder/config.toml)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    sub.add_parser("once", parents=[common],
+                   help="process every file now in the folders, then exit")
+    check = sub.add_parser("check", parents=[common],
+                           help="validate configuration, folders and Procore access")
+    check.add_argument("--offline", action="store_true", help="do not contact Procore")
+    st = sub.add_parser("status", parents=[common], help="per-folder queue and upload status")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    ex = sub.add_parser("explain", parents=[common], help="why a file is or is not uploaded")
+    ex.add_argument("path")
+    rt = sub.add_parser("retry", parents=[common], help="put failed files back in the queue")
+    rt.add_argument("paths", nargs="*", metavar="PATH")
+    em = sub.add_parser("emulator", parents=[common],
+                        help="serve the local Procore emulator on 127.0.0.1")
+    em.add_argument("--host", default="127.0.0.1")
+    em.add_argument("--port", type=int, default=8765)
+    em.add_argument("--client-id", default="emulator-client")
+    em.add_argument("--client-secret", default="emulator-secret")
+    demo = sub.add_parser("demo", parents=[common],
+                          help="emulator + daemon over a temporary drop folder")
+    demo.add_argument("--settle-seconds", type=float, default=2.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and EXIT_USAGE
+    handlers = {
+        "run": _cmd_run, "once": _cmd_once, "check": _cmd_check, "status": _cmd_status,
+        "explain": _cmd_explain, "retry": _cmd_retry, "emulator": _cmd_emulator,
+        "demo": _cmd_demo,
+    }
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        print("configuration error:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config or default_config_path())
+
+
+# --- composition -------------------------------------------------------------------------
+
+
+@dataclass
+class Engine:
+    """Everything one daemon generation needs, built from one configuration."""
+
+    config: Config
+    journal: Journal
+    client: ProcoreClient
+    governor: RateGovernor
+    service: Service
+
+    def close(self) -> None:
+        self.client.close()
+        self.journal.close()
+
+
+def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None) -> Engine:
+    stopping = threading.Event()
+    governor = RateGovernor(wait=lambda seconds: not stopping.wait(seconds))
+    client = ProcoreClient(config.procore, governor,
+                           sleep=lambda seconds: not stopping.wait(seconds))
+    journal = Journal.open(config.daemon.state_dir)
+    progress = Progress()
+    uploader = Uploader(config, journal, Ledger(config.daemon.state_dir), client,
+                        progress=progress)
+    service = Service(config, journal, uploader, governor, progress=progress,
+                      notifier=notifier, once=once, on_stop=stopping.set)
+    return Engine(config, journal, client, governor, service)
+
+
+class _SystemdNotifier:
+    """sd_notify over $NOTIFY_SOCKET (a no-op when not run by systemd)."""
+
+    def __init__(self) -> None:
+        import sdnotify  # noqa: PLC0415 - only the daemon needs it
+
+        self._notifier = sdnotify.SystemdNotifier()
+
+    def notify(self, state: str) -> None:
+        self._notifier.notify(state)
+
+
+def _lock_or_fail(config: Config) -> StateLock | None:
+    lock = StateLock(config.daemon.state_dir)
+    if not lock.acquire():
+        print(f"another procore-hotfolder is already using {config.daemon.state_dir} "
+              f"(pid {lock.holder()})", file=sys.stderr)
+        return None
+    return lock
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    configure_logging(config.daemon.log_level)
+    lock = _lock_or_fail(config)
+    if lock is None:
+        return EXIT_FAILURE
+    notifier = _SystemdNotifier()
+    reload_requested = threading.Event()
+    current: list[Engine] = []
+
+    def on_stop(signum: int, _: FrameType | None) -> None:
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        if current:
+            current[0].service.stop()
+
+    def on_reload(_signum: int, _frame: FrameType | None) -> None:
+        reload_requested.set()
+        if current:
+            current[0].service.stop()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
+    try:
+        while True:
+            engine = build_engine(config, once=False, notifier=notifier)
+            current[:] = [engine]
+            try:
+                engine.service.run()
+            finally:
+                engine.close()
+            if not reload_requested.is_set():
+                return EXIT_OK
+            reload_requested.clear()
+            notifier.notify("RELOADING=1")
+            try:
+                config = _config(args)
+                configure_logging(config.daemon.log_level)
+                log.info("configuration_reloaded")
+            except ConfigError as exc:
+                log.error("configuration_reload_failed", problems=exc.problems)
+    finally:
+        lock.release()
+
+
+def _cmd_once(args: argparse.Namespace) -> int:
+    config = _config(args)
+    configure_logging(config.daemon.log_level, stream=sys.stderr)
+    lock = _lock_or_fail(config)
+    if lock is None:
+        return EXIT_FAILURE
+    engine = build_engine(config, once=True)
+
+    def on_stop(_signum: int, _frame: FrameType | None) -> None:
+        engine.service.stop()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    try:
+        summary = engine.service.run()
+    finally:
+        engine.close()
+        lock.release()
+    _print_summary(summary)
+    return summary.exit_code
+
+
+def _print_summary(summary: RunSummary) -> None:
+    print(f"uploaded {len(summary.archived)}, failed {len(summary.failed)}, "
+          f"not uploaded {len(summary.not_uploaded)}")
+    for path, reason in summary.failed:
+        print(f"failed: {path}: {reason}")
+    for path, reason in summary.not_uploaded:
+        print(f"not uploaded: {path}: {reason}")
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    config = _config(args)
+    problems = check_folders(config)
+    if not args.offline:
+        configure_logging("warning", stream=sys.stderr)
+        governor = RateGovernor()
+        client = ProcoreClient(config.procore, governor)
+        try:
+            client.check_access()
+        except ProcoreError as exc:
+            detail = f" (HTTP {exc.status})" if exc.status else ""
+            problems.append(f"procore: {exc.reason}{detail}: {exc.message}")
+        finally:
+            client.close()
+    if problems:
+        for problem in problems:
+            print(f"problem: {problem}")
+        return EXIT_FAILURE
+    print(f"ok: {len(config.folders)} folder(s)"
+          + ("" if args.offline else f"; Procore reachable at {config.procore.api_url}"))
+    return EXIT_OK
+
+
+def check_folders(config: Config) -> list[str]:
+    """Every problem with the folders and the state directory (nothing is created)."""
+    problems: list[str] = []
+    state = config.daemon.state_dir
+    if not _writable_or_creatable(state):
+        problems.append(f"daemon.state_dir: {state} is not writable")
+    for index, folder in enumerate(config.folders):
+        key = f"folders[{index}]"
+        if not folder.path.is_dir():
+            problems.append(f"{key}.path: {folder.path} does not exist or is not a folder")
+        elif not os.access(folder.path, os.R_OK | os.X_OK):
+            problems.append(f"{key}.path: {folder.path} is not readable")
+        for name, target in (("archive_dir", folder.archive_dir),
+                             ("failed_dir", folder.failed_dir)):
+            if not _writable_or_creatable(target):
+                problems.append(f"{key}.{name}: {target} is not writable")
+    return problems
+
+
+def _writable_or_creatable(path: Path) -> bool:
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            return False
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    config = _config(args)
+    journal = Journal.open(config.daemon.state_dir)
+    try:
+        report = status(config, journal)
+    finally:
+        journal.close()
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json
+          else format_status(report))
+    return EXIT_OK
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    config = _config(args)
+    journal = Journal.open(config.daemon.state_dir)
+    try:
+        print(explain(config, journal, args.path))
+    finally:
+        journal.close()
+    return EXIT_OK
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    config = _config(args)
+    journal = Journal.open(config.daemon.state_dir)
+    try:
+        lines = retry(config, journal, args.paths)
+    finally:
+        journal.close()
+    for line in lines or ["no failed files"]:
+        print(line)
+    holder = StateLock(config.daemon.state_dir).holder()
+    if holder and holder > 0 and lines:
+        # A file failed in place produces no event: ask the daemon to rescan now.
+        os.kill(holder, signal.SIGHUP)
+    return EXIT_OK
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from procore_hotfolder.emulator import serve  # noqa: PLC0415 - never loaded by the daemon
+
+    configure_logging("info")
+    print(f"Procore emulator on http://{args.host}:{args.port} "
+          f"(client_id {args.client_id!r}); Ctrl-C stops it", flush=True)
+    serve(host=args.host, port=args.port, client_id=args.client_id,
+          client_secret=args.client_secret)
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from procore_hotfolder.emulator import Emulator  # noqa: PLC0415 - demo only
+
+    with tempfile.TemporaryDirectory(prefix="procore-hotfolder-demo-") as temp, \
+            Emulator(client_id="demo-client", client_secret="demo-secret") as emulator:
+        root = Path(temp)
+        drop = root / "drop"
+        drop.mkdir()
+        secret = root / "client-secret"
+        secret.write_text("demo-secret\n", encoding="utf-8")
+        config_path = root / "config.toml"
+        config_path.write_text(DEMO_CONFIG.format(url=emulator.url, root=root, drop=drop,
+                                                  settle=args.settle_seconds),
+                               encoding="utf-8")
+        config = load_config(config_path, environ={})
+        configure_logging("info")
+        (drop / "hello-procore.txt").write_text("Dropped by procore-hotfolder demo.\n",
+                                                encoding="utf-8")
+        print(f"\nProcore emulator: {emulator.url}\nDrop files into: {drop}\n"
+              f"Archive: {drop / '.archive'}   Ledger: {root / 'state' / 'uploads.jsonl'}\n"
+              "A sample file was dropped already; watch it upload below. Ctrl-C stops.\n",
+              flush=True)
+        engine = build_engine(config, once=False)
+
+        def on_stop(_signum: int, _frame: FrameType | None) -> None:
+            engine.service.stop()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        try:
+            engine.service.run()
+        finally:
+            engine.close()
+    return EXIT_OK
+
+
+DEMO_CONFIG = """\
+[procore]
+api_url = "{url}"
+login_url = "{url}"
+company_id = 1234
+client_id = "demo-client"
+client_secret_file = "client-secret"
+
+[daemon]
+state_dir = "{root}/state"
+settle_seconds = {settle}
+rescan_seconds = 60
+workers = 2
+
+[[folders]]
+path = "{drop}"
+project_id = 5678
+archive_dir = ".archive"
+failed_dir = ".failed"
+destination = "documents"
+"""

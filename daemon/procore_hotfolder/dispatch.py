@@ -1,0 +1,129 @@
+"""The work queue between the scheduler and the upload workers.
+
+Fair across folders: each folder has its own queue and workers take from them in turn, so a
+backlog of thousands of files in one folder delays a new file in another by at most a few
+uploads. Rows with a retry time wait in a heap until it passes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from procore_hotfolder.journal import FileRecord
+
+
+class Dispatcher:
+    """Thread-safe fair queue of journal rows; each row is handed to one worker at a time."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._queues: dict[Path, deque[FileRecord]] = {}
+        self._order: list[Path] = []
+        self._turn = 0
+        self._delayed: list[tuple[float, int, FileRecord]] = []
+        self._seq = itertools.count()
+        self._known: set[int] = set()      # queued, delayed or in flight
+        self._in_flight: dict[int, FileRecord] = {}
+        self._closed = False
+
+    def push(self, record: FileRecord) -> None:
+        """Queue ``record`` now, or at its ``next_attempt_at``. A row already known is ignored."""
+        with self._cond:
+            if record.id in self._known:
+                return
+            self._known.add(record.id)
+            self._place(record)
+            self._cond.notify()
+
+    def _place(self, record: FileRecord) -> None:
+        if record.next_attempt_at > self._clock():
+            heapq.heappush(self._delayed, (record.next_attempt_at, next(self._seq), record))
+            return
+        queue = self._queues.get(record.folder)
+        if queue is None:
+            queue = self._queues[record.folder] = deque()
+            self._order.append(record.folder)
+        queue.append(record)
+
+    def _release_due(self) -> None:
+        now = self._clock()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, record = heapq.heappop(self._delayed)
+            queue = self._queues.get(record.folder)
+            if queue is None:
+                queue = self._queues[record.folder] = deque()
+                self._order.append(record.folder)
+            queue.append(record)
+
+    def get(self, timeout: float) -> FileRecord | None:
+        """The next row, round-robin across folders; None after ``timeout`` or when closed."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._closed:
+                self._release_due()
+                for _ in range(len(self._order)):
+                    folder = self._order[self._turn % len(self._order)]
+                    self._turn += 1
+                    queue = self._queues[folder]
+                    if queue:
+                        record = queue.popleft()
+                        self._in_flight[record.id] = record
+                        return record
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                wait = remaining
+                if self._delayed:
+                    wait = min(wait, max(0.0, self._delayed[0][0] - self._clock()) + 0.01)
+                self._cond.wait(wait)
+            return None
+
+    def finished(self, record: FileRecord, retry: bool) -> None:
+        """A worker is done with ``record``; ``retry`` puts it back (at its retry time)."""
+        with self._cond:
+            self._in_flight.pop(record.id, None)
+            if retry and not self._closed:
+                self._place(record)
+            else:
+                self._known.discard(record.id)
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Make every delayed row due now (used when an outage ends or on `retry`)."""
+        with self._cond:
+            for _, _, record in self._delayed:
+                queue = self._queues.setdefault(record.folder, deque())
+                if record.folder not in self._order:
+                    self._order.append(record.folder)
+                queue.append(record)
+            self._delayed.clear()
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def idle(self) -> bool:
+        """Nothing queued, delayed or in flight."""
+        with self._cond:
+            return not self._known
+
+    def counts(self) -> dict[str, int]:
+        with self._cond:
+            return {
+                "queued": sum(len(q) for q in self._queues.values()),
+                "delayed": len(self._delayed),
+                "in_flight": len(self._in_flight),
+            }
+
+    def next_retry(self) -> float | None:
+        with self._cond:
+            return self._delayed[0][0] if self._delayed else None

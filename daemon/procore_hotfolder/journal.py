@@ -1,0 +1,310 @@
+"""The durable journal: one SQLite row per settled file version, moved through ``FileState``.
+
+SQLite in WAL mode with ``synchronous=FULL``: a committed move survives a power cut. Every
+move is a guarded ``UPDATE ... WHERE id = ? AND state = ?`` checked against the table of
+allowed moves in ``model``. At most one active row exists per path (a partial unique index),
+so a file can never be queued twice. Paths are stored as bytes, exactly as the filesystem
+has them (names need not be UTF-8).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from procore_hotfolder.errors import JournalError
+from procore_hotfolder.model import ACTIVE, FileState, check_move
+from procore_hotfolder.stability import Observation
+
+JOURNAL_NAME = "journal.sqlite3"
+
+_ACTIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE))
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS files (
+    id              INTEGER PRIMARY KEY,
+    folder          BLOB NOT NULL,
+    path            BLOB NOT NULL,
+    state           TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    mtime_ns        INTEGER NOT NULL,
+    ino             INTEGER NOT NULL,
+    dev             INTEGER NOT NULL,
+    sha256          TEXT,
+    uuid            TEXT,
+    ticket          TEXT,
+    segments        TEXT,
+    association     TEXT,
+    resource_id     INTEGER,
+    archive_path    BLOB,
+    final_path      BLOB,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_active_row_per_path
+    ON files(path) WHERE state IN ({_ACTIVE_SQL});
+CREATE INDEX IF NOT EXISTS files_by_state ON files(state);
+CREATE INDEX IF NOT EXISTS files_by_path ON files(path);
+CREATE TABLE IF NOT EXISTS parts (
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    number  INTEGER NOT NULL,
+    etag    TEXT NOT NULL,
+    PRIMARY KEY (file_id, number)
+);
+"""
+
+_COLUMNS = (
+    "sha256", "uuid", "ticket", "segments", "association", "resource_id", "archive_path",
+    "final_path", "attempts", "next_attempt_at", "last_error",
+)
+
+
+def _b(path: Path | None) -> bytes | None:
+    return None if path is None else os.fsencode(path)
+
+
+def _p(raw: bytes | None) -> Path | None:
+    return None if raw is None else Path(os.fsdecode(raw))
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One row of the journal."""
+
+    id: int
+    folder: Path
+    path: Path
+    state: FileState
+    observation: Observation
+    sha256: str | None
+    uuid: str | None
+    ticket: str | None
+    segments: str | None
+    association: dict[str, Any] | None
+    resource_id: int | None
+    archive_path: Path | None
+    final_path: Path | None
+    attempts: int
+    next_attempt_at: float
+    last_error: dict[str, Any] | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> FileRecord:
+        folder = _p(row["folder"])
+        path = _p(row["path"])
+        assert folder is not None and path is not None  # noqa: S101 - NOT NULL columns
+        return cls(
+            id=row["id"], folder=folder, path=path, state=FileState(row["state"]),
+            observation=Observation(size=row["size"], mtime_ns=row["mtime_ns"],
+                                    ino=row["ino"], dev=row["dev"]),
+            sha256=row["sha256"], uuid=row["uuid"], ticket=row["ticket"],
+            segments=row["segments"],
+            association=json.loads(row["association"]) if row["association"] else None,
+            resource_id=row["resource_id"], archive_path=_p(row["archive_path"]),
+            final_path=_p(row["final_path"]), attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"],
+            last_error=json.loads(row["last_error"]) if row["last_error"] else None,
+            created_at=row["created_at"], updated_at=row["updated_at"],
+        )
+
+
+class Journal:
+    """Thread-safe access to the journal database (one connection, one lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                   timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def open(cls, state_dir: Path) -> Journal:
+        """Open (creating) the journal in ``state_dir``."""
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        return cls(state_dir / JOURNAL_NAME)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def get(self, file_id: int) -> FileRecord:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+        if row is None:
+            raise JournalError(f"no journal row {file_id}")
+        return FileRecord.from_row(row)
+
+    def active(self) -> list[FileRecord]:
+        """Every unfinished row, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM files WHERE state IN ({_ACTIVE_SQL}) ORDER BY id").fetchall()
+        return [FileRecord.from_row(r) for r in rows]
+
+    def active_for(self, path: Path) -> FileRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT * FROM files WHERE path = ? AND state IN ({_ACTIVE_SQL})",
+                (_b(path),)).fetchone()
+        return FileRecord.from_row(row) if row else None
+
+    def history(self, path: Path) -> list[FileRecord]:
+        """Every row for ``path`` (as source, archive or failed location), newest first."""
+        raw = _b(path)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM files WHERE path = ? OR final_path = ? OR archive_path = ? "
+                "ORDER BY id DESC", (raw, raw, raw)).fetchall()
+        return [FileRecord.from_row(r) for r in rows]
+
+    def failed_version(self, path: Path, observation: Observation) -> FileRecord | None:
+        """A failed row for this very version of ``path`` (same size, mtime and inode)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM files WHERE path = ? AND state = 'failed' AND size = ? "
+                "AND mtime_ns = ? AND ino = ? ORDER BY id DESC LIMIT 1",
+                (_b(path), observation.size, observation.mtime_ns, observation.ino),
+            ).fetchone()
+        return FileRecord.from_row(row) if row else None
+
+    def failed(self) -> list[FileRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM files WHERE state = 'failed' ORDER BY id").fetchall()
+        return [FileRecord.from_row(r) for r in rows]
+
+    def counts(self) -> dict[Path, dict[str, int]]:
+        """Rows per folder and state."""
+        out: dict[Path, dict[str, int]] = {}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT folder, state, COUNT(*) AS n FROM files GROUP BY folder, state"
+            ).fetchall()
+        for row in rows:
+            folder = _p(row["folder"])
+            assert folder is not None  # noqa: S101 - NOT NULL column
+            out.setdefault(folder, {})[row["state"]] = row["n"]
+        return out
+
+    def last_archived(self) -> dict[Path, FileRecord]:
+        """The most recent archived row per folder."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM files WHERE id IN (SELECT MAX(id) FROM files "
+                "WHERE state = 'archived' GROUP BY folder)").fetchall()
+        records = [FileRecord.from_row(r) for r in rows]
+        return {r.folder: r for r in records}
+
+    def parts(self, file_id: int) -> dict[int, str]:
+        """Segment number -> ETag for the segments already stored."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT number, etag FROM parts WHERE file_id = ?", (file_id,)).fetchall()
+        return {r["number"]: r["etag"] for r in rows}
+
+    # --- changes ---------------------------------------------------------------------------
+
+    def enqueue(
+        self, entries: Iterable[tuple[Path, Path, Observation]], now: float,
+    ) -> list[FileRecord]:
+        """Add settled files (folder, path, observation) as QUEUED in one transaction.
+
+        A path that already has an active row is left alone. Returns the new rows.
+        """
+        created: list[FileRecord] = []
+        with self._transaction() as db:
+            for folder, path, obs in entries:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO files (folder, path, state, size, mtime_ns, ino, "
+                    "dev, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (_b(folder), _b(path), FileState.QUEUED.value, obs.size, obs.mtime_ns,
+                     obs.ino, obs.dev, now, now))
+                if cursor.rowcount == 1 and cursor.lastrowid is not None:
+                    row = db.execute("SELECT * FROM files WHERE id = ?",
+                                     (cursor.lastrowid,)).fetchone()
+                    created.append(FileRecord.from_row(row))
+        return created
+
+    def move(
+        self, record: FileRecord, target: FileState, now: float, **columns: Any,
+    ) -> FileRecord:
+        """Move ``record`` to ``target`` (may equal its state to update columns only).
+
+        Raises ``JournalError`` for a move the model forbids or when the row is no longer in
+        ``record.state`` (someone else moved it).
+        """
+        if target != record.state:
+            check_move(record.state, target)
+        assignments = ["state = ?", "updated_at = ?"]
+        values: list[Any] = [target.value, now]
+        for name, value in columns.items():
+            if name not in _COLUMNS:
+                raise JournalError(f"unknown journal column {name}")
+            assignments.append(f"{name} = ?")
+            values.append(_encode(name, value))
+        values.extend([record.id, record.state.value])
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"UPDATE files SET {', '.join(assignments)} WHERE id = ? AND state = ?",  # noqa: S608 - column names come from _COLUMNS
+                values)
+            if cursor.rowcount != 1:
+                raise JournalError(
+                    f"journal row {record.id} is no longer {record.state}; move refused")
+            row = db.execute("SELECT * FROM files WHERE id = ?", (record.id,)).fetchone()
+        return FileRecord.from_row(row)
+
+    def record_part(self, file_id: int, number: int, etag: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO parts (file_id, number, etag) VALUES (?, ?, ?)",
+                       (file_id, number, etag))
+
+    def clear_parts(self, file_id: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
+
+    def requeue_all(self, records: Sequence[FileRecord], now: float) -> None:
+        """Make every record eligible now (used by `retry` of waiting, not failed, files)."""
+        with self._transaction() as db:
+            for record in records:
+                db.execute("UPDATE files SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                           (now, now, record.id))
+
+
+def _encode(name: str, value: Any) -> Any:
+    if name in ("archive_path", "final_path"):
+        return _b(value)
+    if name in ("association", "last_error") and value is not None:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if isinstance(value, Mapping):
+        return json.dumps(value)
+    return value

@@ -1,0 +1,61 @@
+"""The upload ledger: ``state_dir/uploads.jsonl``, one durable JSON line per uploaded file."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+LEDGER_NAME = "uploads.jsonl"
+
+
+class Ledger:
+    """Appends lines with ``O_APPEND`` and fsyncs each before returning (thread-safe)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / LEDGER_NAME
+        self._lock = threading.Lock()
+
+    def append(self, entry: Mapping[str, object]) -> None:
+        """Write ``entry`` as one line and make it durable. Raises ``OSError``."""
+        line = json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
+        data = line.encode("utf-8", "surrogateescape")
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            try:
+                self._repair_torn_tail(fd)
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _repair_torn_tail(self, fd: int) -> None:
+        """After a crash mid-write the file may end without a newline: end that line first."""
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return
+        with open(self.path, "rb") as f:  # noqa: PTH123 - a second read-only handle
+            f.seek(size - 1)
+            if f.read(1) != b"\n":
+                os.write(fd, b"\n")
+
+    def contains_uuid(self, uuid: str) -> bool:
+        """True when a line for Upload ``uuid`` is already in the ledger (crash recovery)."""
+        needle = json.dumps(uuid).encode()
+        try:
+            with open(self.path, "rb") as f:  # noqa: PTH123
+                for raw in f:
+                    if needle in raw:
+                        try:
+                            if json.loads(raw).get("uuid") == uuid:
+                                return True
+                        except ValueError:
+                            continue
+        except FileNotFoundError:
+            return False
+        return False

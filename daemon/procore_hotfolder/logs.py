@@ -1,0 +1,94 @@
+"""structlog setup: one JSON object per line off a terminal, a console renderer on one.
+
+Every event passes through ``redact`` first, so no token, client secret, storage policy or
+signature can reach a log line whatever a caller passes by mistake.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+#: Keys whose values are never logged.
+SECRET_KEYS = frozenset({
+    "access_token", "token", "client_secret", "secret", "authorization", "policy",
+    "signature", "x-amz-signature", "x-amz-credential", "password", "fields", "headers",
+})
+_REDACTED = "[redacted]"
+_PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"(?i)((?:x-amz-signature|x-amz-credential|signature|policy|access_token|"
+               r"client_secret|x-amz-security-token)[\"']?\s*[=:]\s*[\"']?)[^\"'&\s,}]+"),
+)
+
+
+def scrub(text: str) -> str:
+    """Remove bearer tokens and signature/policy/secret values from free text."""
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + _REDACTED, text)
+    return text
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: (_REDACTED if str(k).lower() in SECRET_KEYS else _scrub_value(v))
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_value(v) for v in value]
+    return value
+
+
+def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: drop secret keys, scrub secrets out of every string value."""
+    for key in list(event):
+        if key.lower() in SECRET_KEYS:
+            event[key] = _REDACTED
+        else:
+            event[key] = _scrub_value(event[key])
+    return event
+
+
+def _stringify_paths(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Paths (and names that are not valid UTF-8) become printable strings."""
+    for key, value in event.items():
+        if hasattr(value, "__fspath__"):
+            value = str(value)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        event[key] = value
+    return event
+
+
+def configure_logging(level: str = "info", stream: TextIO | None = None,
+                      json_output: bool | None = None) -> None:
+    """Configure structlog for the process. ``json_output`` None: JSON unless a terminal."""
+    out = stream or sys.stdout
+    use_json = not out.isatty() if json_output is None else json_output
+    renderer: Any = (structlog.processors.JSONRenderer(ensure_ascii=False) if use_json
+                     else structlog.dev.ConsoleRenderer(colors=out.isatty()))
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _stringify_paths,
+        redact,
+        renderer,
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )

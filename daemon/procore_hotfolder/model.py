@@ -1,0 +1,101 @@
+"""PURE domain model: a file's states, the moves allowed between them, backoff arithmetic.
+
+No clocks, files or sockets here: callers pass ``now`` and random numbers in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from procore_hotfolder.errors import JournalError
+
+
+class FileState(StrEnum):
+    """Where one settled file stands. Each step with an effect outside the process is a state."""
+
+    QUEUED = "queued"            # settled and fingerprinted; waiting for a worker (or a retry time)
+    UPLOADING = "uploading"      # a worker owns it; an Upload may exist (ticket kept for reuse)
+    STORED = "stored"            # the bytes are confirmed stored under the Upload
+    ASSOCIATING = "associating"  # a Documents/Photos create was sent: outcome may be unknown
+    ASSOCIATED = "associated"    # filed in Procore (resource id known)
+    LEDGERED = "ledgered"        # ledger line durable; archive target reserved
+    ARCHIVED = "archived"        # done: original moved to the archive
+    FAILED = "failed"            # done: moved to failed_dir (or kept in place) with a reason
+    CHANGED = "changed"          # done for this version: the file changed; it settles again
+    VANISHED = "vanished"        # done: the file disappeared before it was uploaded
+    RETRIED = "retried"          # done: a failure the operator put back (see `retry`)
+
+
+TERMINAL = frozenset({FileState.ARCHIVED, FileState.FAILED, FileState.CHANGED,
+                      FileState.VANISHED, FileState.RETRIED})
+ACTIVE = frozenset(set(FileState) - TERMINAL)
+#: Active states a worker is busy with, for `status`.
+IN_FLIGHT = frozenset({FileState.UPLOADING, FileState.STORED, FileState.ASSOCIATING,
+                       FileState.ASSOCIATED, FileState.LEDGERED})
+
+_ABANDON = {FileState.FAILED, FileState.CHANGED, FileState.VANISHED}
+
+ALLOWED_MOVES: dict[FileState, frozenset[FileState]] = {
+    FileState.QUEUED: frozenset({FileState.UPLOADING, *_ABANDON}),
+    FileState.UPLOADING: frozenset({FileState.QUEUED, FileState.UPLOADING, FileState.STORED,
+                                    *_ABANDON}),
+    FileState.STORED: frozenset({FileState.ASSOCIATING, FileState.LEDGERED, *_ABANDON}),
+    FileState.ASSOCIATING: frozenset({FileState.ASSOCIATED, FileState.STORED,
+                                      FileState.FAILED}),
+    FileState.ASSOCIATED: frozenset({FileState.LEDGERED, FileState.CHANGED}),
+    FileState.LEDGERED: frozenset({FileState.ARCHIVED, FileState.CHANGED}),
+    FileState.ARCHIVED: frozenset(),
+    FileState.FAILED: frozenset({FileState.RETRIED}),
+    FileState.CHANGED: frozenset(),
+    FileState.VANISHED: frozenset(),
+    FileState.RETRIED: frozenset(),
+}
+
+
+def check_move(current: FileState, target: FileState) -> None:
+    """Raise ``JournalError`` unless ``current -> target`` is an allowed move."""
+    if target not in ALLOWED_MOVES[current]:
+        raise JournalError(f"illegal state move {current} -> {target}")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Whole-file retry delays: exponential with jitter, capped. An immutable value."""
+
+    base: float = 5.0
+    cap: float = 600.0
+    jitter: float = 0.2
+
+    def delay(self, attempt: int, rand: float, retry_after: float | None = None) -> float:
+        """Seconds to wait before attempt ``attempt + 1``; ``rand`` in [0, 1)."""
+        raw = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
+        spread = raw * self.jitter * (2 * rand - 1)
+        return max(retry_after or 0.0, raw + spread, 0.0)
+
+
+#: An Upload's storage target must be used within an hour of its creation (Procore). Reuse a
+#: stored ticket only while comfortably inside that window.
+UPLOAD_REUSE_SECONDS = 50 * 60
+
+
+def ticket_reusable(created_at: float, now: float) -> bool:
+    """True while an Upload created at ``created_at`` can still receive bytes."""
+    return 0 <= now - created_at < UPLOAD_REUSE_SECONDS
+
+
+def describe_state(state: FileState) -> str:
+    """A phrase for `explain` and `status`."""
+    return {
+        FileState.QUEUED: "settled, queued for upload",
+        FileState.UPLOADING: "uploading",
+        FileState.STORED: "bytes stored in Procore, finishing",
+        FileState.ASSOCIATING: "being filed in Procore",
+        FileState.ASSOCIATED: "filed in Procore, archiving",
+        FileState.LEDGERED: "recorded in the ledger, archiving",
+        FileState.ARCHIVED: "uploaded and archived",
+        FileState.FAILED: "failed",
+        FileState.CHANGED: "changed after it settled; settling again",
+        FileState.VANISHED: "disappeared before upload",
+        FileState.RETRIED: "failed, then put back for another try",
+    }[state]

@@ -1,0 +1,474 @@
+"""The daemon's loops: scheduler, scanner, upload workers; signals; sd_notify; status snapshot.
+
+Threads, each stoppable and joined:
+- the scheduler (the caller's thread): turns hints into observations, decides when a file
+  has settled, queues it in the journal and the dispatcher, writes the status snapshot,
+  talks to systemd;
+- the scanner: start-up scan, periodic rescans (and frequent scans of polled folders); it only
+  produces hints;
+- the watcher (watchdog observers): only produces hints;
+- N upload workers: take journal rows from the dispatcher and run ``Uploader.process``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from procore_hotfolder import sourcefile
+from procore_hotfolder.config import Config, FolderSettings
+from procore_hotfolder.dispatch import Dispatcher
+from procore_hotfolder.journal import FileRecord, Journal
+from procore_hotfolder.ratelimit import RateGovernor
+from procore_hotfolder.stability import Observation, SettleTracker
+from procore_hotfolder.uploader import Outcome, Progress, Uploader
+from procore_hotfolder.watcher import FolderHealth, FolderWatcher, IgnoreRules, scan
+
+log = structlog.get_logger(__name__)
+
+SNAPSHOT_NAME = "status.json"
+TICK_SECONDS = 0.1
+SNAPSHOT_EVERY_SECONDS = 2.0
+SNAPSHOT_PENDING_LIMIT = 2000
+
+
+class Notifier(Protocol):
+    def notify(self, state: str) -> None: ...
+
+
+class NullNotifier:
+    def notify(self, state: str) -> None:
+        """Not under systemd: nothing to tell."""
+
+
+@dataclass
+class RunSummary:
+    """What `once` reports at the end."""
+
+    archived: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    not_uploaded: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed or self.not_uploaded else 0
+
+
+class Service:
+    """Runs the engine until stopped (``run``) or until everything present is done (``once``)."""
+
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        uploader: Uploader,
+        governor: RateGovernor,
+        *,
+        progress: Progress,
+        notifier: Notifier | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        once: bool = False,
+        on_stop: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._on_stop = on_stop
+        self._journal = journal
+        self._uploader = uploader
+        self._governor = governor
+        self._progress = progress
+        self._notifier = notifier or NullNotifier()
+        self._now = monotonic
+        self._wall = wall
+        self._once = once
+        self._stop = threading.Event()
+        self._hints: queue.SimpleQueue[Path] = queue.SimpleQueue()
+        self._hint_ready = threading.Event()
+        self._tracker = SettleTracker()
+        self._dispatcher = Dispatcher(clock=wall)
+        self._rules = {f.path: IgnoreRules(f) for f in config.folders}
+        self._health = FolderHealth()
+        self._active_paths: set[Path] = set()
+        self._active_lock = threading.Lock()
+        self._skipped: dict[str, str] = {}
+        self._first_seen: dict[str, float] = {}
+        self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self._unavailable: dict[Path, str] = {}
+        self._last_upload: dict[str, Any] | None = None
+        self._summary = RunSummary()
+        self._once_tries: dict[int, int] = {}
+        self._threads: list[threading.Thread] = []
+        self._watcher: FolderWatcher | None = None
+        self._scan_done = threading.Event()
+        self._scan_requests: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+        self._watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+
+    # --- control ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask every loop to end (safe from a signal handler)."""
+        self._stop.set()
+        self._hint_ready.set()
+        if self._on_stop is not None:
+            self._on_stop()
+
+    def hint(self, path: Path) -> None:
+        """Something may have happened at ``path`` (called from watcher threads; never blocks)."""
+        self._hints.put(path)
+        self._hint_ready.set()
+
+    # --- main ------------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        """Run until ``stop()`` (daemon) or until all present files are done (``once``)."""
+        self._recover()
+        self._start_workers()
+        if not self._once:
+            self._watcher = FolderWatcher(self.config.folders, self.hint,
+                                          self.config.daemon.poll_seconds)
+            self._watcher.start()
+        self._start_scanner()
+        self._notifier.notify("READY=1")
+        log.info("daemon_ready", folders=len(self.config.folders), once=self._once,
+                 workers=self.config.daemon.workers)
+        last_snapshot = 0.0
+        try:
+            while not self._stop.is_set():
+                self._tick()
+                now = self._now()
+                if now - last_snapshot >= SNAPSHOT_EVERY_SECONDS:
+                    last_snapshot = now
+                    self._publish_status()
+                if self._once and self._once_finished():
+                    break
+                self._hint_ready.wait(TICK_SECONDS)
+                self._hint_ready.clear()
+        finally:
+            self._shutdown()
+        return self._summary
+
+    def _recover(self) -> None:
+        """Resume every unfinished row where it stopped."""
+        rows = self._journal.active()
+        for record in rows:
+            with self._active_lock:
+                self._active_paths.add(record.path)
+            self._dispatcher.push(record)
+        if rows:
+            log.info("journal_recovered", unfinished=len(rows))
+
+    def _start_workers(self) -> None:
+        for index in range(self.config.daemon.workers):
+            thread = threading.Thread(target=self._work, name=f"upload-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _start_scanner(self) -> None:
+        thread = threading.Thread(target=self._scan_loop, name="scanner", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _shutdown(self) -> None:
+        self._notifier.notify("STOPPING=1")
+        log.info("daemon_stopping")
+        self.stop()
+        self._governor.stop()
+        self._dispatcher.close()
+        self._scan_requests.put(None)
+        if self._watcher is not None:
+            self._watcher.stop()
+        for thread in self._threads:
+            thread.join()
+        self._publish_status()
+        log.info("daemon_stopped")
+
+    # --- scanner ---------------------------------------------------------------------------
+
+    def _scan_loop(self) -> None:
+        """Start-up scan, then periodic rescans; polled folders every ``poll_seconds``."""
+        daemon = self.config.daemon
+        next_full = 0.0
+        next_poll = 0.0
+        while not self._stop.is_set():
+            now = self._now()
+            poll_folders = set(self._watcher.poll_folders) if self._watcher else set()
+            if now >= next_full:
+                self._scan_folders(self.config.folders)
+                self._scan_done.set()
+                next_full = now + daemon.rescan_seconds
+                next_poll = now + daemon.poll_seconds
+                if self._watcher is not None:
+                    self._watcher.refresh()
+            elif poll_folders and now >= next_poll:
+                self._scan_folders([f for f in self.config.folders if f.path in poll_folders])
+                next_poll = now + daemon.poll_seconds
+            if self._once:
+                return
+            wait = min(next_full, next_poll if poll_folders else next_full) - self._now()
+            try:
+                request = self._scan_requests.get(timeout=max(0.05, min(wait, 1.0)))
+            except queue.Empty:
+                continue
+            if request is None:
+                return
+            folder = self.config.folder_for(request)
+            if folder is not None:
+                self._scan_tree(folder, request)
+
+    def _scan_folders(self, folders: Iterable[FolderSettings]) -> None:
+        for folder in folders:
+            if self._stop.is_set():
+                return
+            problem = self._health.check(folder)
+            if problem is not None:
+                if self._unavailable.get(folder.path) != problem:
+                    log.error("folder_unavailable", path=str(folder.path), reason=problem)
+                self._unavailable[folder.path] = problem
+                continue
+            if folder.path in self._unavailable:
+                log.info("folder_available_again", path=str(folder.path))
+                self._unavailable.pop(folder.path, None)
+            self._scan_tree(folder, folder.path)
+
+    def _scan_tree(self, folder: FolderSettings, top: Path) -> None:
+        for entry in scan(folder, self._rules[folder.path], top=top):
+            if self._stop.is_set():
+                return
+            if entry.reason is not None:
+                self._note_skip(entry.path, entry.reason)
+            else:
+                self.hint(entry.path)
+
+    # --- scheduler tick --------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = self._now()
+        for _ in range(20000):
+            try:
+                path = self._hints.get_nowait()
+            except queue.Empty:
+                break
+            self._consider(path, now)
+        self._collect_outcomes()
+        self._reobserve(now)
+        self._queue_settled(now)
+        self._fail_empty(now)
+
+    def _note_skip(self, path: Path, reason: str) -> None:
+        key = str(path)
+        if self._skipped.get(key) != reason:
+            self._skipped[key] = reason
+            log.warning("file_skipped", path=key, reason=reason)
+
+    def _consider(self, path: Path, now: float) -> None:
+        folder = self.config.folder_for(path)
+        if folder is None or folder.path in self._unavailable:
+            return
+        if self._rules[folder.path].reason(path) is not None:
+            return
+        try:
+            st = os.lstat(path)
+        except OSError:
+            self._tracker.forget(str(path))
+            return
+        if stat.S_ISDIR(st.st_mode):
+            # A new folder: files may have landed before its watch existed.
+            if path != folder.path and folder.recursive:
+                self._scan_requests.put(path)
+            return
+        kind = sourcefile.classify(st)
+        if kind is not None:
+            self._note_skip(path, f"{kind}: never opened or uploaded")
+            return
+        with self._active_lock:
+            if path in self._active_paths:
+                return
+        observation = _observation(st)
+        if self._journal.failed_version(path, observation) is not None:
+            return
+        key = str(path)
+        self._first_seen.setdefault(key, self._wall())
+        self._tracker.observe(key, observation, now, folder.settle_seconds)
+
+    def _reobserve(self, now: float) -> None:
+        """Look again at files whose quiet period has run: unchanged ones become due."""
+        for key, pending in list(self._tracker.pending().items()):
+            folder = self.config.folder_for(Path(key))
+            settle = folder.settle_seconds if folder else 0.0
+            if now - pending.last_change >= settle:
+                observation = sourcefile.observe(Path(key))
+                self._tracker.observe(key, observation, now, settle)
+                if observation is None:
+                    self._first_seen.pop(key, None)
+
+    def _queue_settled(self, now: float) -> None:
+        due = self._tracker.due(now)
+        if not due:
+            return
+        entries = []
+        for key, observation in due:
+            path = Path(key)
+            folder = self.config.folder_for(path)
+            self._first_seen.pop(key, None)
+            if folder is not None:
+                entries.append((folder.path, path, observation))
+        for record in self._journal.enqueue(entries, self._wall()):
+            with self._active_lock:
+                self._active_paths.add(record.path)
+            log.info("file_settled", path=str(record.path), size=record.observation.size)
+            self._dispatcher.push(record)
+
+    def _fail_empty(self, now: float) -> None:
+        if self._once:
+            return
+        timeout = self.config.daemon.empty_file_timeout_seconds
+        for key in self._tracker.empty_overdue(now, timeout):
+            path = Path(key)
+            folder = self.config.folder_for(path)
+            self._first_seen.pop(key, None)
+            observation = sourcefile.observe(path)
+            if folder is None or observation is None or observation.size != 0:
+                continue
+            self._uploader.fail_unsettled(
+                folder, path, observation, "empty",
+                f"the file stayed empty (0 bytes) for {timeout:g} s; a scanner or copy "
+                "that creates files before writing them never finished")
+
+    def _collect_outcomes(self) -> None:
+        while True:
+            try:
+                outcome = self._outcomes.get_nowait()
+            except queue.Empty:
+                return
+            record = outcome.record
+            if outcome.kind == "retry":
+                continue
+            with self._active_lock:
+                self._active_paths.discard(record.path)
+            if outcome.kind == "archived":
+                self._summary.archived.append(record.path)
+                self._last_upload = {"path": str(record.path), "uuid": record.uuid,
+                                     "time": self._wall()}
+            elif outcome.kind == "failed":
+                self._summary.failed.append((record.path, outcome.detail or "failed"))
+            elif outcome.kind in ("changed", "vanished"):
+                self.hint(record.path)
+
+    # --- workers ---------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            record = self._dispatcher.get(timeout=0.5)
+            if record is None:
+                continue
+            try:
+                outcome = self._uploader.process(self._journal.get(record.id))
+            except Exception:  # noqa: BLE001 - a worker must survive any bug in one file
+                log.exception("worker_error", path=str(record.path))
+                outcome = Outcome("retry", record, retry_at=self._wall() + 60)
+            if outcome.kind == "retry" and self._once and self._once_gives_up(record):
+                # `once` must end: after max_attempts tries (outages included) the file stays
+                # queued in the journal for the daemon and is reported as not uploaded.
+                self._dispatcher.finished(outcome.record, retry=False)
+            elif outcome.kind == "retry":
+                self._dispatcher.finished(outcome.record, retry=True)
+            else:
+                self._dispatcher.finished(outcome.record, retry=False)
+            self._outcomes.put(outcome)
+            self._hint_ready.set()
+
+    # --- once ------------------------------------------------------------------------------
+
+    def _once_finished(self) -> bool:
+        if not self._scan_done.is_set() or not self._hints.empty():
+            return False
+        if not self._outcomes.empty():
+            return False
+        pending = self._tracker.pending()
+        waiting = [k for k, p in pending.items() if p.observation.size > 0]
+        if waiting or not self._dispatcher.idle():
+            return False
+        for key in pending:
+            self._summary.not_uploaded.append((Path(key), "empty (0 bytes): left in place"))
+        for record in self._journal.active():
+            self._summary.not_uploaded.append(
+                (record.path, (record.last_error or {}).get("detail", "not finished")))
+        return True
+
+    # --- status ----------------------------------------------------------------------------
+
+    def _publish_status(self) -> None:
+        counts = self._dispatcher.counts()
+        waiting = len(self._tracker)
+        last = self._last_upload["path"] if self._last_upload else "none"
+        paused = self._governor.paused()
+        status = (f"waiting {waiting}, queued {counts['queued'] + counts['delayed']}, "
+                  f"uploading {counts['in_flight']}, last upload {last}")
+        if paused is not None:
+            status += f", paused: {paused[1]}"
+        self._notifier.notify(f"STATUS={status}")
+        if self._watchdog_usec and all(t.is_alive() for t in self._threads):
+            self._notifier.notify("WATCHDOG=1")
+        self._write_snapshot(counts, paused)
+
+    def _write_snapshot(self, counts: dict[str, int], paused: tuple[float, str] | None) -> None:
+        wall = self._wall()
+        pending = {}
+        for key, info in list(self._tracker.pending().items())[:SNAPSHOT_PENDING_LIMIT]:
+            pending[key] = {"since": self._first_seen.get(key, wall),
+                            "size": info.observation.size,
+                            "settle_seconds": self._settle_for(key)}
+        snapshot = {
+            "pid": os.getpid(),
+            "updated": wall,
+            "once": self._once,
+            "counts": counts,
+            "waiting": len(self._tracker),
+            "pending": pending,
+            "skipped": dict(list(self._skipped.items())[-SNAPSHOT_PENDING_LIMIT:]),
+            "unavailable": {str(k): v for k, v in self._unavailable.items()},
+            "modes": {str(k): v for k, v in (self._watcher.modes if self._watcher else {}).items()},
+            "paused": {"until": paused[0], "reason": paused[1]} if paused else None,
+            "uploading": self._progress.snapshot(),
+            "last_upload": self._last_upload,
+        }
+        write_snapshot(self.config.daemon.state_dir, snapshot)
+
+    def _settle_for(self, key: str) -> float:
+        folder = self.config.folder_for(Path(key))
+        return folder.settle_seconds if folder else 0.0
+
+
+def _observation(st: os.stat_result) -> Observation:
+    return Observation(size=st.st_size, mtime_ns=st.st_mtime_ns, ino=st.st_ino, dev=st.st_dev)
+
+
+def write_snapshot(state_dir: Path, snapshot: dict[str, Any]) -> None:
+    """Atomically replace ``state_dir/status.json`` (best effort: status is advisory)."""
+    target = state_dir / SNAPSHOT_NAME
+    temp = state_dir / f".{SNAPSHOT_NAME}.tmp"
+    try:
+        temp.write_text(json.dumps(snapshot, ensure_ascii=False, default=str), encoding="utf-8",
+                        errors="surrogateescape")
+        os.replace(temp, target)
+    except OSError as exc:
+        log.warning("status_snapshot_failed", error=str(exc))
+
+
+def read_snapshot(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((state_dir / SNAPSHOT_NAME).read_text(encoding="utf-8",
+                                                                errors="surrogateescape"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,639 @@
+"""One settled file through the upload steps, resuming from whatever step the journal holds.
+
+``Uploader.process(record)`` advances a journal row as far as it can: upload the bytes (one
+form POST, or segments for large files), file the Upload in Documents or Photos, write the
+ledger line, archive the original. Every step is committed to the journal before the next
+begins, so a crash at any instant resumes at the step that was running. Errors are sorted
+here, once: an outage waits without charging the file, a transient error is charged and
+retried with backoff, a permanent error (or too many attempts) moves the file to
+``failed_dir`` with a sidecar that says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from procore_hotfolder import archiver, sourcefile
+from procore_hotfolder.config import Config, FolderSettings
+from procore_hotfolder.errors import (
+    ArchiveError,
+    AuthenticationError,
+    FileChanged,
+    FileRefused,
+    FileUnreadable,
+    FileVanished,
+    HotfolderError,
+    ProcoreError,
+    UploadExpired,
+    ValidationFailed,
+)
+from procore_hotfolder.journal import FileRecord, Journal
+from procore_hotfolder.ledger import Ledger
+from procore_hotfolder.model import ALLOWED_MOVES, Backoff, FileState, ticket_reusable
+from procore_hotfolder.procore import ProcoreClient, SegmentSpec, UploadTarget, UploadTicket
+
+log = structlog.get_logger(__name__)
+
+_READ_CHUNK = 1024 * 1024
+PROGRESS_EVERY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one ``process`` call."""
+
+    kind: str  # "archived" | "failed" | "retry" | "changed" | "vanished"
+    record: FileRecord
+    retry_at: float | None = None
+    detail: str | None = None
+
+
+@dataclass
+class Progress:
+    """Bytes sent for the files being uploaded now (shared with `status`)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    files: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def update(self, path: Path, sent: int, total: int, started: float) -> None:
+        with self.lock:
+            self.files[str(path)] = {"sent": sent, "total": total, "started": started}
+
+    def done(self, path: Path) -> None:
+        with self.lock:
+            self.files.pop(str(path), None)
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        with self.lock:
+            return {k: dict(v) for k, v in self.files.items()}
+
+
+def display_name(path: Path) -> str:
+    """The file's name as valid UTF-8 (undecodable bytes become U+FFFD) for Procore."""
+    return os.fsencode(path.name).decode("utf-8", "replace")
+
+
+class HashingReader:
+    """A file-like over a ``FileSlice`` that hashes what is read (for the ledger's sha256)."""
+
+    def __init__(self, source: Any, on_read: Callable[[int], None] | None = None) -> None:
+        self._source = source
+        self._sha = hashlib.sha256()
+        self._on_read = on_read
+        self.bytes_read = 0
+        self.len = len(source)
+
+    def __len__(self) -> int:
+        return max(0, self.len - self.bytes_read)
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._source.read(size)
+        self._sha.update(data)
+        self.bytes_read += len(data)
+        if self._on_read is not None and data:
+            self._on_read(self.bytes_read)
+        return data
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
+class _ProgressLog:
+    """Logs ``upload_progress`` every few seconds for long uploads and feeds ``Progress``."""
+
+    def __init__(self, path: Path, total: int, progress: Progress, clock: Callable[[], float],
+                 bound: Any) -> None:
+        self._path = path
+        self._total = total
+        self._progress = progress
+        self._clock = clock
+        self._log = bound
+        self._started = clock()
+        self._last = self._started
+        self._lock = threading.Lock()
+        self._sent = 0
+
+    def add(self, delta: int) -> None:
+        with self._lock:
+            self._sent += delta
+            self.set(self._sent)
+
+    def set(self, sent: int) -> None:
+        now = self._clock()
+        self._progress.update(self._path, sent, self._total, self._started)
+        if now - self._last >= PROGRESS_EVERY_SECONDS:
+            self._last = now
+            elapsed = max(now - self._started, 1e-6)
+            self._log.info("upload_progress", bytes=sent, total=self._total,
+                           percent=round(100.0 * sent / max(self._total, 1), 1),
+                           rate_mib_s=round(sent / elapsed / 1048576, 2))
+
+
+class Uploader:
+    """Advances journal rows through the upload steps (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        ledger: Ledger,
+        client: ProcoreClient,
+        *,
+        progress: Progress | None = None,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        self._config = config
+        self._journal = journal
+        self._ledger = ledger
+        self._client = client
+        self._progress = progress or Progress()
+        self._clock = clock
+        self._rand = rand
+        self._backoff = backoff
+        self._folders = {f.path: f for f in config.folders}
+
+    # --- entry point -----------------------------------------------------------------------
+
+    def process(self, record: FileRecord) -> Outcome:
+        """Advance ``record`` as far as possible; never raises for a file's own troubles."""
+        folder = self._folders.get(record.folder)
+        bound = log.bind(path=str(record.path), file_id=record.id)
+        if folder is None:
+            # The folder left the configuration: keep the row, touch nothing.
+            bound.warning("folder_not_configured", folder=str(record.folder))
+            return Outcome("retry", record, retry_at=self._clock() + 3600,
+                           detail="folder no longer configured")
+        try:
+            record = self._advance(record, folder, bound)
+        except FileRefused as exc:
+            return self._fail(record, folder, exc, bound)
+        except FileVanished as exc:
+            return self._abandon(record, FileState.VANISHED, exc, bound)
+        except FileChanged as exc:
+            return self._abandon(record, FileState.CHANGED, exc, bound)
+        except HotfolderError as exc:
+            return self._retry_or_fail(record, folder, exc, bound)
+        except OSError as exc:
+            # Ledger or archive I/O (disk full, permission): the file stays where it is.
+            return self._retry_or_fail(record, folder, ArchiveError(str(exc)), bound)
+        finally:
+            self._progress.done(record.path)
+        return Outcome("archived", record)
+
+    def fail_unsettled(self, folder: FolderSettings, path: Path,
+                       observation: sourcefile.Observation, reason: str, detail: str) -> None:
+        """Fail a file that never became uploadable (e.g. empty for too long)."""
+        rows = self._journal.enqueue([(folder.path, path, observation)], self._clock())
+        if not rows:
+            return
+        bound = log.bind(path=str(path), file_id=rows[0].id)
+        self._fail(rows[0], folder, FileRefused(detail, reason=reason), bound, attempts=0)
+
+    # --- the steps -------------------------------------------------------------------------
+
+    def _advance(self, record: FileRecord, folder: FolderSettings, bound: Any) -> FileRecord:
+        redo_budget = 3  # association found not done -> redone; bounded within one call
+        while record.state not in (FileState.ARCHIVED,):
+            state = record.state
+            if state in (FileState.QUEUED, FileState.UPLOADING):
+                record = self._upload(record, folder, bound)
+            elif state is FileState.STORED:
+                if folder.destination == "none":
+                    record = self._write_ledger(record, folder, bound)
+                else:
+                    redo_budget -= 1
+                    if redo_budget < 0:
+                        raise UploadExpired("association could not be confirmed; retrying")
+                    record = self._associate(record, folder, bound)
+            elif state is FileState.ASSOCIATING:
+                record = self._resolve_association(record, folder, bound)
+            elif state is FileState.ASSOCIATED:
+                record = self._write_ledger(record, folder, bound)
+            elif state is FileState.LEDGERED:
+                record = self._archive(record, folder, bound)
+            else:
+                raise FileChanged(f"row is {state}; nothing to do")
+        return record
+
+    def _target(self, folder: FolderSettings) -> UploadTarget:
+        return UploadTarget(company_id=self._config.procore.company_id,
+                            project_id=folder.project_id)
+
+    def _upload(self, record: FileRecord, folder: FolderSettings, bound: Any) -> FileRecord:
+        with sourcefile.open_for_upload(record.path, record.observation) as opened:
+            if record.state is FileState.QUEUED:
+                record = self._journal.move(record, FileState.UPLOADING, self._clock())
+            size = record.observation.size
+            if size >= self._config.daemon.segment_threshold_bytes:
+                record = self._upload_segmented(record, folder, opened, bound)
+            else:
+                record = self._upload_single(record, folder, opened, bound)
+            if not opened.unchanged():
+                raise FileChanged("the file changed while it was being uploaded")
+            return self._journal.move(record, FileState.STORED, self._clock())
+
+    def _reusable_ticket(self, record: FileRecord, segmented: bool) -> UploadTicket | None:
+        if not record.ticket:
+            return None
+        ticket = UploadTicket.from_json(record.ticket)
+        if bool(ticket.segments) != segmented or not ticket_reusable(ticket.created_at,
+                                                                      self._clock()):
+            return None
+        return ticket
+
+    def _new_ticket(
+        self, record: FileRecord, folder: FolderSettings, bound: Any,
+        segments: Sequence[SegmentSpec] | None = None,
+    ) -> tuple[FileRecord, UploadTicket]:
+        ticket = self._client.create_upload(
+            self._target(folder), display_name(record.path), record.observation.size,
+            content_type=folder.response_content_type, segments=segments)
+        record = self._journal.move(record, FileState.UPLOADING, self._clock(),
+                                    uuid=ticket.uuid, ticket=ticket.to_json())
+        self._journal.clear_parts(record.id)
+        bound.info("upload_created", uuid=ticket.uuid, size=record.observation.size,
+                   segments=len(ticket.segments) or None)
+        return record, ticket
+
+    def _forget_ticket(self, record: FileRecord) -> FileRecord:
+        self._journal.clear_parts(record.id)
+        return self._journal.move(self._journal.get(record.id), FileState.UPLOADING,
+                                  self._clock(), ticket=None)
+
+    def _upload_single(self, record: FileRecord, folder: FolderSettings,
+                       opened: sourcefile.OpenedFile, bound: Any) -> FileRecord:
+        ticket = self._reusable_ticket(record, segmented=False)
+        if ticket is None:
+            record, ticket = self._new_ticket(record, folder, bound)
+        else:
+            bound.info("upload_resumed", uuid=ticket.uuid)
+        size = record.observation.size
+        meter = _ProgressLog(record.path, size, self._progress, self._clock,
+                             bound.bind(uuid=ticket.uuid))
+        reader = HashingReader(opened.reader(), on_read=meter.set)
+        try:
+            self._client.store_file(ticket, reader, filename=display_name(record.path),
+                                    content_type=folder.response_content_type)
+        except UploadExpired:
+            self._forget_ticket(record)
+            raise
+        if reader.bytes_read != size:
+            raise FileChanged(f"read {reader.bytes_read} bytes, expected {size}")
+        return self._journal.move(record, FileState.UPLOADING, self._clock(),
+                                  sha256=reader.hexdigest())
+
+    def _segment_specs(self, record: FileRecord, opened: sourcefile.OpenedFile
+                       ) -> tuple[list[SegmentSpec], str]:
+        """Per-segment SHA-256/MD5 and the whole file's SHA-256, in one pass."""
+        if record.segments and record.sha256:
+            specs = [SegmentSpec(**s) for s in json.loads(record.segments)]
+            return specs, record.sha256
+        seg_size = self._config.daemon.segment_size_bytes
+        whole = hashlib.sha256()
+        specs: list[SegmentSpec] = []
+        offset = 0
+        size = record.observation.size
+        while offset < size:
+            length = min(seg_size, size - offset)
+            sha = hashlib.sha256()
+            md5 = hashlib.md5(usedforsecurity=False)
+            reader = opened.reader(offset, length)
+            remaining = length
+            while remaining > 0:
+                chunk = reader.read(min(_READ_CHUNK, remaining))
+                if not chunk:
+                    raise FileChanged("the file got shorter while it was being read")
+                sha.update(chunk)
+                md5.update(chunk)
+                whole.update(chunk)
+                remaining -= len(chunk)
+            specs.append(SegmentSpec(size=length, sha256=sha.hexdigest(), md5=md5.hexdigest()))
+            offset += length
+        return specs, whole.hexdigest()
+
+    def _upload_segmented(self, record: FileRecord, folder: FolderSettings,
+                          opened: sourcefile.OpenedFile, bound: Any) -> FileRecord:
+        specs, whole = self._segment_specs(record, opened)
+        if not record.segments:
+            record = self._journal.move(
+                record, FileState.UPLOADING, self._clock(), sha256=whole,
+                segments=json.dumps([s.__dict__ for s in specs]))
+        ticket = self._reusable_ticket(record, segmented=True)
+        if ticket is None or len(ticket.segments) != len(specs):
+            record, ticket = self._new_ticket(record, folder, bound, segments=specs)
+        else:
+            bound.info("upload_resumed", uuid=ticket.uuid)
+        done = self._journal.parts(record.id)
+        offsets = []
+        offset = 0
+        for spec in specs:
+            offsets.append(offset)
+            offset += spec.size
+        meter = _ProgressLog(record.path, record.observation.size, self._progress,
+                             self._clock, bound.bind(uuid=ticket.uuid))
+        meter.add(sum(specs[i].size for i in done if i < len(specs)))
+        todo = [i for i in range(len(specs)) if i not in done]
+
+        def send(index: int) -> tuple[int, str]:
+            body = opened.reader(offsets[index], specs[index].size)
+            etag = self._client.store_segment(ticket.segments[index], body)
+            self._journal.record_part(record.id, index, etag)
+            meter.add(specs[index].size)
+            return index, etag
+
+        if todo:
+            workers = max(1, min(self._config.daemon.segment_parallelism, len(todo)))
+            with ThreadPoolExecutor(max_workers=workers,
+                                    thread_name_prefix="segment") as pool:
+                futures = [pool.submit(send, i) for i in todo]
+                errors = [f.exception() for f in futures if f.exception() is not None]
+            if errors:
+                first = errors[0]
+                if isinstance(first, UploadExpired):
+                    self._forget_ticket(record)
+                raise first  # type: ignore[misc]
+        done = self._journal.parts(record.id)
+        parts = [(done[i], specs[i]) for i in range(len(specs))]
+        try:
+            self._client.complete_upload(self._target(folder), ticket.uuid, parts)
+        except UploadExpired:
+            self._forget_ticket(record)
+            raise
+        bound.info("upload_segments_completed", uuid=ticket.uuid, segments=len(specs))
+        return self._journal.get(record.id)
+
+    # --- association -----------------------------------------------------------------------
+
+    def _documents_listing(self, folder: FolderSettings, parent_id: int | None
+                           ) -> Mapping[str, Any]:
+        project = folder.project_id
+        assert project is not None  # noqa: S101 - config refuses documents without a project
+        if parent_id is None:
+            return self._client.root_folder(project)
+        return self._client.folder(project, parent_id)
+
+    @staticmethod
+    def _find_file(listing: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+        for entry in listing.get("files") or []:
+            if isinstance(entry, Mapping) and entry.get("name") == name:
+                return entry
+        return None
+
+    def _associate(self, record: FileRecord, folder: FolderSettings, bound: Any) -> FileRecord:
+        assert record.uuid is not None and folder.project_id is not None  # noqa: S101
+        now = self._clock
+        name = display_name(record.path)
+        if folder.destination == "documents":
+            listing = self._documents_listing(folder, folder.documents_folder_id)
+            parent_id = folder.documents_folder_id or _int(listing.get("id"))
+            existing = self._find_file(listing, name)
+            plan: dict[str, Any] = {
+                "kind": "documents", "parent_id": parent_id, "name": name,
+                "existing_file_id": _int(existing.get("id")) if existing else None,
+                "versions_before": len(existing.get("file_versions") or []) if existing else 0,
+            }
+        else:
+            plan = {"kind": "photos", "name": name, "album_id": folder.photos_album_id}
+        record = self._journal.move(record, FileState.ASSOCIATING, now(), association=plan)
+        try:
+            resource_id = self._send_association(record, folder, plan)
+        except ValidationFailed as exc:
+            if plan["kind"] == "documents" and plan["existing_file_id"] is None:
+                # Most likely a same-named file appeared meanwhile: look again, then version it.
+                bound.warning("document_name_taken", name=name, **exc.as_dict())
+                return self._journal.move(record, FileState.STORED, now(), association=None)
+            raise
+        # Any other error propagates with the row left ASSOCIATING: when the outcome is unknown
+        # (timeout, dropped connection, 5xx) the next attempt finds out before sending again.
+        bound.info("upload_filed", uuid=record.uuid, kind=plan["kind"], resource_id=resource_id)
+        return self._journal.move(record, FileState.ASSOCIATED, now(), resource_id=resource_id)
+
+    def _send_association(self, record: FileRecord, folder: FolderSettings,
+                          plan: Mapping[str, Any]) -> int | None:
+        assert record.uuid is not None and folder.project_id is not None  # noqa: S101
+        project = folder.project_id
+        if plan["kind"] == "documents":
+            if plan["existing_file_id"] is not None:
+                self._client.create_file_version(project, plan["existing_file_id"], record.uuid)
+                return int(plan["existing_file_id"])
+            created = self._client.create_document(project, plan["parent_id"], plan["name"],
+                                                   record.uuid, unique_name=False)
+            return _int(created.get("id"))
+        image = self._client.create_image(project, record.uuid, plan["name"], plan["album_id"])
+        return _int(image.get("id"))
+
+    def _resolve_association(self, record: FileRecord, folder: FolderSettings,
+                             bound: Any) -> FileRecord:
+        """An association was sent but its outcome is unknown: find out, never send twice."""
+        plan = record.association or {}
+        assert record.uuid is not None and folder.project_id is not None  # noqa: S101
+        found: int | None = None
+        if plan.get("kind") == "documents":
+            listing = self._documents_listing(folder, plan.get("parent_id"))
+            match = self._find_file(listing, plan.get("name", ""))
+            if match is not None:
+                versions = len(match.get("file_versions") or [])
+                if plan.get("existing_file_id") is None:
+                    found = _int(match.get("id"))
+                elif _int(match.get("id")) == plan["existing_file_id"] and (
+                        versions > plan.get("versions_before", 0)
+                        or record.uuid in json.dumps(match)):
+                    found = plan["existing_file_id"]
+        elif plan.get("kind") == "photos":
+            for image in self._client.list_images(folder.project_id):
+                if record.uuid in json.dumps(image) or image.get("name") == plan.get("name") \
+                        or image.get("image_name") == plan.get("name"):
+                    found = _int(image.get("id"))
+                    break
+        now = self._clock()
+        if found is not None:
+            bound.info("association_confirmed", uuid=record.uuid, resource_id=found)
+            return self._journal.move(record, FileState.ASSOCIATED, now, resource_id=found)
+        bound.info("association_not_found_retrying", uuid=record.uuid)
+        return self._journal.move(record, FileState.STORED, now, association=None)
+
+    # --- ledger and archive ----------------------------------------------------------------
+
+    def _ledger_entry(self, record: FileRecord, folder: FolderSettings,
+                      archived: Path | None) -> dict[str, Any]:
+        kind = folder.destination
+        return {
+            "time": datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
+            "uuid": record.uuid,
+            "company_id": self._config.procore.company_id,
+            "project_id": folder.project_id,
+            "source": str(record.path),
+            "archived": str(archived) if archived is not None else None,
+            "size": record.observation.size,
+            "sha256": record.sha256,
+            "destination": {"kind": kind, "id": record.resource_id if kind != "none" else None},
+            "folder": str(folder.path),
+            "attempts": record.attempts + 1,
+        }
+
+    def _write_ledger(self, record: FileRecord, folder: FolderSettings, bound: Any) -> FileRecord:
+        now = self._clock()
+        current = sourcefile.observe(record.path)
+        if current is None or not _same_version(current, record.observation):
+            # Uploaded, but the original changed (or went) since: record what was uploaded,
+            # archive nothing; a changed file settles again and is uploaded as what it is now.
+            if not self._ledger.contains_uuid(record.uuid or ""):
+                self._ledger.append(self._ledger_entry(record, folder, None))
+            bound.warning("file_changed_after_upload", uuid=record.uuid)
+            record = self._journal.move(record, FileState.LEDGERED, now)
+            state = FileState.CHANGED if current is not None else FileState.ARCHIVED
+            return self._journal.move(record, state, now, final_path=None)
+        recovering = record.archive_path is not None
+        target = record.archive_path or archiver.free_name(
+            archiver.archive_path_for(folder, record.path))
+        if not recovering:
+            record = self._journal.move(record, record.state, now, archive_path=target)
+        if not (recovering and self._ledger.contains_uuid(record.uuid or "")):
+            self._ledger.append(self._ledger_entry(record, folder, target))
+        return self._journal.move(record, FileState.LEDGERED, now)
+
+    def _archive(self, record: FileRecord, folder: FolderSettings, bound: Any) -> FileRecord:
+        target = record.archive_path
+        assert target is not None  # noqa: S101 - set before LEDGERED
+        source_now = sourcefile.observe(record.path)
+        target_now = sourcefile.observe(target)
+        if source_now is None:
+            # Crash after the move, or the original went away after its upload.
+            final = target if target_now is not None else None
+            if final is None:
+                bound.warning("original_vanished_after_upload", uuid=record.uuid)
+            return self._finish(record, final, bound)
+        if target_now is not None and (target_now.ino, target_now.dev) == (
+                source_now.ino, source_now.dev):
+            # Crash between link() and unlink() of a move: finish it.
+            os.unlink(record.path)
+            return self._finish(record, target, bound)
+        try:
+            final = archiver.move_no_overwrite(record.path, target, record.observation)
+        except FileChanged:
+            bound.warning("file_changed_before_archive", uuid=record.uuid)
+            return self._journal.move(record, FileState.CHANGED, self._clock())
+        return self._finish(record, final, bound)
+
+    def _finish(self, record: FileRecord, final: Path | None, bound: Any) -> FileRecord:
+        record = self._journal.move(record, FileState.ARCHIVED, self._clock(), final_path=final)
+        bound.info("upload_completed", uuid=record.uuid, size=record.observation.size,
+                   sha256=record.sha256, archived=str(final) if final else None,
+                   project_id=self._folders[record.folder].project_id,
+                   seconds=round(self._clock() - record.created_at, 3))
+        return record
+
+    # --- outcomes --------------------------------------------------------------------------
+
+    def _abandon(self, record: FileRecord, state: FileState, exc: HotfolderError,
+                 bound: Any) -> Outcome:
+        record = self._journal.get(record.id)
+        if state not in _allowed_from(record.state):
+            return self._retry_or_fail(record, self._folders[record.folder], exc, bound)
+        record = self._journal.move(record, state, self._clock(),
+                                    last_error={"reason": exc.reason, "detail": exc.message})
+        bound.info("file_changed" if state is FileState.CHANGED else "file_vanished",
+                   detail=exc.message)
+        return Outcome(state.value, record, detail=exc.message)
+
+    def _retry_or_fail(self, record: FileRecord, folder: FolderSettings, exc: HotfolderError,
+                       bound: Any) -> Outcome:
+        record = self._journal.get(record.id)
+        info = _error_info(exc)
+        now = self._clock()
+        outage = isinstance(exc, ProcoreError) and (exc.outage
+                                                    or isinstance(exc, AuthenticationError))
+        if isinstance(exc, ArchiveError) or record.state in (
+                FileState.ASSOCIATED, FileState.LEDGERED):
+            # Already uploaded: never fail it; keep retrying the remaining local steps.
+            delay = self._backoff.delay(min(record.attempts + 1, 8), self._rand())
+            record = self._journal.move(record, record.state, now, next_attempt_at=now + delay,
+                                        last_error=info)
+            bound.error("archive_retry_scheduled", retry_in=round(delay, 1), **info)
+            return Outcome("retry", record, retry_at=now + delay, detail=exc.message)
+        if outage:
+            delay = max(exc.retry_after or 0.0, 2.0 + 3.0 * self._rand())
+            return self._schedule(record, now, delay, info, bound, charge=False)
+        retryable = exc.retryable or outage or isinstance(exc, FileUnreadable)
+        attempts = record.attempts + 1
+        if retryable and attempts < self._config.daemon.max_attempts:
+            if isinstance(exc, UploadExpired) and attempts == 1:
+                delay = 0.0  # a fresh Upload right away
+            else:
+                delay = self._backoff.delay(attempts, self._rand(), exc.retry_after)
+            return self._schedule(record, now, delay, info, bound, charge=True)
+        if retryable:
+            info["detail"] = f"{info['detail']} (gave up after {attempts} attempts)"
+        return self._fail(record, folder, exc, bound, info=info, attempts=attempts)
+
+    def _schedule(self, record: FileRecord, now: float, delay: float, info: dict[str, Any],
+                  bound: Any, *, charge: bool) -> Outcome:
+        state = FileState.QUEUED if record.state is FileState.UPLOADING else record.state
+        attempts = record.attempts + (1 if charge else 0)
+        if state is FileState.QUEUED and record.state is FileState.UPLOADING:
+            record = self._journal.move(record, FileState.QUEUED, now, attempts=attempts,
+                                        next_attempt_at=now + delay, last_error=info)
+        else:
+            record = self._journal.move(record, record.state, now, attempts=attempts,
+                                        next_attempt_at=now + delay, last_error=info)
+        bound.warning("upload_retry_scheduled", retry_in=round(delay, 1), attempts=attempts,
+                      **info)
+        return Outcome("retry", record, retry_at=now + delay, detail=info.get("detail"))
+
+    def _fail(self, record: FileRecord, folder: FolderSettings, exc: HotfolderError,
+              bound: Any, *, info: dict[str, Any] | None = None,
+              attempts: int | None = None) -> Outcome:
+        record = self._journal.get(record.id)
+        info = dict(info or _error_info(exc))
+        attempts = attempts if attempts is not None else record.attempts + 1
+        sidecar = {**info, "attempts": attempts,
+                   "time": datetime.fromtimestamp(self._clock(), UTC).isoformat(
+                       timespec="seconds").replace("+00:00", "Z"),
+                   "source": str(record.path)}
+        if record.uuid:
+            sidecar["uuid"] = record.uuid
+        if FileState.FAILED not in _allowed_from(record.state):
+            return self._schedule(record, self._clock(), 60.0, info, bound, charge=False)
+        final = archiver.move_to_failed(folder, record.path, sidecar)
+        record = self._journal.move(record, FileState.FAILED, self._clock(), final_path=final,
+                                    attempts=attempts, last_error=sidecar)
+        bound.error("upload_failed", failed_path=str(final) if final else None,
+                    kept_in_place=final is None, attempts=attempts, **info)
+        return Outcome("failed", record, detail=info.get("detail"))
+
+
+def _allowed_from(state: FileState) -> frozenset[FileState]:
+    return ALLOWED_MOVES[state]
+
+
+def _error_info(exc: HotfolderError) -> dict[str, Any]:
+    if isinstance(exc, ProcoreError):
+        return exc.as_dict()
+    return {"reason": exc.reason, "detail": exc.message}
+
+
+def _same_version(a: sourcefile.Observation, b: sourcefile.Observation) -> bool:
+    return (a.size, a.mtime_ns, a.ino, a.dev) == (b.size, b.mtime_ns, b.ino, b.dev)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,50 @@
+"""The state table and backoff arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+
+from procore_hotfolder.errors import JournalError
+from procore_hotfolder.model import (
+    ALLOWED_MOVES,
+    TERMINAL,
+    Backoff,
+    FileState,
+    check_move,
+    ticket_reusable,
+)
+
+
+def test_terminal_states_have_no_way_out_but_retry() -> None:
+    for state in TERMINAL:
+        allowed = ALLOWED_MOVES[state]
+        assert allowed <= {FileState.RETRIED}, state
+
+
+def test_illegal_move_raises() -> None:
+    check_move(FileState.QUEUED, FileState.UPLOADING)
+    with pytest.raises(JournalError):
+        check_move(FileState.QUEUED, FileState.ARCHIVED)
+    with pytest.raises(JournalError):
+        check_move(FileState.ARCHIVED, FileState.QUEUED)
+
+
+def test_an_uploaded_file_can_never_fail() -> None:
+    for state in (FileState.ASSOCIATED, FileState.LEDGERED):
+        assert FileState.FAILED not in ALLOWED_MOVES[state]
+
+
+def test_backoff_grows_caps_and_honours_server_delay() -> None:
+    backoff = Backoff(base=2.0, cap=60.0, jitter=0.0)
+    assert [backoff.delay(n, 0.5) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 16.0]
+    assert backoff.delay(30, 0.5) == 60.0
+    assert backoff.delay(1, 0.5, retry_after=42.0) == 42.0
+    jittered = Backoff(base=10.0, cap=100.0, jitter=0.5)
+    assert jittered.delay(1, 0.0) == 5.0
+    assert jittered.delay(1, 0.999) == pytest.approx(14.99)
+
+
+def test_ticket_reuse_window() -> None:
+    assert ticket_reusable(1000.0, 1000.0 + 60)
+    assert not ticket_reusable(1000.0, 1000.0 + 3600)
+    assert not ticket_reusable(1000.0, 900.0)
