@@ -193,7 +193,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 configure_logging(config.daemon.log_level)
                 log.info("configuration_reloaded")
             except ConfigError as exc:
-                log.error("configuration_reload_failed", problems=exc.problems)
+                log.error("configuration_reload_failed", problems=exc.problems)  # noqa: TRY400 - no traceback wanted
     finally:
         lock.release()
 
@@ -333,7 +333,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from procore_hotfolder.emulator import Emulator  # noqa: PLC0415 - demo only
 
     with tempfile.TemporaryDirectory(prefix="procore-hotfolder-demo-") as temp, \
-            Emulator(client_id="demo-client", client_secret="demo-secret") as emulator:
+            Emulator(client_id="demo-client", client_secret="demo-secret") as emulator:  # noqa: S106 - demo credentials of the local emulator
         root = Path(temp)
         drop = root / "drop"
         drop.mkdir()

@@ -21,7 +21,7 @@ from procore_hotfolder.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/procore-hotfolder/config.toml")
 CONFIG_ENV = "PROCORE_HOTFOLDER_CONFIG"
-SECRET_ENV = "PROCORE_CLIENT_SECRET"
+SECRET_ENV = "PROCORE_CLIENT_SECRET"  # noqa: S105 - the variable name, not a secret
 MIB = 1024 * 1024
 MIN_SEGMENT_BYTES = 5 * MIB
 
@@ -86,9 +86,9 @@ class Config:
         """The watched folder containing ``path`` (the deepest one), or None."""
         best: FolderSettings | None = None
         for folder in self.folders:
-            if path == folder.path or folder.path in path.parents:
-                if best is None or len(folder.path.parts) > len(best.path.parts):
-                    best = folder
+            inside = path == folder.path or folder.path in path.parents
+            if inside and (best is None or len(folder.path.parts) > len(best.path.parts)):
+                best = folder
         return best
 
 
@@ -256,7 +256,7 @@ def _url(table: Mapping[str, Any], key: str, default: str, problems: _Problems) 
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         problems.add("procore." + key,
                      f"http:// is accepted only for loopback hosts; use https:// ({value!r})")
-    return value.rstrip("/")
+    return str(value).rstrip("/")
 
 
 def _is_loopback(host: str) -> bool:
@@ -394,11 +394,15 @@ def _folder(
         problems.add(prefix + "failed_dir", "must not be the watched folder or contain it")
     if archive_dir == failed_dir:
         problems.add(prefix + "failed_dir", "must differ from archive_dir")
-    destination = _get(table, "destination", str, prefix, problems) or "none"
-    if destination not in ("none", "documents", "photos"):
+    destination_raw = _get(table, "destination", str, prefix, problems) or "none"
+    destination: Destination = "none"
+    if destination_raw == "documents":
+        destination = "documents"
+    elif destination_raw == "photos":
+        destination = "photos"
+    elif destination_raw != "none":
         problems.add(prefix + "destination",
-                     f"must be one of none, documents, photos; got {destination!r}")
-        destination = "none"
+                     f"must be one of none, documents, photos; got {destination_raw!r}")
     project_id = _optional_id(table, "project_id", prefix, problems)
     if destination != "none" and project_id is None:
         problems.add(prefix + "destination",
@@ -416,10 +420,14 @@ def _folder(
             exclude.append(item)
         else:
             problems.add(prefix + "exclude", f"entries must be non-empty strings, got {item!r}")
-    watch = _get(table, "watch", str, prefix, problems) or "auto"
-    if watch not in ("auto", "events", "poll"):
-        problems.add(prefix + "watch", f"must be one of auto, events, poll; got {watch!r}")
-        watch = "auto"
+    watch_raw = _get(table, "watch", str, prefix, problems) or "auto"
+    watch: WatchMode = "auto"
+    if watch_raw == "events":
+        watch = "events"
+    elif watch_raw == "poll":
+        watch = "poll"
+    elif watch_raw != "auto":
+        problems.add(prefix + "watch", f"must be one of auto, events, poll; got {watch_raw!r}")
     recursive = _get(table, "recursive", bool, prefix, problems)
     content_type = _get(table, "response_content_type", str, prefix, problems)
     settle = _positive_number(table, "settle_seconds", daemon.settle_seconds, prefix, problems,

@@ -20,8 +20,8 @@ class Ledger:
 
     def append(self, entry: Mapping[str, object]) -> None:
         """Write ``entry`` as one line and make it durable. Raises ``OSError``."""
-        line = json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
-        data = line.encode("utf-8", "surrogateescape")
+        line = json.dumps(_printable(entry), ensure_ascii=False, separators=(",", ":")) + "\n"
+        data = line.encode("utf-8")
         with self._lock:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
             try:
@@ -39,7 +39,7 @@ class Ledger:
         size = os.fstat(fd).st_size
         if size == 0:
             return
-        with open(self.path, "rb") as f:  # noqa: PTH123 - a second read-only handle
+        with open(self.path, "rb") as f:
             f.seek(size - 1)
             if f.read(1) != b"\n":
                 os.write(fd, b"\n")
@@ -48,7 +48,7 @@ class Ledger:
         """True when a line for Upload ``uuid`` is already in the ledger (crash recovery)."""
         needle = json.dumps(uuid).encode()
         try:
-            with open(self.path, "rb") as f:  # noqa: PTH123
+            with open(self.path, "rb") as f:
                 for raw in f:
                     if needle in raw:
                         try:
@@ -59,3 +59,14 @@ class Ledger:
         except FileNotFoundError:
             return False
         return False
+
+
+def _printable(value: object) -> object:
+    """Names that are not UTF-8 keep their odd bytes as ``\\xNN`` so every line is UTF-8."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, Mapping):
+        return {k: _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    return value

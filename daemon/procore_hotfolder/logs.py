@@ -57,9 +57,8 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
 
 def _stringify_paths(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Paths (and names that are not valid UTF-8) become printable strings."""
-    for key, value in event.items():
-        if hasattr(value, "__fspath__"):
-            value = str(value)
+    for key, raw in event.items():
+        value = str(raw) if hasattr(raw, "__fspath__") else raw
         if isinstance(value, str):
             try:
                 value.encode("utf-8")

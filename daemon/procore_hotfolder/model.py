@@ -71,7 +71,7 @@ class Backoff:
         """Seconds to wait before attempt ``attempt + 1``; ``rand`` in [0, 1)."""
         raw = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
         spread = raw * self.jitter * (2 * rand - 1)
-        return max(retry_after or 0.0, raw + spread, 0.0)
+        return float(max(retry_after or 0.0, raw + spread, 0.0))
 
 
 #: An Upload's storage target must be used within an hour of its creation (Procore). Reuse a

@@ -162,7 +162,7 @@ def explain(config: Config, journal: Journal, raw_path: str) -> str:
     history = journal.history(path)
     folder = config.folder_for(path)
     for record in history:
-        if record.final_path == path or record.archive_path == path:
+        if path in (record.final_path, record.archive_path):
             return _explain_record(record, path)
     if folder is None:
         return f"{path}: not inside any watched folder"
@@ -253,7 +253,7 @@ def retry(config: Config, journal: Journal, paths: list[str]) -> list[str]:
 
 
 def _move_back(folder: FolderSettings, record: FileRecord) -> Path | None:
-    assert record.final_path is not None  # noqa: S101 - checked by the caller
+    assert record.final_path is not None
     if sourcefile.observe(record.final_path) is None:
         return None
     target = archiver.free_name(record.path)

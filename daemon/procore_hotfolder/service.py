@@ -30,7 +30,7 @@ from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.dispatch import Dispatcher
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.ratelimit import RateGovernor
-from procore_hotfolder.stability import Observation, SettleTracker
+from procore_hotfolder.stability import SettleTracker
 from procore_hotfolder.uploader import Outcome, Progress, Uploader
 from procore_hotfolder.watcher import FolderHealth, FolderWatcher, IgnoreRules, scan
 
@@ -293,7 +293,7 @@ class Service:
         with self._active_lock:
             if path in self._active_paths:
                 return
-        observation = _observation(st)
+        observation = sourcefile.observation_of(st)
         if self._journal.failed_version(path, observation) is not None:
             return
         key = str(path)
@@ -302,9 +302,8 @@ class Service:
 
     def _reobserve(self, now: float) -> None:
         """Look again at files whose quiet period has run: unchanged ones become due."""
-        for key, pending in list(self._tracker.pending().items()):
-            folder = self.config.folder_for(Path(key))
-            settle = folder.settle_seconds if folder else 0.0
+        for key, pending in self._tracker.pending().items():
+            settle = pending.settle_seconds
             if now - pending.last_change >= settle:
                 observation = sourcefile.observe(Path(key))
                 self._tracker.observe(key, observation, now, settle)
@@ -373,7 +372,7 @@ class Service:
                 continue
             try:
                 outcome = self._uploader.process(self._journal.get(record.id))
-            except Exception:  # noqa: BLE001 - a worker must survive any bug in one file
+            except Exception:
                 log.exception("worker_error", path=str(record.path))
                 outcome = Outcome("retry", record, retry_at=self._wall() + 60)
             if outcome.kind == "retry" and self._once and self._once_gives_up(record):
@@ -388,6 +387,12 @@ class Service:
             self._hint_ready.set()
 
     # --- once ------------------------------------------------------------------------------
+
+    def _once_gives_up(self, record: FileRecord) -> bool:
+        with self._active_lock:
+            tries = self._once_tries.get(record.id, 0) + 1
+            self._once_tries[record.id] = tries
+        return self._stop.is_set() or tries >= self.config.daemon.max_attempts
 
     def _once_finished(self) -> bool:
         if not self._scan_done.is_set() or not self._hints.empty():
@@ -447,10 +452,6 @@ class Service:
     def _settle_for(self, key: str) -> float:
         folder = self.config.folder_for(Path(key))
         return folder.settle_seconds if folder else 0.0
-
-
-def _observation(st: os.stat_result) -> Observation:
-    return Observation(size=st.st_size, mtime_ns=st.st_mtime_ns, ino=st.st_ino, dev=st.st_dev)
 
 
 def write_snapshot(state_dir: Path, snapshot: dict[str, Any]) -> None:

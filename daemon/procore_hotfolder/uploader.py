@@ -49,6 +49,7 @@ log = structlog.get_logger(__name__)
 
 _READ_CHUNK = 1024 * 1024
 PROGRESS_EVERY_SECONDS = 5.0
+DEFAULT_BACKOFF = Backoff()
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ class Uploader:
         progress: Progress | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         self._config = config
         self._journal = journal
@@ -301,8 +302,7 @@ class Uploader:
                        ) -> tuple[list[SegmentSpec], str]:
         """Per-segment SHA-256/MD5 and the whole file's SHA-256, in one pass."""
         if record.segments and record.sha256:
-            specs = [SegmentSpec(**s) for s in json.loads(record.segments)]
-            return specs, record.sha256
+            return [SegmentSpec(**s) for s in json.loads(record.segments)], record.sha256
         seg_size = self._config.daemon.segment_size_bytes
         whole = hashlib.sha256()
         specs: list[SegmentSpec] = []
@@ -382,7 +382,7 @@ class Uploader:
     def _documents_listing(self, folder: FolderSettings, parent_id: int | None
                            ) -> Mapping[str, Any]:
         project = folder.project_id
-        assert project is not None  # noqa: S101 - config refuses documents without a project
+        assert project is not None
         if parent_id is None:
             return self._client.root_folder(project)
         return self._client.folder(project, parent_id)
@@ -395,7 +395,7 @@ class Uploader:
         return None
 
     def _associate(self, record: FileRecord, folder: FolderSettings, bound: Any) -> FileRecord:
-        assert record.uuid is not None and folder.project_id is not None  # noqa: S101
+        assert record.uuid is not None and folder.project_id is not None
         now = self._clock
         name = display_name(record.path)
         if folder.destination == "documents":
@@ -425,7 +425,7 @@ class Uploader:
 
     def _send_association(self, record: FileRecord, folder: FolderSettings,
                           plan: Mapping[str, Any]) -> int | None:
-        assert record.uuid is not None and folder.project_id is not None  # noqa: S101
+        assert record.uuid is not None and folder.project_id is not None
         project = folder.project_id
         if plan["kind"] == "documents":
             if plan["existing_file_id"] is not None:
@@ -441,7 +441,7 @@ class Uploader:
                              bound: Any) -> FileRecord:
         """An association was sent but its outcome is unknown: find out, never send twice."""
         plan = record.association or {}
-        assert record.uuid is not None and folder.project_id is not None  # noqa: S101
+        assert record.uuid is not None and folder.project_id is not None
         found: int | None = None
         if plan.get("kind") == "documents":
             listing = self._documents_listing(folder, plan.get("parent_id"))
@@ -510,7 +510,7 @@ class Uploader:
 
     def _archive(self, record: FileRecord, folder: FolderSettings, bound: Any) -> FileRecord:
         target = record.archive_path
-        assert target is not None  # noqa: S101 - set before LEDGERED
+        assert target is not None
         source_now = sourcefile.observe(record.path)
         target_now = sourcefile.observe(target)
         if source_now is None:

@@ -1,0 +1,22 @@
+"""A local stand-in for Procore, for tests, benchmarks and ``procore-hotfolder emulator/demo``.
+
+It serves, on one ``http://127.0.0.1:PORT`` base URL, the OAuth token endpoint
+(``/oauth/token``), the REST API used by procore-hotfolder (``/rest/...``: companies, v1.1
+Uploads, Documents folders/files/versions, images), an S3-like storage endpoint
+(``/storage/<bucket>``: SigV4 form POSTs, presigned segment PUTs) and an admin API
+(``/_emulator/state``, ``/_emulator/faults``) for driving a separate emulator process.
+
+    from procore_hotfolder.emulator import Emulator
+    with Emulator() as emu:                      # or Emulator(...).start() / .stop()
+        emu.faults.error_rate = 0.1              # any fault, at any time
+        ...                                      # point the client at emu.url
+        [record] = emu.stored_uploads()
+
+The daemon never imports this package, and this package imports nothing else of the daemon.
+"""
+
+from .faults import Faults
+from .server import Emulator, serve
+from .state import RequestRecord, UploadRecord
+
+__all__ = ["Emulator", "Faults", "RequestRecord", "UploadRecord", "serve"]

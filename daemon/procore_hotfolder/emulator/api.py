@@ -1,0 +1,497 @@
+"""The emulated REST API: companies, Uploads (v1.1), Documents folders/files/versions, images.
+
+Authentication, rate limiting, the company header and fault injection happen before these
+handlers run (see ``server``); each handler gets a parsed ``ApiRequest`` and returns a
+``Reply`` or raises ``ApiError``.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import secrets
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+from typing import Any
+
+from . import profiles
+from .state import DocumentFile, EmulatorState, FileVersion, Folder, Image, UploadRecord, new_ulid
+from .wire import ApiError, Reply, json_reply
+
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_NOT_FOUND = {"errors": {"base": ["Not found"]}}
+
+
+@dataclass
+class ApiRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    company_id: int
+    body: Any
+    now: float
+
+
+Handler = Callable[[EmulatorState, ApiRequest, tuple[str, ...]], Reply]
+
+
+def _unprocessable(field: str, message: str) -> ApiError:
+    return ApiError(422, {"errors": {field: [message]}})
+
+
+def _forbidden(message: str) -> ApiError:
+    return ApiError(403, {"error": {"code": "forbidden", "message": message}})
+
+
+def _positive_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    if isinstance(value, str) and value.isdigit() and int(value) > 0:
+        return int(value)
+    return None
+
+
+def _object(body: Any, name: str) -> dict[str, Any]:
+    """``body[name]`` as an object, or a 400 error."""
+    value = body.get(name) if isinstance(body, dict) else None
+    if not isinstance(value, dict):
+        raise ApiError(400, {"errors": {name: ["is missing"]}})
+    return value
+
+
+def _check_project(state: EmulatorState, project_id: int) -> None:
+    if project_id in state.faults.forbidden_projects:
+        raise _forbidden(f"You do not have access to project {project_id}")
+
+
+def _query_project(state: EmulatorState, request: ApiRequest) -> int:
+    project_id = _positive_int(request.query.get("project_id"))
+    if project_id is None:
+        raise ApiError(400, {"errors": "project_id is missing or invalid"})
+    _check_project(state, project_id)
+    return project_id
+
+
+# --- companies -------------------------------------------------------------------------------
+
+
+def list_companies(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
+    company = request.company_id
+    return json_reply(200, [{"id": company, "name": f"Emulated Co {company}", "is_active": True}])
+
+
+# --- uploads ---------------------------------------------------------------------------------
+
+
+def _upload_scope(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> int | None:
+    """The project id (None for company uploads) named by the path, after access checks."""
+    scope, ident = args[0], int(args[1])
+    if scope == "companies":
+        if ident != request.company_id:
+            raise _forbidden("The company in the path does not match Procore-Company-Id")
+        return None
+    _check_project(state, ident)
+    return ident
+
+
+def _validate_segments(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or not raw:
+        raise _unprocessable("segments", "must be a non-empty array")
+    if len(raw) > 10_000:
+        raise _unprocessable("segments", "too many segments (at most 10000)")
+    segments: list[dict[str, Any]] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise _unprocessable("segments", f"segment {index} must be an object")
+        size = item.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise _unprocessable("segments", f"segment {index} size must be a positive integer")
+        sha = item.get("sha256")
+        if not isinstance(sha, str) or not _HEX64.match(sha):
+            raise _unprocessable("segments", f"segment {index} sha256 must be 64 hex digits")
+        if size > profiles.MAX_SEGMENT:
+            raise _unprocessable("segments", f"segment {index} is larger than 5 GiB")
+        if index < len(raw) - 1 and size < profiles.MIN_SEGMENT:
+            raise _unprocessable("segments", f"segment {index} is smaller than 5 MiB")
+        try:
+            md5 = profiles.normalize_md5(item.get("md5"))
+        except (TypeError, ValueError) as exc:
+            raise _unprocessable("segments", f"segment {index} md5: {exc}") from exc
+        segment: dict[str, Any] = {"size": size, "sha256": sha.lower()}
+        if md5:
+            segment["md5"] = md5
+        segments.append(segment)
+    return segments
+
+
+def create_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    project_id = _upload_scope(state, request, args)
+    body = request.body if isinstance(request.body, dict) else {}
+    filename = body.get("response_filename")
+    if not isinstance(filename, str) or not filename.strip():
+        raise _unprocessable("response_filename", "can't be blank")
+    size = body.get("size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise _unprocessable("size", "must be an integer greater than or equal to 0")
+    forced_type = body.get("response_content_type")
+    if forced_type is not None and not isinstance(forced_type, str):
+        raise _unprocessable("response_content_type", "must be a string")
+    content_type = forced_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    segments = None
+    if body.get("segments") is not None:
+        segments = _validate_segments(body["segments"])
+        total = sum(s["size"] for s in segments)
+        if size is not None and size != total:
+            raise _unprocessable("size", "does not match the sum of the segment sizes")
+    ttl = float(state.faults.upload_ttl)
+    uuid = new_ulid(request.now)
+    record = UploadRecord(
+        uuid=uuid,
+        company_id=request.company_id,
+        project_id=project_id,
+        response_filename=filename,
+        declared_size=size,
+        content_type=content_type,
+        segments=segments,
+        created_at=request.now,
+        expires_at=request.now + ttl,
+        bucket=profiles.bucket_for(request.company_id),
+        key=profiles.key_for(request.company_id, project_id, uuid, request.now),
+    )
+    if segments is None:
+        disposition = profiles.content_disposition(
+            filename, bool(body.get("attachment_content_disposition"))
+        )
+        record.url = profiles.storage_url(state.base_url, record.bucket)
+        record.fields = profiles.post_form(
+            record, state.secret_key, state.access_key, disposition, ttl
+        )
+    else:
+        record.upload_id = secrets.token_urlsafe(48)
+        record.segment_views = profiles.segment_views(
+            record, state.base_url, state.secret_key, state.access_key, ttl
+        )
+    with state.lock:
+        state.uploads[uuid] = record
+        state.uploads_by_key[(record.bucket, record.key)] = uuid
+        state.buckets.add(record.bucket)
+    return json_reply(201, upload_view(record))
+
+
+def upload_view(record: UploadRecord) -> dict[str, Any]:
+    view: dict[str, Any] = {"uuid": record.uuid, "status": record.status}
+    if record.segments is not None:
+        view["segments"] = [dict(s) for s in record.segment_views]
+    elif record.status == "ready":
+        view["url"] = record.url
+        view["fields"] = dict(record.fields)
+    return view
+
+
+def _find_upload(
+    state: EmulatorState, request: ApiRequest, project_id: int | None, uuid: str
+) -> UploadRecord:
+    with state.lock:
+        record = state.uploads.get(uuid)
+    if record is None or record.company_id != request.company_id or record.project_id != project_id:
+        raise ApiError(404, _NOT_FOUND)
+    return record
+
+
+def show_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    record = _find_upload(state, request, _upload_scope(state, request, args), args[2])
+    with state.lock:
+        return json_reply(200, upload_view(record))
+
+
+def _strip_etag(value: Any) -> str:
+    if not isinstance(value, str):
+        return ""
+    value = value.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return str(value.strip('"'))
+
+
+def complete_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    record = _find_upload(state, request, _upload_scope(state, request, args), args[2])
+    if record.segments is None:
+        raise _unprocessable("segments", "this upload is not segmented")
+    given = request.body.get("segments") if isinstance(request.body, dict) else None
+    if not isinstance(given, list) or not all(isinstance(g, dict) for g in given):
+        raise _unprocessable("segments", "must be an array of objects with an etag")
+    etags = [_strip_etag(g.get("etag")) for g in given]
+    with state.lock:
+        if record.status == "complete":
+            if etags == record.completed_etags:
+                return json_reply(200, upload_view(record))
+            raise _unprocessable("segments", "the upload is already complete with other etags")
+        if request.now >= record.expires_at:
+            raise ApiError(410, {"errors": {"base": ["Upload has expired"]}})
+        if len(etags) != len(record.segments):
+            raise _unprocessable(
+                "segments", f"expected {len(record.segments)} segments, got {len(etags)}"
+            )
+        for number, (etag, item, declared) in enumerate(
+            zip(etags, given, record.segments, strict=True), start=1
+        ):
+            part = record.parts.get(number)
+            if part is None:
+                raise _unprocessable("segments", f"segment {number} has not been uploaded")
+            if etag != part[0]:
+                raise _unprocessable("segments", f"segment {number} etag does not match")
+            if item.get("size") is not None and item.get("size") != declared["size"]:
+                raise _unprocessable("segments", f"segment {number} size does not match")
+            sha = item.get("sha256")
+            if sha is not None and str(sha).lower() != declared["sha256"]:
+                raise _unprocessable("segments", f"segment {number} sha256 does not match")
+        snapshot = dict(record.parts)
+    size, sha256 = state.hash_parts(record.uuid, len(etags))
+    with state.lock:
+        if record.status == "complete":
+            if etags == record.completed_etags:
+                return json_reply(200, upload_view(record))
+            raise _unprocessable("segments", "the upload is already complete with other etags")
+        if record.parts != snapshot:
+            raise ApiError(409, {"errors": {"base": ["segments changed during completion"]}})
+        record.status = "complete"
+        record.completed_etags = etags
+        record.stored_size = size
+        record.stored_sha256 = sha256
+        record.store_count += 1
+        return json_reply(200, upload_view(record))
+
+
+# --- documents -------------------------------------------------------------------------------
+
+
+def _root_folder(state: EmulatorState, company_id: int, project_id: int, now: float) -> Folder:
+    with state.lock:
+        root_id = state.root_folders.get((company_id, project_id))
+        if root_id is None:
+            root_id = state.next_id("folder")
+            state.folders[root_id] = Folder(root_id, company_id, project_id, "Documents", None, now)
+            state.root_folders[(company_id, project_id)] = root_id
+        return state.folders[root_id]
+
+
+def _folder(state: EmulatorState, request: ApiRequest, project_id: int, raw_id: Any) -> Folder:
+    """The folder ``raw_id`` (root when None) of this project, or 404."""
+    root = _root_folder(state, request.company_id, project_id, request.now)
+    if raw_id is None:
+        return root
+    folder_id = _positive_int(raw_id)
+    with state.lock:
+        folder = state.folders.get(folder_id) if folder_id else None
+    if folder is None or (folder.company_id, folder.project_id) != (
+        request.company_id,
+        project_id,
+    ):
+        raise ApiError(404, {"error": {"code": "not_found", "message": "Folder not found"}})
+    return folder
+
+
+def show_root(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
+    project_id = _query_project(state, request)
+    folder = _folder(state, request, project_id, None)
+    with state.lock:
+        return json_reply(200, state.folder_view(folder, with_children=True))
+
+
+def show_folder(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    project_id = _query_project(state, request)
+    folder = _folder(state, request, project_id, args[0])
+    with state.lock:
+        return json_reply(200, state.folder_view(folder, with_children=True))
+
+
+def create_folder(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
+    project_id = _query_project(state, request)
+    spec = _object(request.body, "folder")
+    name = spec.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise _unprocessable("name", "can't be blank")
+    parent = _folder(state, request, project_id, spec.get("parent_id"))
+    with state.lock:
+        if any(f.parent_id == parent.id and f.name == name for f in state.folders.values()):
+            raise _unprocessable("name", "has already been taken")
+        folder = Folder(
+            state.next_id("folder"), request.company_id, project_id, name, parent.id, request.now
+        )
+        state.folders[folder.id] = folder
+        return json_reply(201, state.folder_view(folder, with_children=True))
+
+
+def _usable_upload(
+    state: EmulatorState, request: ApiRequest, project_id: int, raw_uuid: Any
+) -> UploadRecord:
+    """A stored Upload of this company and project, or 422 ``upload_uuid is invalid``."""
+    with state.lock:
+        record = state.uploads.get(raw_uuid) if isinstance(raw_uuid, str) else None
+        if (
+            record is None
+            or record.company_id != request.company_id
+            or record.project_id != project_id
+            or record.status != "complete"
+        ):
+            raise _unprocessable("upload_uuid", "is invalid")
+        return record
+
+
+def _unique_name(taken: Container[str], name: str) -> str:
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        stem, ext = name, ""
+    counter = 1
+    while True:
+        candidate = f"{stem} ({counter}).{ext}" if ext else f"{stem} ({counter})"
+        if candidate not in taken:
+            return candidate
+        counter += 1
+
+
+def _new_version(
+    state: EmulatorState, number: int, record: UploadRecord, name: str, now: float
+) -> FileVersion:
+    return FileVersion(
+        state.next_id("version"),
+        number,
+        record.uuid,
+        state.next_id("prostore"),
+        name,
+        record.stored_size or 0,
+        now,
+    )
+
+
+def create_file(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
+    project_id = _query_project(state, request)
+    spec = _object(request.body, "file")
+    name = spec.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise _unprocessable("name", "can't be blank")
+    parent = _folder(state, request, project_id, spec.get("parent_id"))
+    with state.lock:
+        record = _usable_upload(state, request, project_id, spec.get("upload_uuid"))
+        taken = state.file_names.setdefault(parent.id, {})
+        if name in taken:
+            if not spec.get("unique_name"):
+                raise _unprocessable("name", "has already been taken")
+            name = _unique_name(taken, name)
+        doc = DocumentFile(
+            state.next_id("file"), request.company_id, project_id, parent.id, name, request.now
+        )
+        doc.versions.append(_new_version(state, 1, record, name, request.now))
+        state.association_counts[record.uuid] += 1
+        state.files[doc.id] = doc
+        taken[name] = doc.id
+        return json_reply(201, state.file_view(doc))
+
+
+def _document(state: EmulatorState, request: ApiRequest, project_id: int, raw: Any) -> DocumentFile:
+    file_id = _positive_int(raw)
+    with state.lock:
+        doc = state.files.get(file_id) if file_id else None
+    if doc is None or (doc.company_id, doc.project_id) != (request.company_id, project_id):
+        raise ApiError(404, {"errors": {"base": ["File not found"]}})
+    return doc
+
+
+def show_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    project_id = _query_project(state, request)
+    doc = _document(state, request, project_id, args[0])
+    with state.lock:
+        return json_reply(200, state.file_view(doc))
+
+
+def create_version(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
+    project_id = _query_project(state, request)
+    doc = _document(state, request, project_id, request.query.get("file_id"))
+    spec = _object(request.body, "file_version")
+    with state.lock:
+        record = _usable_upload(state, request, project_id, spec.get("upload_uuid"))
+        version = _new_version(state, len(doc.versions) + 1, record, doc.name, request.now)
+        doc.versions.append(version)
+        state.association_counts[record.uuid] += 1
+        return json_reply(201, state.version_view(version, doc.id))
+
+
+# --- photos ----------------------------------------------------------------------------------
+
+
+def create_image(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
+    project_id = _query_project(state, request)
+    body = request.body if isinstance(request.body, dict) else {}
+    attributes = body.get("image")
+    if not isinstance(attributes, dict) or not attributes:
+        raise _unprocessable("image", "can't be blank")
+    name = body.get("image_name")
+    if name is not None and not isinstance(name, str):
+        raise _unprocessable("image_name", "must be a string")
+    category = attributes.get("image_category_id")
+    if category is not None and _positive_int(category) is None:
+        raise _unprocessable("image_category_id", "is invalid")
+    with state.lock:
+        record = _usable_upload(state, request, project_id, body.get("upload_uuid"))
+        image = Image(
+            state.next_id("image"),
+            request.company_id,
+            project_id,
+            name or record.response_filename,
+            _positive_int(category),
+            record.uuid,
+            record.stored_size or 0,
+            dict(attributes),
+            request.now,
+        )
+        state.images[image.id] = image
+        state.association_counts[record.uuid] += 1
+        return json_reply(201, state.image_view(image))
+
+
+def list_images(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
+    project_id = _query_project(state, request)
+    wanted = _positive_int(
+        request.query.get("filters[image_category_id]", request.query.get("image_category_id"))
+    )
+    with state.lock:
+        images = [
+            state.image_view(i)
+            for i in state.images.values()
+            if (i.company_id, i.project_id) == (request.company_id, project_id)
+            and (wanted is None or i.image_category_id == wanted)
+        ]
+    return json_reply(200, images)
+
+
+# --- routing ---------------------------------------------------------------------------------
+
+_UPLOADS = r"/rest/v1\.1/(projects|companies)/(\d+)/uploads"
+_ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
+    ("GET", re.compile(r"/rest/v1\.0/companies/?"), list_companies),
+    ("POST", re.compile(_UPLOADS + "/?"), create_upload),
+    ("GET", re.compile(_UPLOADS + r"/([0-9A-Za-z]+)/?"), show_upload),
+    ("PATCH", re.compile(_UPLOADS + r"/([0-9A-Za-z]+)/?"), complete_upload),
+    ("GET", re.compile(r"/rest/v1\.0/folders/?"), show_root),
+    ("POST", re.compile(r"/rest/v1\.0/folders/?"), create_folder),
+    ("GET", re.compile(r"/rest/v1\.0/folders/(\d+)/?"), show_folder),
+    ("POST", re.compile(r"/rest/v1\.0/files/?"), create_file),
+    ("GET", re.compile(r"/rest/v1\.0/files/(\d+)/?"), show_file),
+    ("POST", re.compile(r"/rest/v1\.0/file_versions/?"), create_version),
+    ("POST", re.compile(r"/rest/v1\.0/images/?"), create_image),
+    ("GET", re.compile(r"/rest/v1\.0/images/?"), list_images),
+]
+
+
+def route(state: EmulatorState, request: ApiRequest) -> Reply:
+    """Answer one authenticated API request."""
+    for method, pattern, handler in _ROUTES:
+        match = pattern.fullmatch(request.path)
+        if match and method == request.method:
+            try:
+                return handler(state, request, match.groups())
+            except ApiError as exc:
+                return exc.reply
+    return json_reply(404, {"errors": f"No route matches [{request.method}] {request.path}"})

@@ -1,0 +1,222 @@
+"""Fault injection for the emulator: what goes wrong, how often, and scripted one-off failures.
+
+Every attribute may be changed at any time from any thread (tests do so while uploads run).
+Plain attribute assignment is atomic in CPython; the scripted-failure queue and the random
+generator are guarded by a lock so that seeded runs stay reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+#: Request kinds a scripted failure can target.
+FAILURE_KINDS = frozenset({"api", "token", "storage", "segment"})
+
+#: Status meaning "drop the connection without answering" in a scripted failure.
+DROP = 0
+
+
+@dataclass
+class ScriptedFailure:
+    """``remaining`` more requests of ``kind`` (whose path contains ``path_contains``) fail."""
+
+    remaining: int
+    status: int
+    kind: str
+    path_contains: str | None
+
+
+class Faults:
+    """The emulator's fault settings; see the module docstring for thread-safety.
+
+    Attributes:
+        error_rate: share (0..1) of API calls answered ``error_status`` with a random body shape.
+        error_status: status used by ``error_rate`` (default 500).
+        drop_rate: share of API calls whose connection is closed without an answer.
+        storage_error_rate / storage_drop_rate: the same for storage POSTs and segment PUTs.
+        token_error_rate: share of token requests answered ``error_status``.
+        delay_seconds: sleep before answering each API call.
+        storage_delay_seconds: sleep before answering each storage request.
+        token_lifetime: lifetime (seconds) of newly issued tokens, reported as ``expires_in``.
+        upload_ttl: seconds an Upload's storage policy / segment URLs stay valid.
+        outage: every token and API request answers 503 (``outage_mode="503"``) or is
+            dropped (``outage_mode="drop"``).
+        forbidden_projects: project ids the service account may not touch (403).
+        rate_limit: ``(limit, window_seconds)`` for API calls, or None for no limit.
+        failing_segments: part numbers whose PUT answers 500.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._random = random.Random()  # noqa: S311 - fault dice, not crypto
+        self._scripted: list[ScriptedFailure] = []
+        self.token_generation = 0
+        self.error_rate = 0.0
+        self.error_status = 500
+        self.drop_rate = 0.0
+        self.storage_error_rate = 0.0
+        self.storage_drop_rate = 0.0
+        self.token_error_rate = 0.0
+        self.delay_seconds = 0.0
+        self.storage_delay_seconds = 0.0
+        self.token_lifetime: float = 5400
+        self.upload_ttl: float = 3600
+        self.outage = False
+        self.outage_mode = "503"
+        self.forbidden_projects: set[int] = set()
+        self.rate_limit: tuple[int, float] | None = (3600, 3600.0)
+        self.failing_segments: set[int] = set()
+
+    # --- randomness ------------------------------------------------------------------------
+
+    def seed(self, n: int) -> None:
+        """Make every later random decision reproducible."""
+        with self._lock:
+            self._random.seed(n)
+
+    def chance(self, rate: float) -> bool:
+        """True with probability ``rate`` (never for 0, always for >= 1)."""
+        if rate <= 0:
+            return False
+        if rate >= 1:
+            return True
+        with self._lock:
+            return self._random.random() < rate
+
+    def choice(self, options: int) -> int:
+        """A random index in ``range(options)``."""
+        with self._lock:
+            return self._random.randrange(options)
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    def revoke_tokens(self) -> None:
+        """Invalidate every token issued so far."""
+        with self._lock:
+            self.token_generation += 1
+
+    # --- scripted failures -----------------------------------------------------------------
+
+    def fail_next(
+        self,
+        count: int,
+        status: int = 500,
+        kind: str = "api",
+        path_contains: str | None = None,
+    ) -> None:
+        """Make the next ``count`` requests of ``kind`` fail with ``status``.
+
+        ``kind`` is "api", "token", "storage" (storage POST) or "segment" (segment PUT);
+        ``status`` 0 drops the connection instead of answering. Scripts queue up and are
+        consumed in the order they were added.
+        """
+        if kind not in FAILURE_KINDS:
+            raise ValueError(f"unknown kind {kind!r}")
+        if count > 0:
+            with self._lock:
+                self._scripted.append(ScriptedFailure(count, status, kind, path_contains))
+
+    def take_scripted(self, kind: str, path: str) -> int | None:
+        """Consume one scripted failure matching this request; its status, or None."""
+        with self._lock:
+            for entry in self._scripted:
+                if entry.kind == kind and (
+                    entry.path_contains is None or entry.path_contains in path
+                ):
+                    entry.remaining -= 1
+                    if entry.remaining <= 0:
+                        self._scripted.remove(entry)
+                    return entry.status
+        return None
+
+    def clear_scripted(self) -> None:
+        """Forget every pending scripted failure."""
+        with self._lock:
+            self._scripted.clear()
+
+    # --- admin -----------------------------------------------------------------------------
+
+    _FLOATS = (
+        "error_rate",
+        "drop_rate",
+        "storage_error_rate",
+        "storage_drop_rate",
+        "token_error_rate",
+        "delay_seconds",
+        "storage_delay_seconds",
+        "token_lifetime",
+        "upload_ttl",
+    )
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Apply a JSON object of settings (the admin endpoint); raises ValueError on bad input.
+
+        Besides the attributes, accepts ``seed`` (int), ``revoke_tokens`` (true),
+        ``fail_next`` (an object or list of objects with the arguments of ``fail_next``)
+        and ``clear_fail_next`` (true).
+        """
+        for name, value in values.items():
+            if name in self._FLOATS:
+                number = float(value)
+                if not math.isfinite(number) or number < 0:
+                    raise ValueError(f"{name} must be a finite number >= 0")
+                setattr(self, name, number)
+            elif name == "error_status":
+                self.error_status = int(value)
+            elif name == "outage":
+                self.outage = bool(value)
+            elif name == "outage_mode":
+                if value not in ("503", "drop"):
+                    raise ValueError("outage_mode must be '503' or 'drop'")
+                self.outage_mode = str(value)
+            elif name in ("forbidden_projects", "failing_segments"):
+                setattr(self, name, {int(v) for v in value})
+            elif name == "rate_limit":
+                self.rate_limit = None if value is None else (int(value[0]), float(value[1]))
+            elif name == "seed":
+                self.seed(int(value))
+            elif name == "revoke_tokens":
+                if value:
+                    self.revoke_tokens()
+            elif name == "clear_fail_next":
+                if value:
+                    self.clear_scripted()
+            elif name == "fail_next":
+                for spec in value if isinstance(value, list) else [value]:
+                    self.fail_next(
+                        int(spec["count"]),
+                        int(spec.get("status", 500)),
+                        str(spec.get("kind", "api")),
+                        spec.get("path_contains"),
+                    )
+            else:
+                raise ValueError(f"unknown fault setting {name!r}")
+
+    def snapshot(self) -> dict[str, Any]:
+        """The current settings as JSON-ready values."""
+        with self._lock:
+            scripted = [
+                {
+                    "count": s.remaining,
+                    "status": s.status,
+                    "kind": s.kind,
+                    "path_contains": s.path_contains,
+                }
+                for s in self._scripted
+            ]
+        out: dict[str, Any] = {name: getattr(self, name) for name in self._FLOATS}
+        out.update(
+            error_status=self.error_status,
+            outage=self.outage,
+            outage_mode=self.outage_mode,
+            forbidden_projects=sorted(self.forbidden_projects),
+            failing_segments=sorted(self.failing_segments),
+            rate_limit=list(self.rate_limit) if self.rate_limit else None,
+            token_generation=self.token_generation,
+            fail_next=scripted,
+        )
+        return out

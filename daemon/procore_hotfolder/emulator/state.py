@@ -1,0 +1,429 @@
+"""What the emulator remembers: tokens, Uploads, stored bytes, Documents, Photos, requests.
+
+Everything lives in one ``EmulatorState`` guarded by one re-entrant lock (``state.lock``);
+long I/O (streaming bodies, hashing parts) happens outside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .faults import Faults
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ACCESS_KEY = "AKIAEMULATORPROCORE1"
+
+
+def new_ulid(now: float) -> str:
+    """A 26-character uppercase ULID: 48-bit milliseconds then 80 random bits."""
+    value = (int(now * 1000) & ((1 << 48) - 1)) << 80 | secrets.randbits(80)
+    return "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+
+
+@dataclass
+class RequestRecord:
+    """One request as the emulator answered it; ``status`` 0 means the connection was dropped."""
+
+    method: str
+    path: str
+    status: int
+    time: float
+    kind: str
+
+
+@dataclass
+class UploadRecord:
+    """One Upload. The first block of fields is the public contract; the rest is bookkeeping."""
+
+    uuid: str
+    company_id: int
+    project_id: int | None
+    response_filename: str
+    declared_size: int | None
+    content_type: str
+    segments: list[dict[str, Any]] | None
+    created_at: float
+    status: str = "ready"
+    store_count: int = 0
+    stored_size: int | None = None
+    stored_sha256: str | None = None
+    parts: dict[int, tuple[str, int, str]] = field(default_factory=dict)
+    # --- emulator bookkeeping ---
+    expires_at: float = 0.0
+    bucket: str = ""
+    key: str = ""
+    upload_id: str = ""
+    url: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    segment_views: list[dict[str, Any]] = field(default_factory=list)
+    completed_etags: list[str] | None = None
+
+
+@dataclass
+class Folder:
+    id: int
+    company_id: int
+    project_id: int
+    name: str
+    parent_id: int | None
+    created_at: float
+
+
+@dataclass
+class FileVersion:
+    id: int
+    number: int
+    upload_uuid: str
+    prostore_file_id: int
+    name: str
+    size: int
+    created_at: float
+
+
+@dataclass
+class DocumentFile:
+    id: int
+    company_id: int
+    project_id: int
+    parent_id: int
+    name: str
+    created_at: float
+    versions: list[FileVersion] = field(default_factory=list)
+
+
+@dataclass
+class Image:
+    id: int
+    company_id: int
+    project_id: int
+    name: str
+    image_category_id: int | None
+    upload_uuid: str
+    size: int
+    attributes: dict[str, Any]
+    created_at: float
+
+
+@dataclass
+class Token:
+    value: str
+    expires_at: float
+    generation: int
+
+
+def iso_time(when: float) -> str:
+    """``2026-11-19T23:48:15Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+class RateWindow:
+    """Fixed-window counter of API calls; restarts whenever the configured limit changes."""
+
+    def __init__(self) -> None:
+        self._config: tuple[int, float] | None = None
+        self._start = 0.0
+        self._count = 0
+
+    def _roll(self, config: tuple[int, float] | None, now: float) -> tuple[int, float]:
+        effective = config or (1_000_000_000, 3600.0)
+        if config != self._config or now >= self._start + effective[1]:
+            self._config, self._start, self._count = config, now, 0
+        return effective
+
+    def admit(self, config: tuple[int, float] | None, now: float) -> tuple[bool, dict[str, str]]:
+        """Count one call if the window allows it; (admitted, rate-limit headers)."""
+        limit, window = self._roll(config, now)
+        admitted = self._count < limit
+        if admitted:
+            self._count += 1
+        return admitted, self._headers(limit, window)
+
+    def retry_after(self, now: float) -> int:
+        """Whole seconds until the current window ends (at least 1)."""
+        window = (self._config or (0, 3600.0))[1]
+        return max(1, math.ceil(self._start + window - now))
+
+    def headers(self, config: tuple[int, float] | None, now: float) -> dict[str, str]:
+        """Current headers without counting a call."""
+        limit, window = self._roll(config, now)
+        return self._headers(limit, window)
+
+    def _headers(self, limit: int, window: float) -> dict[str, str]:
+        return {
+            "X-Rate-Limit-Limit": str(limit),
+            "X-Rate-Limit-Remaining": str(max(0, limit - self._count)),
+            "X-Rate-Limit-Reset": str(math.ceil(self._start + window)),
+        }
+
+
+class EmulatorState:
+    """All of the emulator's data; read or change it with ``lock`` held."""
+
+    def __init__(self, faults: Faults, client_id: str, client_secret: str, data_dir: Path) -> None:
+        self.faults = faults
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.data_dir = data_dir
+        self.secret_key = secrets.token_hex(20)  # signs storage policies and segment URLs
+        self.access_key = ACCESS_KEY
+        self.base_url = ""
+        self.lock = threading.RLock()
+        self.tokens: dict[str, Token] = {}
+        self.uploads: dict[str, UploadRecord] = {}
+        self.uploads_by_key: dict[tuple[str, str], str] = {}
+        self.buckets: set[str] = set()
+        self.root_folders: dict[tuple[int, int], int] = {}
+        self.folders: dict[int, Folder] = {}
+        self.files: dict[int, DocumentFile] = {}
+        self.file_names: dict[int, dict[str, int]] = {}  # folder id -> file name -> file id
+        self.images: dict[int, Image] = {}
+        self.request_log: list[RequestRecord] = []
+        self.rate = RateWindow()
+        self.association_counts: Counter[str] = Counter()  # upload uuid -> versions + images
+        self._assembled: set[str] = set()
+        # Ids above 2**32 on purpose: clients must not squeeze them into 32 bits.
+        self._ids = {
+            "folder": itertools.count(4_300_000_001),
+            "file": itertools.count(5_100_000_001),
+            "version": itertools.count(6_200_000_001),
+            "prostore": itertools.count(7_300_000_001),
+            "image": itertools.count(8_400_000_001),
+        }
+        for sub in ("objects", "parts", "tmp"):
+            (data_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def next_id(self, kind: str) -> int:
+        with self.lock:
+            return next(self._ids[kind])
+
+    # --- files on disk ---------------------------------------------------------------------
+
+    def object_path(self, uuid: str) -> Path:
+        return self.data_dir / "objects" / uuid
+
+    def part_path(self, uuid: str, number: int) -> Path:
+        return self.data_dir / "parts" / f"{uuid}.{number}"
+
+    def temp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    def stored_path(self, uuid: str) -> Path:
+        """The stored bytes of a complete Upload (segments are assembled on first use)."""
+        with self.lock:
+            record = self.uploads[uuid]
+            if record.status != "complete":
+                raise KeyError(f"upload {uuid} has no stored bytes")
+            target = self.object_path(uuid)
+            if record.segments is not None and uuid not in self._assembled:
+                tmp = self.temp_dir() / f"assemble-{uuid}"
+                with tmp.open("wb") as out:
+                    for number in range(1, len(record.segments) + 1):
+                        with self.part_path(uuid, number).open("rb") as part:
+                            shutil.copyfileobj(part, out, 1 << 20)
+                os.replace(tmp, target)
+                self._assembled.add(uuid)
+            return target
+
+    def hash_parts(self, uuid: str, count: int) -> tuple[int, str]:
+        """(size, sha256) of parts 1..count concatenated; called without the lock."""
+        digest = hashlib.sha256()
+        size = 0
+        for number in range(1, count + 1):
+            with self.part_path(uuid, number).open("rb") as part:
+                while chunk := part.read(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+        return size, digest.hexdigest()
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    def issue_token(self, now: float) -> Token:
+        token = Token(
+            secrets.token_urlsafe(32),
+            now + float(self.faults.token_lifetime),
+            self.faults.token_generation,
+        )
+        with self.lock:
+            expired = [k for k, t in self.tokens.items() if t.expires_at < now - 3600]
+            for key in expired:
+                del self.tokens[key]
+            self.tokens[token.value] = token
+        return token
+
+    def check_token(self, value: str, now: float) -> str | None:
+        """None when valid, else "missing", "invalid" or "expired"."""
+        if not value:
+            return "missing"
+        with self.lock:
+            token = self.tokens.get(value)
+        if token is None:
+            return "invalid"
+        if token.generation != self.faults.token_generation or now >= token.expires_at:
+            return "expired"
+        return None
+
+    # --- requests --------------------------------------------------------------------------
+
+    def log_request(self, record: RequestRecord) -> None:
+        with self.lock:
+            self.request_log.append(record)
+
+    def count(self, status: int | None = None, kind: str | None = None) -> int:
+        with self.lock:
+            return sum(
+                1
+                for r in self.request_log
+                if (status is None or r.status == status) and (kind is None or r.kind == kind)
+            )
+
+    # --- views -----------------------------------------------------------------------------
+
+    def associations(self, uuid: str) -> int:
+        """File versions (a new file counts through its first version) and images using it."""
+        with self.lock:
+            return self.association_counts[uuid]
+
+    def folder_view(self, folder: Folder, with_children: bool) -> dict[str, Any]:
+        root = self.root_folders.get((folder.company_id, folder.project_id)) == folder.id
+        view: dict[str, Any] = {
+            "id": folder.id,
+            "name": folder.name,
+            "parent_id": folder.parent_id,
+            "is_root": root,
+            "is_deleted": False,
+            "created_at": iso_time(folder.created_at),
+            "updated_at": iso_time(folder.created_at),
+        }
+        if with_children:
+            view["folders"] = [
+                self.folder_view(f, with_children=False)
+                for f in self.folders.values()
+                if f.parent_id == folder.id
+            ]
+            view["files"] = [
+                self.file_view(self.files[i]) for i in self.file_names.get(folder.id, {}).values()
+            ]
+        return view
+
+    def file_view(self, doc: DocumentFile) -> dict[str, Any]:
+        latest = doc.versions[-1]
+        return {
+            "id": doc.id,
+            "name": doc.name,
+            "parent_id": doc.parent_id,
+            "size": latest.size,
+            "is_deleted": False,
+            "created_at": iso_time(doc.created_at),
+            "updated_at": iso_time(latest.created_at),
+            "file_versions": [self.version_view(v, doc.id) for v in doc.versions],
+        }
+
+    def version_view(self, version: FileVersion, file_id: int) -> dict[str, Any]:
+        return {
+            "id": version.id,
+            "number": version.number,
+            "file_id": file_id,
+            "created_at": iso_time(version.created_at),
+            "prostore_file": {
+                "id": version.prostore_file_id,
+                "name": version.name,
+                "size": version.size,
+                "filename": version.name,
+            },
+        }
+
+    def image_view(self, image: Image) -> dict[str, Any]:
+        return {
+            "id": image.id,
+            "name": image.name,
+            "filename": image.name,
+            "image_category_id": image.image_category_id,
+            "size": image.size,
+            "description": image.attributes.get("description"),
+            "created_at": iso_time(image.created_at),
+        }
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Every Documents file as the API shows it, plus ``project_id`` and ``upload_uuids``
+        (emulator-only keys for tests; the API itself never reveals upload uuids)."""
+        with self.lock:
+            out = []
+            for doc in self.files.values():
+                view = self.file_view(doc)
+                view["project_id"] = doc.project_id
+                view["company_id"] = doc.company_id
+                view["upload_uuids"] = [v.upload_uuid for v in doc.versions]
+                out.append(view)
+            return out
+
+    def image_list(self) -> list[dict[str, Any]]:
+        """Every image as the API shows it, plus emulator-only ``project_id``/``upload_uuid``."""
+        with self.lock:
+            out = []
+            for image in self.images.values():
+                view = self.image_view(image)
+                view["project_id"] = image.project_id
+                view["company_id"] = image.company_id
+                view["upload_uuid"] = image.upload_uuid
+                out.append(view)
+            return out
+
+    def folder_list(self) -> list[dict[str, Any]]:
+        """Every folder (without children) plus its ``project_id``."""
+        with self.lock:
+            out = []
+            for folder in self.folders.values():
+                view = self.folder_view(folder, with_children=False)
+                view["project_id"] = folder.project_id
+                out.append(view)
+            return out
+
+    def summary(self) -> dict[str, Any]:
+        """The admin endpoint's JSON view of everything."""
+        with self.lock:
+            uploads = [
+                {
+                    "uuid": r.uuid,
+                    "company_id": r.company_id,
+                    "project_id": r.project_id,
+                    "response_filename": r.response_filename,
+                    "declared_size": r.declared_size,
+                    "segmented": r.segments is not None,
+                    "status": r.status,
+                    "store_count": r.store_count,
+                    "stored_size": r.stored_size,
+                    "stored_sha256": r.stored_sha256,
+                    "associations": self.associations(r.uuid),
+                    "created_at": r.created_at,
+                }
+                for r in self.uploads.values()
+            ]
+            by_status = Counter(str(r.status) for r in self.request_log)
+            by_kind = Counter(r.kind for r in self.request_log)
+            return {
+                "uploads": uploads,
+                "documents": self.documents(),
+                "images": self.image_list(),
+                "folders": self.folder_list(),
+                "requests": {
+                    "total": len(self.request_log),
+                    "by_status": dict(by_status),
+                    "by_kind": dict(by_kind),
+                },
+                "faults": self.faults.snapshot(),
+            }
+
+    def upload_dict(self, record: UploadRecord) -> dict[str, Any]:
+        """The dataclass as plain data (for tests that want everything)."""
+        return asdict(record)

@@ -1,0 +1,86 @@
+"""Shared fixtures: a live emulator on a free loopback port, configuration files, waiting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from procore_hotfolder.emulator import Emulator
+
+CLIENT_ID = "test-client"
+CLIENT_SECRET = "test-client-secret-value"
+COMPANY_ID = 4242
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
+             message: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    emu = Emulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET).start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def write_config(tmp_path: Path, emu: Emulator, folders: list[dict[str, Any]],
+                 **daemon: Any) -> Path:
+    """A configuration file for ``folders`` against ``emu``; returns its path."""
+    secret = tmp_path / "client-secret"
+    secret.write_text(CLIENT_SECRET + "\n")
+    settings = {"state_dir": str(tmp_path / "state"), "settle_seconds": 0.3,
+                "rescan_seconds": 30, "workers": 3, "poll_seconds": 0.5}
+    settings.update(daemon)
+    lines = ["[procore]", f'api_url = "{emu.url}"', f'login_url = "{emu.url}"',
+             f"company_id = {COMPANY_ID}", f'client_id = "{CLIENT_ID}"',
+             f'client_secret_file = "{secret}"', "", "[daemon]"]
+    lines += [f"{k} = {_toml(v)}" for k, v in settings.items()]
+    for folder in folders:
+        lines += ["", "[[folders]]"] + [f"{k} = {_toml(v)}" for k, v in folder.items()]
+    path = tmp_path / "config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "PROCORE_CLIENT_SECRET",
+                        "PROCORE_HOTFOLDER_CONFIG", "CREDENTIALS_DIRECTORY")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """Run ``procore-hotfolder ARGS`` as a user would (a real process)."""
+    return subprocess.run([sys.executable, "-m", "procore_hotfolder", *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env=env or cli_env(), check=False, stdin=subprocess.DEVNULL)

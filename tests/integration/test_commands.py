@@ -1,0 +1,94 @@
+"""The other subcommands as a user runs them: check, status, explain, retry, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from procore_hotfolder.emulator import Emulator
+from tests.conftest import run_cli, write_config
+
+
+def test_config_error_exit_78_lists_every_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[procore]\napi_url = "http://example.com"\nsurprise = 1\n'
+                   '[daemon]\nworkers = 0\n')
+    result = run_cli("check", "--offline", "-c", str(bad))
+    assert result.returncode == 78
+    for key in ("procore.api_url", "procore.surprise", "procore.company_id",
+                "daemon.workers", "folders"):
+        assert key in result.stderr, key
+
+
+def test_usage_error_exit_2() -> None:
+    assert run_cli("frobnicate").returncode == 2
+    assert run_cli("explain").returncode == 2
+
+
+def test_check_online_and_offline(tmp_path: Path, emulator: Emulator) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    config = write_config(tmp_path, emulator, [{"path": str(drop), "project_id": 3}])
+    offline = run_cli("check", "--offline", "-c", str(config))
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    online = run_cli("check", "-c", str(config))
+    assert online.returncode == 0, online.stdout + online.stderr
+    assert emulator.count(kind="token") >= 1
+
+    missing = write_config(tmp_path, emulator, [{"path": str(tmp_path / "absent")}])
+    result = run_cli("check", "--offline", "-c", str(missing))
+    assert result.returncode == 1
+    assert "folders[0].path" in result.stdout
+
+
+def test_check_reports_bad_credentials(tmp_path: Path, emulator: Emulator) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    config = write_config(tmp_path, emulator, [{"path": str(drop)}])
+    (tmp_path / "client-secret").write_text("wrong\n")
+    result = run_cli("check", "-c", str(config))
+    assert result.returncode == 1
+    assert "authentication" in result.stdout
+    assert "wrong" not in result.stdout + result.stderr
+
+
+def test_status_explain_and_retry_of_a_refused_file(tmp_path: Path,
+                                                    emulator: Emulator) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    good = drop / "good.pdf"
+    good.write_bytes(b"%PDF good")
+    linked = drop / "linked.pdf"
+    linked.write_bytes(b"%PDF twice linked")
+    os.link(linked, tmp_path / "other-name.pdf")
+    config = write_config(tmp_path, emulator, [{"path": str(drop), "project_id": 9}])
+
+    once = run_cli("once", "-c", str(config))
+    assert once.returncode == 1, once.stdout + once.stderr
+    assert "linked.pdf" in once.stdout
+
+    failed = drop / ".failed" / "linked.pdf"
+    assert failed.exists()
+    sidecar = json.loads((drop / ".failed" / "linked.pdf.error.json").read_text())
+    assert sidecar["reason"] == "hard_links"
+    assert {"reason", "detail", "attempts", "time"} <= set(sidecar)
+
+    status = json.loads(run_cli("status", "--json", "-c", str(config)).stdout)
+    (folder,) = status["folders"]
+    assert folder["failed"] == 1 and folder["archived"] == 1
+    assert folder["last_upload"]["source"] == str(good)
+
+    explained = run_cli("explain", str(good), "-c", str(config)).stdout
+    assert "uploaded as" in explained
+    assert "failed because hard_links" in run_cli("explain", str(failed), "-c",
+                                                  str(config)).stdout
+    assert "ignored" in run_cli("explain", str(drop / "x.tmp"), "-c", str(config)).stdout
+
+    (tmp_path / "other-name.pdf").unlink()  # the operator fixes the cause
+    retried = run_cli("retry", "-c", str(config))
+    assert retried.returncode == 0
+    assert linked.exists() and not failed.exists()
+    again = run_cli("once", "-c", str(config))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (drop / ".archive" / "linked.pdf").read_bytes() == b"%PDF twice linked"

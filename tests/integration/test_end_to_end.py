@@ -1,0 +1,128 @@
+"""End to end: files dropped into real folders reach the emulator once, byte for byte, and
+their originals land in the archive with a ledger line each."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from procore_hotfolder.emulator import Emulator
+from tests.conftest import CLIENT_SECRET, COMPANY_ID, cli_env, run_cli, wait_for, write_config
+
+
+def _drop(path: Path, data: bytes) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _stored(emu: Emulator) -> dict[str, list[object]]:
+    by_sha: dict[str, list[object]] = {}
+    for record in emu.stored_uploads():
+        by_sha.setdefault(record.stored_sha256, []).append(record)
+    return by_sha
+
+
+def test_once_uploads_nested_two_projects_and_company(tmp_path: Path,
+                                                      emulator: Emulator) -> None:
+    a, b, c = tmp_path / "tower-a", tmp_path / "tower-b", tmp_path / "company"
+    files = {
+        a / "plan.pdf": os.urandom(70_000),
+        a / "level 2" / "deep" / "détail.dwg": os.urandom(1234),
+        b / "photo.jpg": os.urandom(300_000),
+        c / "contract.docx": b"company-level document\n",
+    }
+    sums = {path: _drop(path, data) for path, data in files.items()}
+    _drop(a / "~$lock.docx", b"office lock")  # ignored
+    config = write_config(tmp_path, emulator, [
+        {"path": str(a), "project_id": 11},
+        {"path": str(b), "project_id": 2**40},
+        {"path": str(c)},
+    ])
+
+    result = run_cli("once", "-c", str(config))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    stored = _stored(emulator)
+    for path, digest in sums.items():
+        (record,) = stored[digest]  # stored exactly once
+        assert record.store_count == 1
+        assert record.response_filename == path.name
+        expected_project = {a: 11, b: 2**40, c: None}[next(p for p in (a, b, c)
+                                                           if p in path.parents)]
+        assert record.project_id == expected_project
+        assert record.company_id == COMPANY_ID
+        assert emulator.stored_path(record.uuid).read_bytes() == files[path]
+        folder = next(p for p in (a, b, c) if p in path.parents)
+        archived = folder / ".archive" / path.relative_to(folder)
+        assert archived.read_bytes() == files[path]
+        assert not path.exists()
+    assert (a / "~$lock.docx").exists()
+    assert len(emulator.stored_uploads()) == len(files)
+    ledger = [json.loads(line) for line in
+              (tmp_path / "state" / "uploads.jsonl").read_text().splitlines()]
+    assert sorted(entry["sha256"] for entry in ledger) == sorted(sums.values())
+    for entry in ledger:
+        assert set(entry) >= {"time", "uuid", "company_id", "project_id", "source", "archived",
+                              "size", "sha256", "destination"}
+        assert Path(entry["archived"]).exists()
+        assert entry["time"].endswith("Z")
+
+
+def test_run_notifies_systemd_uploads_and_stops_cleanly(tmp_path: Path,
+                                                        emulator: Emulator) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    config = write_config(tmp_path, emulator, [{"path": str(drop), "project_id": 7,
+                                                "destination": "documents"}])
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.2)
+    messages: list[str] = []
+
+    def received(text: str) -> bool:
+        while True:
+            try:
+                messages.append(sock.recv(4096).decode())
+            except TimeoutError:
+                break
+        return any(text in m for m in messages)
+
+    env = cli_env()
+    env["NOTIFY_SOCKET"] = str(sock_path)
+    env["WATCHDOG_USEC"] = "2000000"
+    proc = subprocess.Popen([sys.executable, "-m", "procore_hotfolder", "run", "-c", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: received("READY=1"), message="READY=1")
+        data = os.urandom(50_000)
+        digest = _drop(drop / "new" / "sub" / "scan.pdf", data)
+        wait_for((drop / ".archive" / "new" / "sub" / "scan.pdf").exists, message="archive")
+        (record,) = _stored(emulator)[digest]
+        assert emulator.associations(record.uuid) == 1
+        wait_for(lambda: received("WATCHDOG=1"), message="WATCHDOG=1")
+        wait_for(lambda: received("STATUS="), message="STATUS=")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        stopping_sent = received("STOPPING=1")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        sock.close()
+    assert proc.returncode == 0, err.decode()
+    assert stopping_sent
+    events = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    completed = [e for e in events if e["event"] == "upload_completed"]
+    assert len(completed) == 1 and completed[0]["uuid"] == record.uuid
+    assert all({"event", "level", "timestamp"} <= set(e) for e in events)
+    assert CLIENT_SECRET.encode() not in out + err
+    assert b"Bearer " not in out + err

@@ -1,0 +1,40 @@
+"""Ledger durability/recovery helpers and log redaction."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import structlog
+
+from procore_hotfolder.ledger import Ledger
+from procore_hotfolder.logs import configure_logging, scrub
+
+
+def test_ledger_lines_and_torn_tail(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    ledger.append({"uuid": "U1", "source": "/d/a"})
+    with ledger.path.open("ab") as f:  # a crash mid-write left half a line
+        f.write(b'{"uuid": "U2", "sou')
+    ledger.append({"uuid": "U3", "source": "/d/\udcff"})
+    lines = ledger.path.read_bytes().splitlines()
+    assert json.loads(lines[0])["uuid"] == "U1"
+    assert json.loads(lines[-1])["uuid"] == "U3"
+    assert ledger.contains_uuid("U1") and ledger.contains_uuid("U3")
+    assert not ledger.contains_uuid("U2")
+
+
+def test_logs_are_json_and_never_carry_secrets() -> None:
+    out = io.StringIO()
+    configure_logging("info", stream=out, json_output=True)
+    log = structlog.get_logger("t")
+    log.info("upload_created", uuid="U1", token="abc", detail="Bearer eyJsecret x",
+             url="https://s3/x?X-Amz-Signature=deadbeef&a=1", fields={"policy": "p"})
+    line = json.loads(out.getvalue())
+    assert line["event"] == "upload_created" and line["level"] == "info"
+    assert "timestamp" in line and line["uuid"] == "U1"
+    text = out.getvalue()
+    for secret in ("abc", "eyJsecret", "deadbeef"):
+        assert secret not in text
+    assert scrub("client_secret=hunter2&x=1") == "client_secret=[redacted]&x=1"
