@@ -1,0 +1,155 @@
+"""PURE: decides when a file has settled, given observations and ``now``.
+
+A file counts as complete once two observations at least ``settle_seconds`` apart saw the
+same size, mtime, inode and device (and ctime, when both observations carry one). The quiet
+period is measured from when we *observed* the current values, never from the file's mtime:
+a copy that preserves an old mtime still waits the full settle time.
+
+No clock, no filesystem: the caller passes what ``lstat()`` saw and the current monotonic
+time, so tests advance a fake clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one ``lstat()`` of a candidate file saw."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+    dev: int
+    ctime_ns: int = 0
+
+    def same_version(self, other: Observation) -> bool:
+        """True when ``other`` shows the same file content version.
+
+        ``ctime_ns`` is compared only when both sides know it (0 means "not recorded"), so
+        an observation rebuilt from the journal still matches a fresh ``lstat()``.
+        """
+        if (self.size, self.mtime_ns, self.ino, self.dev) != (
+                other.size, other.mtime_ns, other.ino, other.dev):
+            return False
+        return not (self.ctime_ns and other.ctime_ns and self.ctime_ns != other.ctime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingFile:
+    """A file waiting to settle, for status and ``explain``.
+
+    ``first_seen``: when the tracker first heard of it; ``last_change``: when the current
+    observation was first seen (the quiet period starts there); ``last_seen``: the latest
+    observation that confirmed it; ``settle_seconds``: the quiet time this file needs.
+    """
+
+    first_seen: float
+    last_change: float
+    observation: Observation
+    last_seen: float = 0.0
+    settle_seconds: float = 0.0
+
+    @property
+    def settled(self) -> bool:
+        """Unchanged across a full quiet period (size not considered)."""
+        return self.last_seen - self.last_change >= self.settle_seconds
+
+
+class SettleTracker:
+    """Files waiting for their quiet period; O(1) per ``observe``.
+
+    Not thread-safe: one scheduler thread owns it.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, PendingFile] = {}
+        # Keys settled with size > 0, in the order they settled: what ``due`` hands out.
+        self._ready: dict[str, None] = {}
+        # Keys whose size is 0 -> when the size was first seen as 0 (consecutively).
+        self._empty_since: dict[str, float] = {}
+
+    def observe(
+        self, key: str, obs: Observation | None, now: float, settle_seconds: float,
+    ) -> None:
+        """Record what an ``lstat()`` of ``key`` saw at ``now``.
+
+        ``obs`` None means the file is gone: it is forgotten. A changed observation restarts
+        the quiet period from ``now``; an unchanged one confirms it, and once confirmed at
+        least ``settle_seconds`` after the change the file becomes due (if not empty).
+        """
+        if obs is None:
+            self.forget(key)
+            return
+        old = self._pending.get(key)
+        if old is None or not old.observation.same_version(obs):
+            entry = PendingFile(
+                first_seen=old.first_seen if old is not None else now,
+                last_change=now, observation=obs, last_seen=now,
+                settle_seconds=settle_seconds)
+            self._ready.pop(key, None)
+        else:
+            entry = PendingFile(
+                first_seen=old.first_seen, last_change=old.last_change, observation=obs,
+                last_seen=max(now, old.last_seen), settle_seconds=settle_seconds)
+        self._pending[key] = entry
+        if obs.size == 0:
+            if old is None or old.observation.size != 0:
+                self._empty_since[key] = now
+            self._ready.pop(key, None)
+            return
+        self._empty_since.pop(key, None)
+        if entry.settled:
+            self._ready[key] = None
+        else:
+            self._ready.pop(key, None)
+
+    def due(self, now: float) -> list[tuple[str, Observation]]:
+        """Settled, non-empty files (removed from the tracker as they are returned).
+
+        A file is due once an observation confirmed its values ``settle_seconds`` after
+        they were first seen; ``now`` guards against confirmations from the future.
+        """
+        out: list[tuple[str, Observation]] = []
+        for key in list(self._ready):
+            entry = self._pending[key]
+            if entry.last_seen <= now:
+                out.append((key, entry.observation))
+                self.forget(key)
+        return out
+
+    def empty_overdue(self, now: float, timeout: float) -> list[str]:
+        """Keys whose size has been 0 for at least ``timeout`` seconds (removed as returned)."""
+        overdue = [key for key, since in self._empty_since.items() if now - since >= timeout]
+        for key in overdue:
+            self.forget(key)
+        return overdue
+
+    def forget(self, key: str) -> None:
+        """Stop tracking ``key`` (a no-op when it is not tracked)."""
+        self._pending.pop(key, None)
+        self._ready.pop(key, None)
+        self._empty_since.pop(key, None)
+
+    def pending(self) -> dict[str, PendingFile]:
+        """A snapshot of every tracked file (a copy: safe to iterate while observing)."""
+        return dict(self._pending)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which re-observing something could make it due.
+
+        None when nothing is tracked. Empty files are included (their quiet period ends like
+        any other; the empty-file timeout is the caller's, coarser, concern).
+        """
+        if self._ready:
+            return min(self._pending[key].last_seen for key in self._ready)
+        if not self._pending:
+            return None
+        return min(entry.last_change + entry.settle_seconds for entry in self._pending.values())
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._pending

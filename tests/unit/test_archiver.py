@@ -1,0 +1,411 @@
+"""Archiving: relative paths kept, never overwriting, verified across filesystems."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from procore_hotfolder import archiver
+from procore_hotfolder.archiver import (
+    archive_path_for,
+    failed_path_for,
+    free_name,
+    move_no_overwrite,
+    move_to_failed,
+    numbered_name,
+    write_error_sidecar,
+)
+from procore_hotfolder.config import FolderSettings
+from procore_hotfolder.errors import ArchiveError, FileChanged, FileVanished
+from procore_hotfolder.sourcefile import observe
+
+
+def settings(root: Path) -> FolderSettings:
+    return FolderSettings(path=root / "drop", project_id=1, archive_dir=root / "drop" / ".archive",
+                          failed_dir=root / "failed")
+
+
+def make(path: Path, data: bytes = b"content") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.rglob("*") if p.name.startswith(".procore-hotfolder-")]
+
+
+# --- naming --------------------------------------------------------------------------------
+
+
+def test_paths_keep_relative_location(tmp_path: Path) -> None:
+    folder = settings(tmp_path)
+    source = folder.path / "tower a" / "level 3" / "plan.pdf"
+    assert archive_path_for(folder, source) == folder.archive_dir / "tower a/level 3/plan.pdf"
+    assert failed_path_for(folder, source) == tmp_path / "failed" / "tower a/level 3/plan.pdf"
+    with pytest.raises(ValueError):
+        archive_path_for(folder, tmp_path / "elsewhere.pdf")
+
+
+@pytest.mark.parametrize(("name", "number", "expected"), [
+    ("plan.pdf", 1, "plan (1).pdf"),
+    ("plan.pdf", 12, "plan (12).pdf"),
+    ("backup.tar.gz", 1, "backup (1).tar.gz"),
+    ("BACKUP.TAR.BZ2", 2, "BACKUP (2).TAR.BZ2"),
+    ("v1.2.final.pdf", 1, "v1.2.final (1).pdf"),
+    ("README", 3, "README (3)"),
+    (".profile", 1, ".profile (1)"),
+])
+def test_numbered_name(name: str, number: int, expected: str) -> None:
+    assert numbered_name(name, number) == expected
+
+
+def test_numbered_name_stays_within_255_bytes() -> None:
+    name = "é" * 125 + "x.pdf"  # 255 bytes
+    assert len(os.fsencode(name)) == 255
+    numbered = numbered_name(name, 7)
+    assert len(os.fsencode(numbered)) <= 255
+    assert numbered.endswith(" (7).pdf")
+    numbered.encode("utf-8")  # trimmed on a character boundary
+
+
+def test_free_name(tmp_path: Path) -> None:
+    target = tmp_path / "a.pdf"
+    assert free_name(target) == target
+    make(target)
+    assert free_name(target) == tmp_path / "a (1).pdf"
+    make(tmp_path / "a (1).pdf")
+    (tmp_path / "a (2).pdf").symlink_to(tmp_path / "nowhere")  # a dangling link counts
+    assert free_name(target) == tmp_path / "a (3).pdf"
+
+
+# --- same-filesystem moves -----------------------------------------------------------------
+
+
+def test_move_creates_parents_and_keeps_content(tmp_path: Path) -> None:
+    folder = settings(tmp_path)
+    source = make(folder.path / "sub" / "plan.pdf", b"plan v1")
+    inode = os.stat(source).st_ino
+    final = move_no_overwrite(source, archive_path_for(folder, source))
+    assert final == folder.archive_dir / "sub" / "plan.pdf"
+    assert final.read_bytes() == b"plan v1"
+    assert os.stat(final).st_ino == inode and os.stat(final).st_nlink == 1
+    assert not source.exists()
+
+
+def test_clash_never_overwrites(tmp_path: Path) -> None:
+    target = make(tmp_path / "archive" / "plan.pdf", b"older upload")
+    make(tmp_path / "archive" / "plan (1).pdf", b"second older upload")
+    source = make(tmp_path / "drop" / "plan.pdf", b"newest")
+    final = move_no_overwrite(source, target)
+    assert final == tmp_path / "archive" / "plan (2).pdf"
+    assert final.read_bytes() == b"newest"
+    assert target.read_bytes() == b"older upload"
+    assert (tmp_path / "archive" / "plan (1).pdf").read_bytes() == b"second older upload"
+    assert not source.exists()
+
+
+def test_clash_raced_after_free_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another writer takes the free name between our check and our link.
+    source = make(tmp_path / "drop" / "a.pdf", b"mine")
+    target = tmp_path / "archive" / "a.pdf"
+    real_link = archiver._link
+
+    def racing_link(src: Any, dst: Any, **kwargs: Any) -> None:
+        if Path(dst) == target and not target.exists():
+            target.write_bytes(b"theirs")
+        real_link(src, dst, **kwargs)
+
+    monkeypatch.setattr(archiver, "_link", racing_link)
+    final = move_no_overwrite(source, target)
+    assert final == tmp_path / "archive" / "a (1).pdf"
+    assert target.read_bytes() == b"theirs" and final.read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("code", [errno.EPERM, errno.EOPNOTSUPP])
+def test_without_hard_links_renames_without_overwriting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int,
+) -> None:
+    def no_links(*_args: Any, **_kwargs: Any) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(archiver, "_link", no_links)
+    target = make(tmp_path / "archive" / "a.pdf", b"old")
+    source = make(tmp_path / "drop" / "a.pdf", b"new")
+    final = move_no_overwrite(source, target)
+    assert final == tmp_path / "archive" / "a (1).pdf"
+    assert final.read_bytes() == b"new" and target.read_bytes() == b"old"
+    assert not source.exists()
+
+
+def test_without_renameat2_falls_back_to_checked_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_links(*_args: Any, **_kwargs: Any) -> None:
+        raise OSError(errno.EPERM, "no links here")
+
+    monkeypatch.setattr(archiver, "_link", no_links)
+    monkeypatch.setattr(archiver, "_renameat2", None)
+    target = make(tmp_path / "archive" / "a.pdf", b"old")
+    source = make(tmp_path / "drop" / "a.pdf", b"new")
+    final = move_no_overwrite(source, target)
+    assert final == tmp_path / "archive" / "a (1).pdf"
+    assert target.read_bytes() == b"old" and final.read_bytes() == b"new"
+
+
+def test_expected_mismatch_moves_nothing(tmp_path: Path) -> None:
+    source = make(tmp_path / "drop" / "a.pdf", b"v1")
+    expected = observe(source)
+    assert expected is not None
+    source.write_bytes(b"v2 is longer")
+    target = tmp_path / "archive" / "a.pdf"
+    with pytest.raises(FileChanged):
+        move_no_overwrite(source, target, expected)
+    assert source.read_bytes() == b"v2 is longer"
+    assert not target.exists()
+
+
+def test_expected_match_moves(tmp_path: Path) -> None:
+    source = make(tmp_path / "drop" / "a.pdf")
+    expected = observe(source)
+    final = move_no_overwrite(source, tmp_path / "archive" / "a.pdf", expected)
+    assert final.read_bytes() == b"content"
+
+
+def test_missing_source(tmp_path: Path) -> None:
+    with pytest.raises(FileVanished):
+        move_no_overwrite(tmp_path / "nope.pdf", tmp_path / "archive" / "nope.pdf")
+
+
+def test_symlink_is_moved_not_followed(tmp_path: Path) -> None:
+    secret = make(tmp_path / "secret", b"private")
+    link = tmp_path / "drop" / "link.pdf"
+    link.parent.mkdir()
+    link.symlink_to(secret)
+    final = move_no_overwrite(link, tmp_path / "failed" / "link.pdf")
+    assert final.is_symlink() and os.readlink(final) == str(secret)
+    assert secret.read_bytes() == b"private" and os.stat(secret).st_nlink == 1
+
+
+# --- across filesystems --------------------------------------------------------------------
+
+
+@pytest.fixture(params=["real", "seam"])
+def other_fs(request: pytest.FixtureRequest, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder on another filesystem than tmp_path.
+
+    "real": /dev/shm when it is another filesystem (skipped otherwise). "seam": a folder in
+    tmp_path that the module's link seam treats as another device (EXDEV), so the copy path
+    runs on every machine.
+    """
+    shm = Path("/dev/shm")
+    if request.param == "real":
+        if not (shm.is_dir() and os.access(shm, os.W_OK)
+                and os.stat(shm).st_dev != os.stat(tmp_path).st_dev):
+            pytest.skip("/dev/shm is not a separate filesystem here")
+        folder = shm / f"hotfolder-test-{os.getpid()}-{id(tmp_path)}"
+        folder.mkdir()
+        try:
+            yield folder
+        finally:
+            for child in sorted(folder.rglob("*"), reverse=True):
+                child.rmdir() if child.is_dir() and not child.is_symlink() else child.unlink()
+            folder.rmdir()
+        return
+
+    other = str(tmp_path / "other-fs") + os.sep
+
+    def cross_device(src: Any, dst: Any, **_kwargs: Any) -> None:
+        if str(dst).startswith(other) and not str(src).startswith(other):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        os.link(src, dst, follow_symlinks=False)
+
+    monkeypatch.setattr(archiver, "_link", cross_device)
+    monkeypatch.setattr(archiver, "_renameat2", None)
+    folder = tmp_path / "other-fs"
+    folder.mkdir()
+    yield folder
+
+
+def test_cross_filesystem_move_copies_verifies_and_unlinks(tmp_path: Path,
+                                                         other_fs: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    source = make(tmp_path / "drop" / "big.bin", data)
+    os.utime(source, ns=(1_000_000_000, 2_000_000_000))
+    expected = observe(source)
+    make(other_fs / "archive" / "big.bin", b"an older one")
+    final = move_no_overwrite(source, other_fs / "archive" / "big.bin", expected)
+    assert final == other_fs / "archive" / "big (1).bin"
+    assert final.read_bytes() == data
+    assert os.stat(final).st_mtime_ns == 2_000_000_000
+    assert (other_fs / "archive" / "big.bin").read_bytes() == b"an older one"
+    assert not source.exists()
+    assert leftovers(other_fs) == []
+
+
+def test_cross_filesystem_failure_leaves_source_intact(
+    tmp_path: Path, other_fs: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = make(tmp_path / "drop" / "a.pdf", b"precious" * 1000)
+
+    def broken_verify(*_args: Any) -> None:
+        raise ArchiveError("the copy does not match the original")
+
+    monkeypatch.setattr(archiver, "_verify_copy", broken_verify)
+    with pytest.raises(ArchiveError, match="does not match"):
+        move_no_overwrite(source, other_fs / "archive" / "a.pdf")
+    assert source.read_bytes() == b"precious" * 1000
+    assert not (other_fs / "archive" / "a.pdf").exists()
+    assert leftovers(other_fs) == []
+
+
+def test_cross_filesystem_disk_full(tmp_path: Path, other_fs: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    source = make(tmp_path / "drop" / "a.pdf", os.urandom(2 * 1024 * 1024))
+    before = sha(source)
+    calls = {"n": 0}
+
+    def full_after_first_chunk(fd: int, data: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    monkeypatch.setattr(archiver, "_write", full_after_first_chunk)
+    with pytest.raises(ArchiveError, match="disk is full"):
+        move_no_overwrite(source, other_fs / "archive" / "a.pdf")
+    assert sha(source) == before
+    assert not (other_fs / "archive" / "a.pdf").exists()
+    assert leftovers(other_fs) == []
+
+
+def test_cross_filesystem_expected_mismatch(tmp_path: Path, other_fs: Path) -> None:
+    source = make(tmp_path / "drop" / "a.pdf", b"v1")
+    expected = observe(source)
+    assert expected is not None
+    source.write_bytes(b"v2, different")
+    with pytest.raises(FileChanged):
+        move_no_overwrite(source, other_fs / "a.pdf", expected)
+    assert source.read_bytes() == b"v2, different"
+    assert leftovers(other_fs) == [] and not (other_fs / "a.pdf").exists()
+
+
+def test_disk_full_on_same_filesystem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = make(tmp_path / "drop" / "a.pdf")
+
+    def full(*_args: Any, **_kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(archiver, "_link", full)
+    with pytest.raises(ArchiveError, match="disk is full"):
+        move_no_overwrite(source, tmp_path / "archive" / "a.pdf")
+    assert source.read_bytes() == b"content"
+
+
+# --- failed files and sidecars -------------------------------------------------------------
+
+
+def test_sidecar_content(tmp_path: Path) -> None:
+    failed = make(tmp_path / "failed" / "Überbau plan.pdf")
+    info = {"reason": "validation", "detail": "Name ungültig — «bad»", "attempts": 3,
+            "time": "2024-05-01T10:00:00Z", "status": 422, "request_id": "req-1",
+            "path": tmp_path / "x"}
+    sidecar = write_error_sidecar(failed, info)
+    assert sidecar == tmp_path / "failed" / "Überbau plan.pdf.error.json"
+    raw = sidecar.read_bytes().decode("utf-8")
+    assert "ungültig — «bad»" in raw  # ensure_ascii=False
+    assert '\n  "reason": "validation"' in raw  # indent 2
+    loaded = json.loads(raw)
+    assert loaded["status"] == 422 and loaded["path"] == str(tmp_path / "x")
+    assert leftovers(tmp_path) == []
+
+
+def test_sidecar_with_non_utf8_name_is_valid_utf8(tmp_path: Path) -> None:
+    name = os.fsdecode(b"caf\xe9.pdf")
+    failed = make(tmp_path / name)
+    sidecar = write_error_sidecar(failed, {"source": str(failed)})
+    loaded = json.loads(sidecar.read_bytes().decode("utf-8"))  # strict UTF-8
+    assert loaded["source"] == str(failed)
+
+
+def test_sidecar_never_overwrites(tmp_path: Path) -> None:
+    failed = make(tmp_path / "a.pdf")
+    old = make(tmp_path / "a.pdf.error.json", b'{"reason": "older"}')
+    sidecar = write_error_sidecar(failed, {"reason": "newer"})
+    assert sidecar != old
+    assert old.read_bytes() == b'{"reason": "older"}'
+    assert json.loads(sidecar.read_text())["reason"] == "newer"
+
+
+def test_sidecar_atomic_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    failed = make(tmp_path / "a.pdf")
+
+    def full(_fd: int, _data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(archiver, "_write", full)
+    with pytest.raises(ArchiveError, match="disk is full"):
+        write_error_sidecar(failed, {"reason": "x"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf"]  # no partial, no temp
+
+
+def test_move_to_failed_with_clash_keeps_sidecar_beside_its_file(tmp_path: Path) -> None:
+    folder = settings(tmp_path)
+    first = make(folder.path / "sub" / "a.pdf", b"one")
+    second_content = b"two"
+    final1 = move_to_failed(folder, first, {"reason": "validation", "detail": "first"})
+    make(folder.path / "sub" / "a.pdf", second_content)
+    final2 = move_to_failed(folder, folder.path / "sub" / "a.pdf",
+                            {"reason": "permission", "detail": "second"})
+    assert final1 == tmp_path / "failed" / "sub" / "a.pdf"
+    assert final2 == tmp_path / "failed" / "sub" / "a (1).pdf"
+    assert final2.read_bytes() == second_content
+    side1 = json.loads((tmp_path / "failed" / "sub" / "a.pdf.error.json").read_text())
+    side2 = json.loads((tmp_path / "failed" / "sub" / "a (1).pdf.error.json").read_text())
+    assert side1["detail"] == "first" and side2["detail"] == "second"
+
+
+def test_move_to_failed_impossible_leaves_file(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = settings(tmp_path)
+    source = make(folder.path / "a.pdf")
+    (tmp_path / "failed").write_bytes(b"a file where the folder should be")
+    with capture_logs() as logs:
+        assert move_to_failed(folder, source, {"reason": "x"}) is None
+    assert source.read_bytes() == b"content"
+    events = [e for e in logs if e["event"] == "failed_move_impossible"]
+    assert len(events) == 1 and events[0]["path"] == str(source)
+    assert events[0]["reason"]
+
+
+def test_source_replaced_during_move_is_not_deleted(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # A writer replaces the file between our link() and unlink(): the new file must survive
+    # and our link must be taken back.
+    source = make(tmp_path / "drop" / "a.pdf", b"uploaded version")
+    real_link = archiver._link
+
+    def link_then_replace(src: Any, dst: Any, **kwargs: Any) -> None:
+        real_link(src, dst, **kwargs)
+        fresh = tmp_path / "drop" / "fresh"
+        fresh.write_bytes(b"newer version")
+        os.replace(fresh, src)
+
+    monkeypatch.setattr(archiver, "_link", link_then_replace)
+    with pytest.raises(FileChanged):
+        move_no_overwrite(source, tmp_path / "archive" / "a.pdf")
+    assert source.read_bytes() == b"newer version"
+    assert list((tmp_path / "archive").iterdir()) == []

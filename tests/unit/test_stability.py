@@ -1,0 +1,144 @@
+"""The settle tracker: pure, driven by a fake clock (no sleeps, no files)."""
+
+from __future__ import annotations
+
+import time
+
+from procore_hotfolder.stability import Observation, SettleTracker
+
+SETTLE = 10.0
+
+
+def obs(size: int = 100, mtime_ns: int = 1_000, ino: int = 7, dev: int = 1,
+        ctime_ns: int = 0) -> Observation:
+    return Observation(size=size, mtime_ns=mtime_ns, ino=ino, dev=dev, ctime_ns=ctime_ns)
+
+
+def test_unchanged_for_settle_time_becomes_due_once() -> None:
+    tracker = SettleTracker()
+    tracker.observe("a", obs(), now=0.0, settle_seconds=SETTLE)
+    assert tracker.due(0.0) == []
+    tracker.observe("a", obs(), now=9.9, settle_seconds=SETTLE)
+    assert tracker.due(9.9) == []
+    tracker.observe("a", obs(), now=10.0, settle_seconds=SETTLE)
+    assert tracker.due(10.0) == [("a", obs())]
+    assert "a" not in tracker and len(tracker) == 0
+    assert tracker.due(20.0) == []
+
+
+def test_needs_a_confirming_observation_not_just_time() -> None:
+    tracker = SettleTracker()
+    tracker.observe("a", obs(), now=0.0, settle_seconds=SETTLE)
+    # Time passing alone proves nothing: the file must be looked at again.
+    assert tracker.due(1000.0) == []
+
+
+def test_change_restarts_quiet_period_from_observation_time() -> None:
+    tracker = SettleTracker()
+    tracker.observe("a", obs(size=10), now=0.0, settle_seconds=SETTLE)
+    tracker.observe("a", obs(size=20), now=8.0, settle_seconds=SETTLE)
+    tracker.observe("a", obs(size=20), now=12.0, settle_seconds=SETTLE)
+    assert tracker.due(12.0) == []
+    tracker.observe("a", obs(size=20), now=18.0, settle_seconds=SETTLE)
+    assert tracker.due(18.0) == [("a", obs(size=20))]
+
+
+def test_old_mtime_still_waits_settle_seconds() -> None:
+    # A copy preserving a year-old mtime: the quiet period starts when *we* saw it.
+    ancient = obs(mtime_ns=1)
+    tracker = SettleTracker()
+    tracker.observe("a", ancient, now=5000.0, settle_seconds=SETTLE)
+    tracker.observe("a", ancient, now=5001.0, settle_seconds=SETTLE)
+    assert tracker.due(5001.0) == []
+
+
+def test_each_field_counts_as_a_change() -> None:
+    base = obs(ctime_ns=5)
+    for changed in (obs(size=101, ctime_ns=5), obs(mtime_ns=2, ctime_ns=5),
+                    obs(ino=8, ctime_ns=5), obs(dev=2, ctime_ns=5), obs(ctime_ns=6)):
+        tracker = SettleTracker()
+        tracker.observe("a", base, now=0.0, settle_seconds=SETTLE)
+        tracker.observe("a", changed, now=10.0, settle_seconds=SETTLE)
+        assert tracker.due(10.0) == [], changed
+        assert tracker.pending()["a"].last_change == 10.0
+
+
+def test_unknown_ctime_does_not_count_as_change() -> None:
+    tracker = SettleTracker()
+    tracker.observe("a", obs(ctime_ns=0), now=0.0, settle_seconds=SETTLE)
+    tracker.observe("a", obs(ctime_ns=99), now=10.0, settle_seconds=SETTLE)
+    assert [key for key, _ in tracker.due(10.0)] == ["a"]
+
+
+def test_zero_settle_single_observation_suffices() -> None:
+    tracker = SettleTracker()
+    tracker.observe("a", obs(), now=3.0, settle_seconds=0.0)
+    assert tracker.due(3.0) == [("a", obs())]
+
+
+def test_vanished_file_is_forgotten() -> None:
+    tracker = SettleTracker()
+    tracker.observe("a", obs(), now=0.0, settle_seconds=SETTLE)
+    tracker.observe("a", None, now=5.0, settle_seconds=SETTLE)
+    assert "a" not in tracker
+    tracker.observe("a", obs(), now=10.0, settle_seconds=SETTLE)
+    assert tracker.due(10.0) == []  # starts over
+    assert tracker.pending()["a"].first_seen == 10.0
+
+
+def test_empty_file_never_due_and_overdue_after_timeout() -> None:
+    tracker = SettleTracker()
+    tracker.observe("e", obs(size=0), now=0.0, settle_seconds=SETTLE)
+    tracker.observe("e", obs(size=0), now=50.0, settle_seconds=SETTLE)
+    assert tracker.due(50.0) == []
+    assert tracker.empty_overdue(50.0, timeout=100.0) == []
+    # A touch (new mtime, still empty) does not restart the empty clock.
+    tracker.observe("e", obs(size=0, mtime_ns=5), now=60.0, settle_seconds=SETTLE)
+    assert tracker.empty_overdue(100.0, timeout=100.0) == ["e"]
+    assert "e" not in tracker
+
+
+def test_empty_file_that_gets_content_settles_normally() -> None:
+    tracker = SettleTracker()
+    tracker.observe("e", obs(size=0), now=0.0, settle_seconds=SETTLE)
+    tracker.observe("e", obs(size=5), now=90.0, settle_seconds=SETTLE)
+    assert tracker.empty_overdue(200.0, timeout=100.0) == []
+    tracker.observe("e", obs(size=5), now=100.0, settle_seconds=SETTLE)
+    assert tracker.due(100.0) == [("e", obs(size=5))]
+
+
+def test_pending_snapshot_and_first_seen_kept_across_changes() -> None:
+    tracker = SettleTracker()
+    tracker.observe("a", obs(size=1), now=1.0, settle_seconds=SETTLE)
+    tracker.observe("a", obs(size=2), now=4.0, settle_seconds=SETTLE)
+    pending = tracker.pending()
+    assert pending["a"].first_seen == 1.0
+    assert pending["a"].last_change == 4.0
+    assert pending["a"].observation == obs(size=2)
+    tracker.forget("a")
+    assert "a" in pending and "a" not in tracker  # the snapshot is a copy
+
+
+def test_next_deadline() -> None:
+    tracker = SettleTracker()
+    assert tracker.next_deadline() is None
+    tracker.observe("a", obs(), now=0.0, settle_seconds=SETTLE)
+    tracker.observe("b", obs(), now=3.0, settle_seconds=2.0)
+    assert tracker.next_deadline() == 5.0
+    tracker.observe("b", obs(), now=5.0, settle_seconds=2.0)
+    assert tracker.next_deadline() == 5.0  # b is due now
+    assert [k for k, _ in tracker.due(5.0)] == ["b"]
+    assert tracker.next_deadline() == 10.0
+
+
+def test_ten_thousand_pending_files_are_cheap() -> None:
+    tracker = SettleTracker()
+    start = time.perf_counter()
+    for round_ in range(2):
+        for i in range(10_000):
+            tracker.observe(f"f{i}", obs(ino=i), now=float(round_ * SETTLE),
+                            settle_seconds=SETTLE)
+        tracker.due(float(round_ * SETTLE))
+    elapsed = time.perf_counter() - start
+    assert len(tracker) == 0
+    assert elapsed < 2.0, elapsed
