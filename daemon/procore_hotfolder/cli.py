@@ -126,7 +126,7 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     journal = Journal.open(config.daemon.state_dir)
     progress = Progress()
     uploader = Uploader(config, journal, Ledger(config.daemon.state_dir), client,
-                        progress=progress)
+                        progress=progress, stopping=stopping.is_set)
     service = Service(config, journal, uploader, governor, progress=progress,
                       notifier=notifier, once=once, on_stop=stopping.set)
     return Engine(config, journal, client, governor, service)

@@ -216,6 +216,9 @@ def _explain_record(record: FileRecord, asked: Path) -> str:
     if record.next_attempt_at > time.time():
         text += (f"; retrying at {_iso(record.next_attempt_at)} because "
                  f"{error.get('reason', '?')}: {error.get('detail', '')}")
+    elif error:
+        text += (f"; retrying now; the last attempt met {error.get('reason', '?')}: "
+                 f"{error.get('detail', '')}")
     return text
 
 

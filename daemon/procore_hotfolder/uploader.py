@@ -37,6 +37,7 @@ from procore_hotfolder.errors import (
     FileVanished,
     HotfolderError,
     ProcoreError,
+    Stopping,
     UploadExpired,
     ValidationFailed,
 )
@@ -49,7 +50,7 @@ log = structlog.get_logger(__name__)
 
 _READ_CHUNK = 1024 * 1024
 PROGRESS_EVERY_SECONDS = 5.0
-DEFAULT_BACKOFF = Backoff()
+DEFAULT_BACKOFF = Backoff(base=2.0, cap=300.0)
 
 
 @dataclass(frozen=True)
@@ -88,19 +89,44 @@ def display_name(path: Path) -> str:
 
 
 class HashingReader:
-    """A file-like over a ``FileSlice`` that hashes what is read (for the ledger's sha256)."""
+    """A file-like over a slice of the file that hashes what is read.
 
-    def __init__(self, source: Any, on_read: Callable[[int], None] | None = None) -> None:
-        self._source = source
-        self._sha = hashlib.sha256()
+    ``seek(0)`` starts over with a fresh slice and hash, so the client can resend the same
+    body after a failed attempt without reading the file into memory. ``len()`` is what is
+    left to read (what requests-toolbelt sizes a body by).
+    """
+
+    def __init__(self, open_slice: Callable[[], Any],
+                 on_read: Callable[[int], None] | None = None,
+                 stopping: Callable[[], bool] | None = None) -> None:
+        self._open_slice = open_slice
         self._on_read = on_read
+        self._stopping = stopping
+        self.seek(0)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if (offset, whence) != (0, 0):
+            raise OSError("HashingReader can only start over (seek(0))")
+        self._source = self._open_slice()
+        self._total = len(self._source)
+        self._sha = hashlib.sha256()
         self.bytes_read = 0
-        self.len = len(source)
+        return 0
+
+    def tell(self) -> int:
+        return self.bytes_read
+
+    @property
+    def len(self) -> int:
+        return max(0, self._total - self.bytes_read)
 
     def __len__(self) -> int:
-        return max(0, self.len - self.bytes_read)
+        return self.len
 
     def read(self, size: int = -1) -> bytes:
+        if self._stopping is not None and self._stopping():
+            # Abort the transfer: the journal resumes this file at the next start.
+            raise Stopping("stopping: upload interrupted")
         data: bytes = self._source.read(size)
         self._sha.update(data)
         self.bytes_read += len(data)
@@ -157,6 +183,7 @@ class Uploader:
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
         backoff: Backoff = DEFAULT_BACKOFF,
+        stopping: Callable[[], bool] | None = None,
     ) -> None:
         self._config = config
         self._journal = journal
@@ -166,6 +193,7 @@ class Uploader:
         self._clock = clock
         self._rand = rand
         self._backoff = backoff
+        self._stopping = stopping or (lambda: False)
         self._folders = {f.path: f for f in config.folders}
 
     # --- entry point -----------------------------------------------------------------------
@@ -187,6 +215,11 @@ class Uploader:
             return self._abandon(record, FileState.VANISHED, exc, bound)
         except FileChanged as exc:
             return self._abandon(record, FileState.CHANGED, exc, bound)
+        except Stopping:
+            bound.info("upload_interrupted_by_stop")
+            return self._schedule(self._journal.get(record.id), self._clock(), 0.0,
+                                  {"reason": "stopping", "detail": "daemon stopped"}, bound,
+                                  charge=False)
         except HotfolderError as exc:
             return self._retry_or_fail(record, folder, exc, bound)
         except OSError as exc:
@@ -271,6 +304,15 @@ class Uploader:
                    segments=len(ticket.segments) or None)
         return record, ticket
 
+    def _already_stored(self, folder: FolderSettings, ticket: UploadTicket, bound: Any) -> bool:
+        """Best effort: does Show Upload say the bytes of a resumed Upload are stored?"""
+        try:
+            shown = self._client.show_upload(self._target(folder), ticket.uuid)
+        except ProcoreError as exc:
+            bound.info("upload_show_failed", uuid=ticket.uuid, **exc.as_dict())
+            return False
+        return str(shown.get("status", "")).lower() in ("complete", "completed", "stored")
+
     def _forget_ticket(self, record: FileRecord) -> FileRecord:
         self._journal.clear_parts(record.id)
         return self._journal.move(self._journal.get(record.id), FileState.UPLOADING,
@@ -283,10 +325,17 @@ class Uploader:
             record, ticket = self._new_ticket(record, folder, bound)
         else:
             bound.info("upload_resumed", uuid=ticket.uuid)
+            if self._already_stored(folder, ticket, bound):
+                # Stored before a crash lost the answer: hash the file, do not send it again.
+                reader = HashingReader(opened.reader, stopping=self._stopping)
+                while reader.read(_READ_CHUNK):
+                    pass
+                return self._journal.move(record, FileState.UPLOADING, self._clock(),
+                                          sha256=reader.hexdigest())
         size = record.observation.size
         meter = _ProgressLog(record.path, size, self._progress, self._clock,
                              bound.bind(uuid=ticket.uuid))
-        reader = HashingReader(opened.reader(), on_read=meter.set)
+        reader = HashingReader(opened.reader, on_read=meter.set, stopping=self._stopping)
         try:
             self._client.store_file(ticket, reader, filename=display_name(record.path),
                                     content_type=folder.response_content_type)
@@ -350,7 +399,8 @@ class Uploader:
         todo = [i for i in range(len(specs)) if i not in done]
 
         def send(index: int) -> tuple[int, str]:
-            body = opened.reader(offsets[index], specs[index].size)
+            body = HashingReader(lambda: opened.reader(offsets[index], specs[index].size),
+                                 stopping=self._stopping)
             etag = self._client.store_segment(ticket.segments[index], body)
             self._journal.record_part(record.id, index, etag)
             meter.add(specs[index].size)

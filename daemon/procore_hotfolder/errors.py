@@ -1,0 +1,223 @@
+"""The exception tree of procore-hotfolder.
+
+A leaf module: it imports nothing from the package. Every error knows whether retrying can
+help (``retryable``), how long the server asked us to wait (``retry_after``, seconds) and,
+for Procore errors, the HTTP status and the ``x-request-id`` support needs.
+"""
+
+from __future__ import annotations
+
+
+class HotfolderError(Exception):
+    """Base of every error the daemon raises on purpose."""
+
+    retryable: bool = False
+    reason: str = "error"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+class ConfigError(HotfolderError):
+    """The configuration is unusable; ``problems`` lists every problem, each naming its key."""
+
+    reason = "configuration"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
+
+
+# --- Procore and storage -------------------------------------------------------------------
+
+
+class ProcoreError(HotfolderError):
+    """An answer (or no answer) from Procore or its storage service."""
+
+    reason = "procore_error"
+    #: True when the error hits every request alike (network down, 429, 503): work pauses,
+    #: the file's attempt counter is not charged.
+    outage: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.url = url
+
+    def as_dict(self) -> dict[str, object]:
+        """Fields for logs and error sidecars (never includes secrets)."""
+        out: dict[str, object] = {"reason": self.reason, "detail": self.message}
+        if self.status is not None:
+            out["status"] = self.status
+        if self.code:
+            out["code"] = self.code
+        if self.request_id:
+            out["request_id"] = self.request_id
+        return out
+
+
+class NetworkError(ProcoreError):
+    """No usable answer: connection refused or dropped, DNS failure, timeout."""
+
+    reason = "network"
+    retryable = True
+    outage = True
+
+
+class RateLimited(ProcoreError):
+    """429: wait until the rate-limit window resets."""
+
+    reason = "rate_limited"
+    retryable = True
+    outage = True
+
+
+class ServiceUnavailable(ProcoreError):
+    """503: heavy load or maintenance; honour Retry-After."""
+
+    reason = "unavailable"
+    retryable = True
+    outage = True
+
+
+class ServerError(ProcoreError):
+    """500, 502, 504 and other 5xx: transient, retried with backoff."""
+
+    reason = "server_error"
+    retryable = True
+
+
+class AuthenticationError(ProcoreError):
+    """401 after a renewed token, or the token endpoint refused our credentials."""
+
+    reason = "authentication"
+
+
+class PermissionDenied(ProcoreError):
+    """403 from the API: no permission, app not installed, project not permitted."""
+
+    reason = "permission"
+
+
+class NotFound(ProcoreError):
+    """404: not found, or no read access."""
+
+    reason = "not_found"
+
+
+class Conflict(ProcoreError):
+    """409 conflict."""
+
+    reason = "conflict"
+
+
+class ValidationFailed(ProcoreError):
+    """400 or 422: the request was refused as invalid."""
+
+    reason = "validation"
+
+
+class UploadExpired(ProcoreError):
+    """The Upload (or its storage target) is no longer usable: create a new Upload."""
+
+    reason = "upload_expired"
+    retryable = True
+
+
+class StorageRejected(ProcoreError):
+    """The storage service refused the bytes for a reason a new Upload will not fix."""
+
+    reason = "storage_rejected"
+
+
+class UnexpectedResponse(ProcoreError):
+    """A success status whose body lacks what the API promises (e.g. no ``uuid``)."""
+
+    reason = "unexpected_response"
+    retryable = True
+
+
+class ContentMismatch(ProcoreError):
+    """Storage saw other bytes than were declared (SHA-256/digest mismatch, body cut short).
+
+    The file probably changed while it was read, or the connection lost bytes: send again
+    after checking the file (a new read, not a new Upload, is the cure).
+    """
+
+    reason = "content_mismatch"
+    retryable = True
+
+
+# --- control -------------------------------------------------------------------------------
+
+
+class Stopping(HotfolderError):
+    """The daemon is stopping: the interrupted work is resumed at the next start.
+
+    ``retryable`` so that no loop charges an attempt or marks a file failed for it.
+    """
+
+    reason = "stopping"
+    retryable = True
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+class FileRefused(HotfolderError):
+    """The file must not be uploaded: symlink, several hard links, not a regular file, ..."""
+
+    reason = "refused"
+
+    def __init__(self, message: str, *, reason: str = "refused") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class FileUnreadable(HotfolderError):
+    """The file cannot be read now (permission denied, I/O error): retried later."""
+
+    reason = "unreadable"
+    retryable = True
+
+
+class FileChanged(HotfolderError):
+    """The file changed (or vanished) after it settled: not archived, settles again."""
+
+    reason = "changed"
+    retryable = True
+
+
+class FileVanished(FileChanged):
+    """The file disappeared before it was uploaded."""
+
+    reason = "vanished"
+
+
+class ArchiveError(HotfolderError):
+    """The original could not be moved (disk full, permission): kept in place, retried."""
+
+    reason = "archive"
+    retryable = True
+
+
+class JournalError(HotfolderError):
+    """The journal refused a state transition (a bug or a concurrent change)."""
+
+    reason = "journal"

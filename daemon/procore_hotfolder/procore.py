@@ -1,0 +1,1030 @@
+"""The Procore client: OAuth token, Uploads (v1.1), storage POST/PUT, Documents and Photos.
+
+One layer per concern:
+
+- ``error_from_response`` / ``error_from_exception`` turn every HTTP answer or socket error
+  into one typed ``ProcoreError`` (the only place that knows status codes and body shapes);
+- ``ProcoreClient._call`` runs one API request: token, company header, rate governor,
+  request-level retry (``RetryPolicy``) for retryable errors on idempotent or harmless calls,
+  renew-once-and-retry-once on 401;
+- the public methods are the Procore operations the uploader needs.
+
+Association POSTs (Documents files, file versions, images) are never repeated when their
+outcome is unknown (timeout, dropped connection, 5xx): the error goes to the caller, which
+looks first. They are repeated only when the request certainly did not run (connection
+refused, 429, 401).
+
+Nothing secret leaves this module: no token, client secret, policy, signature, credential or
+storage-URL query string appears in an exception message or a log event.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import structlog
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
+from urllib3.exceptions import NewConnectionError
+
+from procore_hotfolder.config import ProcoreSettings
+from procore_hotfolder.errors import (
+    AuthenticationError,
+    Conflict,
+    ContentMismatch,
+    NetworkError,
+    NotFound,
+    PermissionDenied,
+    ProcoreError,
+    RateLimited,
+    ServerError,
+    ServiceUnavailable,
+    Stopping,
+    StorageRejected,
+    UnexpectedResponse,
+    UploadExpired,
+    ValidationFailed,
+)
+from procore_hotfolder.ratelimit import RateGovernor
+from procore_hotfolder.retry import RetryPolicy, parse_retry_after
+
+log = structlog.get_logger(__name__)
+
+CONNECT_TIMEOUT = 10.0
+#: Socket block size for request bodies (urllib3 sends 16 KiB blocks by default).
+SEND_BLOCK_SIZE = 1024 * 1024
+#: Longest error detail kept from a response body.
+MAX_DETAIL = 300
+#: Errors the request scope retries. ``UploadExpired``, ``ContentMismatch`` and
+#: ``UnexpectedResponse`` are retryable too, but only by the whole-file scope (a new Upload,
+#: a new read of the file).
+REQUEST_RETRYABLE: tuple[type[ProcoreError], ...] = (
+    NetworkError, RateLimited, ServiceUnavailable, ServerError,
+)
+#: S3 codes meaning the bytes that arrived differ from what was declared.
+_MISMATCH_CODES = frozenset({"XAmzContentSHA256Mismatch", "BadDigest", "IncompleteBody"})
+#: S3 codes for a transient storage-side problem.
+_TRANSIENT_STORAGE_CODES = frozenset({"RequestTimeout", "InternalError", "SlowDown"})
+
+
+def _version() -> str:
+    try:
+        return metadata.version("procore-hotfolder")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+DEFAULT_USER_AGENT = f"procore-hotfolder/{_version()}"
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where Uploads are created: a project, or the company when ``project_id`` is None."""
+
+    company_id: int
+    project_id: int | None
+
+    def path(self) -> str:
+        """``projects/{id}`` or ``companies/{id}``."""
+        if self.project_id is not None:
+            return f"projects/{self.project_id}"
+        return f"companies/{self.company_id}"
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """One segment of a segmented upload: size, SHA-256 (hex), optional MD5 (hex)."""
+
+    size: int
+    sha256: str
+    md5: str | None = None
+
+
+@dataclass(frozen=True)
+class SegmentTicket:
+    """Where and how to PUT one segment (``number`` is 1-based)."""
+
+    number: int
+    url: str
+    headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    """A created Upload: its UUID and where to send the bytes.
+
+    Non-segmented: ``url`` and ``fields`` (kept in the order Procore gave). Segmented:
+    ``segments``. ``created_at`` is the client's clock at creation (storage refuses a form
+    POST started more than an hour later).
+    """
+
+    uuid: str
+    url: str | None
+    fields: tuple[tuple[str, str], ...]
+    segments: tuple[SegmentTicket, ...]
+    created_at: float
+
+    def to_json(self) -> str:
+        """A JSON text for the journal (it holds the storage policy: keep it private)."""
+        return json.dumps({
+            "uuid": self.uuid,
+            "url": self.url,
+            "fields": [list(pair) for pair in self.fields],
+            "segments": [
+                {"number": s.number, "url": s.url, "headers": [list(h) for h in s.headers]}
+                for s in self.segments
+            ],
+            "created_at": self.created_at,
+        }, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, s: str) -> UploadTicket:
+        """The inverse of ``to_json``; raises ValueError on a malformed text."""
+        try:
+            raw = json.loads(s)
+            return cls(
+                uuid=str(raw["uuid"]),
+                url=None if raw.get("url") is None else str(raw["url"]),
+                fields=tuple((str(k), str(v)) for k, v in raw.get("fields", [])),
+                segments=tuple(
+                    SegmentTicket(
+                        number=int(seg["number"]),
+                        url=str(seg["url"]),
+                        headers=tuple((str(k), str(v)) for k, v in seg.get("headers", [])),
+                    )
+                    for seg in raw.get("segments", [])
+                ),
+                created_at=float(raw["created_at"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"malformed upload ticket: {exc.__class__.__name__}") from exc
+
+
+class Body(Protocol):
+    """A readable binary body (the file or a segment of it)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+# --- redaction -------------------------------------------------------------------------------
+
+_SECRET_WORDS = re.compile(
+    r"(?i)\b((?:x-amz-)?(?:signature|policy|credential|security-token)|access_token|"
+    r"client_secret|token|secret)(\"?\s*[:=]\s*\"?)[^\s&\"',;<]+"
+)
+_URL_QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s\"'<>]*")
+
+
+def safe_url(url: str | None) -> str | None:
+    """``url`` without its query string and fragment (presigned URLs carry signatures)."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def scrub(text: str) -> str:
+    """Remove URL query strings and ``name=value`` secrets from free text."""
+    text = _URL_QUERY.sub(r"\1", text)
+    return _SECRET_WORDS.sub(r"\1\2[redacted]", text)
+
+
+def _shorten(text: str, limit: int = MAX_DETAIL) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- error mapping: THE one place ------------------------------------------------------------
+
+_TAG = re.compile(r"<[^>]+>")
+_HTML_TITLE = re.compile(r"(?is)<title[^>]*>(.*?)</title>")
+
+
+def _xml_text(body: str, tag: str) -> str | None:
+    # A regular expression, not an XML parser: the body is untrusted and only three short
+    # elements are wanted.
+    match = re.search(rf"<{tag}>(.*?)</{tag}>", body, re.DOTALL)
+    return match.group(1).strip() if match else None
+
+
+def _json_detail(data: Any) -> tuple[str | None, str | None]:
+    """(detail, code) from the JSON error shapes Procore uses."""
+    if isinstance(data, Mapping):
+        errors = data.get("errors")
+        if isinstance(errors, Mapping):
+            parts: list[str] = []
+            for field, value in errors.items():
+                messages = value if isinstance(value, list) else [value]
+                text = "; ".join(str(m) for m in messages)
+                parts.append(text if field == "base" else f"{field}: {text}")
+            return "; ".join(parts) or None, None
+        if isinstance(errors, list):
+            return "; ".join(str(e) for e in errors) or None, None
+        if isinstance(errors, str):
+            return errors, None
+        error = data.get("error")
+        if isinstance(error, Mapping):
+            code = error.get("code")
+            message = error.get("message")
+            return (str(message) if message is not None else None,
+                    str(code) if code is not None else None)
+        if isinstance(error, str):
+            description = data.get("error_description")
+            return (f"{error}: {description}" if description else error), error
+        message = data.get("message")
+        if message is not None:
+            return str(message), None
+    if isinstance(data, list) and data:
+        return "; ".join(str(item) for item in data), None
+    return None, None
+
+
+def _body_detail(response: requests.Response) -> tuple[str | None, str | None, str | None]:
+    """(detail, code, request id from the body) of an error response."""
+    try:
+        raw = response.content or b""
+    except (requests.RequestException, RuntimeError):
+        raw = b""
+    text = raw[:64 * 1024].decode("utf-8", "replace").strip()
+    if not text:
+        return None, None, None
+    content_type = response.headers.get("Content-Type", "").lower()
+    if "<Error>" in text or (text.startswith("<?xml") and "xml" in content_type + text[:50]):
+        code = _xml_text(text, "Code")
+        message = _xml_text(text, "Message")
+        detail = ": ".join(part for part in (code, message) if part) or None
+        return detail, code, _xml_text(text, "RequestId")
+    if text[:1] in "{[":
+        try:
+            data = json.loads(text)
+        except ValueError:
+            pass
+        else:
+            detail, code = _json_detail(data)
+            return detail, code, None
+    if "html" in content_type or text[:1] == "<":
+        title = _HTML_TITLE.search(text)
+        stripped = title.group(1) if title else _TAG.sub(" ", text)
+        return (stripped.strip() or None), None, None
+    return text, None, None
+
+
+def _rate_limit_wait(headers: Mapping[str, str], now: float) -> float | None:
+    asked = parse_retry_after(headers.get("Retry-After"), now)
+    reset_raw = headers.get("X-Rate-Limit-Reset")
+    until_reset: float | None = None
+    if reset_raw is not None:
+        try:
+            until_reset = max(0.0, float(reset_raw) - now)
+        except ValueError:
+            until_reset = None
+    waits = [w for w in (asked, until_reset) if w is not None]
+    return max(waits) if waits else None
+
+
+def error_from_response(
+    response: requests.Response, *, storage: bool = False, now: float | None = None,
+) -> ProcoreError:
+    """The typed error for a failed HTTP answer from the API or (``storage``) from S3.
+
+    The message is short and safe to log: status, the server's own words (at most
+    ``MAX_DETAIL`` characters, secrets and URL queries removed) and the request URL
+    without its query string.
+    """
+    now = time.time() if now is None else now
+    status = response.status_code
+    headers = response.headers
+    detail, code, body_request_id = _body_detail(response)
+    request_id = (headers.get("x-request-id") or headers.get("x-amz-request-id")
+                  or body_request_id)
+    retry_after = parse_retry_after(headers.get("Retry-After"), now)
+    where = safe_url(response.url) if response.url else None
+    side = "storage" if storage else "Procore"
+    reason = response.reason or ""
+    words = _shorten(scrub(detail)) if detail else (reason or "no details")
+    message = f"{side} answered HTTP {status}: {words}"
+
+    cls: type[ProcoreError]
+    if status == 429:
+        cls = RateLimited
+        retry_after = _rate_limit_wait(headers, now)
+    elif status == 503:
+        cls = ServiceUnavailable
+    elif status >= 500:
+        cls = ServerError
+    elif storage:
+        if status == 403 or status in (404, 410):
+            # Expired policy or segment URL, a signature or policy check failed (a field
+            # changed), or the multipart upload is gone: only a new Upload helps.
+            cls = UploadExpired
+        elif code in _MISMATCH_CODES:
+            cls = ContentMismatch
+        elif code in _TRANSIENT_STORAGE_CODES:
+            cls = ServerError
+        elif 400 <= status < 500:
+            cls = StorageRejected
+        else:
+            cls = ProcoreError
+    elif status in (400, 422):
+        cls = ValidationFailed
+    elif status == 401:
+        cls = AuthenticationError
+    elif status == 403:
+        cls = PermissionDenied
+    elif status == 404:
+        cls = NotFound
+    elif status == 409:
+        cls = Conflict
+    elif status == 410:
+        cls = UploadExpired
+    else:
+        cls = ProcoreError
+    return cls(message, status=status, code=code, request_id=request_id,
+               retry_after=retry_after, url=where)
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen: set[int] = set()
+    current: BaseException = exc
+    while id(current) not in seen:
+        seen.add(id(current))
+        inner = getattr(current, "reason", None)
+        if isinstance(inner, BaseException):
+            current = inner
+            continue
+        if current.args and isinstance(current.args[0], BaseException):
+            current = current.args[0]
+            continue
+        if current.__cause__ is not None:
+            current = current.__cause__
+            continue
+        break
+    return current
+
+
+def error_from_exception(exc: Exception, *, url: str | None = None) -> ProcoreError:
+    """A ``NetworkError`` naming the cause of a failed request (no URL query in the text)."""
+    if isinstance(exc, ProcoreError):
+        return exc
+    root = _root_cause(exc)
+    cause: str
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        cause = "connection timed out"
+    elif isinstance(exc, requests.exceptions.ReadTimeout):
+        cause = "no answer in time (read timeout)"
+    elif isinstance(exc, requests.exceptions.SSLError):
+        cause = "TLS error"
+    elif isinstance(exc, requests.exceptions.ChunkedEncodingError
+                    | requests.exceptions.ContentDecodingError):
+        cause = "answer cut off"
+    elif "NameResolution" in type(root).__name__ or "gaierror" in type(root).__name__:
+        cause = "host name not resolved"
+    elif isinstance(root, ConnectionRefusedError) or "refused" in str(root).lower():
+        cause = "connection refused"
+    elif isinstance(root, ConnectionResetError | BrokenPipeError) or "Disconnected" in type(
+            root).__name__ or "aborted" in str(exc).lower():
+        cause = "connection dropped"
+    elif isinstance(exc, requests.exceptions.ProxyError):
+        cause = "proxy error"
+    elif isinstance(exc, requests.RequestException | OSError):
+        cause = "network error"
+    else:
+        cause = "request failed"
+    where = safe_url(url)
+    kind = type(root).__name__
+    message = f"{cause} ({kind})" + (f" talking to {where}" if where else "")
+    return NetworkError(message, url=where)
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True when the request surely did not reach the server (safe to repeat any POST)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(
+            exc, requests.exceptions.ReadTimeout):
+        return isinstance(_root_cause(exc), NewConnectionError | ConnectionRefusedError)
+    return False
+
+
+# --- transport helpers -----------------------------------------------------------------------
+
+
+class _BigBlockAdapter(HTTPAdapter):
+    """Sends request bodies in ``SEND_BLOCK_SIZE`` blocks (urllib3's default is 16 KiB)."""
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any,
+    ) -> None:
+        pool_kwargs.setdefault("blocksize", SEND_BLOCK_SIZE)
+        super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
+
+
+def _strip_authorization(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """Storage must never see credentials; also keeps ~/.netrc from adding any."""
+    request.headers.pop("Authorization", None)
+    return request
+
+
+def _new_session(user_agent: str, pool: int, *, storage: bool) -> requests.Session:
+    session = requests.Session()
+    adapter = _BigBlockAdapter(pool_connections=4, pool_maxsize=pool)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    if storage:
+        # Exactly the ticket's headers plus User-Agent: drop requests' defaults.
+        session.headers = CaseInsensitiveDict({"User-Agent": user_agent})
+        session.auth = _strip_authorization
+    else:
+        session.headers["User-Agent"] = user_agent
+        session.headers["Accept"] = "application/json"
+    return session
+
+
+def _progress_callback(progress: Callable[[int], None]) -> Callable[[Any], None]:
+    def callback(monitor: Any) -> None:
+        progress(int(monitor.bytes_read))
+
+    return callback
+
+
+class _Rewind:
+    """Remembers where a body started, so a retry can send it again from there."""
+
+    def __init__(self, body: object) -> None:
+        self._body = body
+        self._start: int | None = None
+        tell = getattr(body, "tell", None)
+        if callable(tell) and callable(getattr(body, "seek", None)):
+            try:
+                self._start = int(tell())
+            except (OSError, ValueError):
+                self._start = None
+
+    @property
+    def possible(self) -> bool:
+        return self._start is not None or isinstance(self._body, bytes | bytearray | memoryview)
+
+    def rewind(self) -> None:
+        if self._start is not None:
+            self._body.seek(self._start)  # type: ignore[attr-defined]
+
+
+def _json_body(response: requests.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise UnexpectedResponse(
+            f"Procore answered HTTP {response.status_code} with a body that is not JSON",
+            status=response.status_code, request_id=response.headers.get("x-request-id"),
+            url=safe_url(response.url)) from exc
+
+
+def _mapping(data: Any, what: str, response: requests.Response) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise UnexpectedResponse(
+            f"Procore answered HTTP {response.status_code} without the expected {what}",
+            status=response.status_code, request_id=response.headers.get("x-request-id"),
+            url=safe_url(response.url))
+    return data
+
+
+def _pairs(raw: Any) -> tuple[tuple[str, str], ...]:
+    """Form fields / headers as ordered pairs, from an object or a list of pairs/objects."""
+    if isinstance(raw, Mapping):
+        return tuple((str(k), "" if v is None else str(v)) for k, v in raw.items())
+    out: list[tuple[str, str]] = []
+    if isinstance(raw, list):
+        for item in raw:
+            if isinstance(item, Mapping) and "name" in item:
+                out.append((str(item["name"]), str(item.get("value", ""))))
+            elif isinstance(item, list | tuple) and len(item) == 2:
+                out.append((str(item[0]), str(item[1])))
+            else:
+                raise ValueError("unreadable pair")
+        return tuple(out)
+    if raw is None:
+        return ()
+    raise ValueError("unreadable pairs")
+
+
+# --- the client ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: str
+    renew_at: float
+    expires_at: float
+
+
+class ProcoreClient:
+    """Thread-safe Procore client shared by every worker; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: ProcoreSettings,
+        governor: RateGovernor,
+        *,
+        policy: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, immutable value
+        user_agent: str = DEFAULT_USER_AGENT,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], bool] | None = None,
+        rand: Callable[[], float] = random.random,
+        pool_size: int = 16,
+    ) -> None:
+        self._settings = settings
+        self._governor = governor
+        self._policy = policy
+        self._clock = clock
+        self._sleep = sleep if sleep is not None else governor.sleep
+        self._rand = rand
+        self._api_base = settings.api_url.rstrip("/")
+        self._token_url = settings.login_url.rstrip("/") + "/oauth/token"
+        self._timeout = (CONNECT_TIMEOUT, settings.timeout_seconds)
+        self._api = _new_session(user_agent, pool_size, storage=False)
+        self._api.headers["Procore-Company-Id"] = str(settings.company_id)
+        self._token_session = _new_session(user_agent, 2, storage=False)
+        self._storage = _new_session(user_agent, pool_size, storage=True)
+        self._token_lock = threading.Lock()
+        self._token: _Token | None = None
+
+    def close(self) -> None:
+        """Close the connection pools."""
+        for session in (self._api, self._token_session, self._storage):
+            session.close()
+
+    # --- authentication -------------------------------------------------------------------
+
+    def ensure_token(self) -> None:
+        """Obtain a token now, or renew it if it is close to expiry.
+
+        Raises ``AuthenticationError`` (credentials refused), ``NetworkError`` and other
+        retryable errors when the token endpoint cannot be reached, ``Stopping``.
+        """
+        self._current_token()
+
+    def _current_token(self) -> str:
+        token = self._token
+        if token is not None and self._clock() < token.renew_at:
+            return token.value
+        with self._token_lock:  # one renewal at a time for every worker
+            token = self._token
+            if token is not None and self._clock() < token.renew_at:
+                return token.value
+            token = self._fetch_token()
+            self._token = token
+            return token.value
+
+    def _invalidate(self, value: str) -> None:
+        """Forget the token ``value`` (refused by the API) unless already replaced."""
+        with self._token_lock:
+            if self._token is not None and self._token.value == value:
+                self._token = None
+
+    def _fetch_token(self) -> _Token:
+        data = {
+            "grant_type": "client_credentials",
+            "client_id": self._settings.client_id,
+            "client_secret": self._settings.client_secret,
+        }
+        attempt = 0
+        while True:
+            attempt += 1
+            started = self._clock()
+            try:
+                response = self._token_session.post(self._token_url, data=data,
+                                                    timeout=self._timeout)
+            except requests.RequestException as exc:
+                error = error_from_exception(exc, url=self._token_url)
+            else:
+                if response.status_code == 200:
+                    return self._parse_token(response, started)
+                error = self._token_error(response)
+            if not isinstance(error, REQUEST_RETRYABLE) or not self._policy.more_tries(attempt):
+                log.warning("token_failed", **error.as_dict(), attempt=attempt)
+                raise error
+            self._pause_between(attempt, error, "token")
+
+    def _token_error(self, response: requests.Response) -> ProcoreError:
+        error = error_from_response(response, now=self._clock())
+        error.message = self._redact(error.message)
+        error.args = (error.message,)
+        if response.status_code in (400, 401, 403):
+            return AuthenticationError(
+                "the token endpoint refused the client credentials "
+                f"(check client_id and the client secret): {error.message}",
+                status=error.status, code=error.code, request_id=error.request_id,
+                url=safe_url(self._token_url))
+        return error
+
+    def _parse_token(self, response: requests.Response, started: float) -> _Token:
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        value = data.get("access_token") if isinstance(data, Mapping) else None
+        if not isinstance(value, str) or not value:
+            raise UnexpectedResponse("the token endpoint answered without an access_token",
+                                     status=response.status_code,
+                                     request_id=response.headers.get("x-request-id"))
+        assert isinstance(data, Mapping)
+        try:
+            lifetime = float(data.get("expires_in", 5400))
+        except (TypeError, ValueError):
+            lifetime = 5400.0
+        lifetime = max(lifetime, 0.0)
+        # Renew ahead of expiry: with less than min(60 s, 20 % of the lifetime) left.
+        margin = min(60.0, 0.2 * lifetime)
+        log.info("token_renewed", expires_in=lifetime)
+        return _Token(value=value, renew_at=started + lifetime - margin,
+                      expires_at=started + lifetime)
+
+    def _redact(self, text: str) -> str:
+        secrets = [self._settings.client_secret]
+        token = self._token
+        if token is not None:
+            secrets.append(token.value)
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+    # --- the request scope ----------------------------------------------------------------
+
+    def _pause_between(self, attempt: int, error: ProcoreError, what: str) -> None:
+        delay = self._policy.delay(attempt, error.retry_after, self._rand())
+        if isinstance(error, NetworkError):
+            # The network is likely down for every worker: hold them all briefly.
+            self._governor.pause(self._clock() + delay, "network")
+        log.info("request_retry", call=what, attempt=attempt, delay=round(delay, 3),
+                 **error.as_dict())
+        if not self._sleep(delay):
+            raise Stopping("stopping: request not retried")
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        idempotent: bool,
+        expect: Sequence[int] = (200, 201),
+    ) -> requests.Response:
+        """One API request with auth, pacing and request-level retry.
+
+        ``idempotent`` False (association POSTs): repeated only when it surely did not run
+        (connection refused, 429, 401). Raises the typed ``ProcoreError`` or ``Stopping``.
+        """
+        url = f"{self._api_base}/rest/{path}"
+        attempt = 0
+        renewed = False
+        while True:
+            attempt += 1
+            token = self._current_token()
+            self._governor.acquire()
+            never_sent = False
+            try:
+                response = self._api.request(
+                    method, url, params=params, json=json_body, timeout=self._timeout,
+                    headers={"Authorization": f"Bearer {token}"})
+            except requests.RequestException as exc:
+                self._governor.observe(0, {})
+                never_sent = _never_sent(exc)
+                error = error_from_exception(exc, url=url)
+            else:
+                self._governor.observe(response.status_code, response.headers)
+                if response.status_code in expect:
+                    return response
+                error = error_from_response(response, now=self._clock())
+                if response.status_code == 401 and not renewed:
+                    # Authentication scope: renew once, retry once (the call did not run).
+                    renewed = True
+                    self._invalidate(token)
+                    log.info("token_refused", call=f"{method} {path}",
+                             request_id=error.request_id)
+                    attempt -= 1
+                    continue
+                never_sent = response.status_code == 429
+            retry_ok = idempotent or never_sent
+            if (not isinstance(error, REQUEST_RETRYABLE) or not retry_ok
+                    or not self._policy.more_tries(attempt)):
+                raise error
+            self._pause_between(attempt, error, f"{method} {path}")
+
+    def _get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return _json_body(self._call("GET", path, params=params, idempotent=True))
+
+    # --- access check ---------------------------------------------------------------------
+
+    def check_access(self) -> None:
+        """Obtain a token and make one cheap call (a 404 there is fine: not every server has
+        the companies list). Raises the typed error otherwise."""
+        self.ensure_token()
+        try:
+            self._call("GET", "v1.0/companies", idempotent=True)
+        except NotFound:
+            return
+
+    # --- uploads --------------------------------------------------------------------------
+
+    def create_upload(
+        self,
+        target: UploadTarget,
+        filename: str,
+        size: int,
+        *,
+        content_type: str | None = None,
+        segments: Sequence[SegmentSpec] | None = None,
+    ) -> UploadTicket:
+        """Create an Upload (segmented when ``segments`` is given).
+
+        Retried at the request level: a duplicate unused Upload is harmless. Raises
+        ``UnexpectedResponse`` when the answer lacks the uuid, url or segments.
+        """
+        body: dict[str, Any] = {"response_filename": filename, "size": size}
+        if content_type:
+            body["response_content_type"] = content_type
+        if segments:
+            body["segments"] = [
+                {"size": s.size, "sha256": s.sha256, **({"md5": s.md5} if s.md5 else {})}
+                for s in segments
+            ]
+        created_at = self._clock()
+        response = self._call("POST", f"v1.1/{target.path()}/uploads", json_body=body,
+                              idempotent=True, expect=(200, 201))
+        data = _mapping(_json_body(response), "upload", response)
+        return self._ticket(data, response, created_at, segmented=bool(segments),
+                            expected_segments=len(segments) if segments else 0)
+
+    def _ticket(
+        self, data: Mapping[str, Any], response: requests.Response, created_at: float,
+        *, segmented: bool, expected_segments: int,
+    ) -> UploadTicket:
+        def unexpected(what: str) -> UnexpectedResponse:
+            return UnexpectedResponse(
+                f"Create Upload answered HTTP {response.status_code} {what}",
+                status=response.status_code, request_id=response.headers.get("x-request-id"),
+                url=safe_url(response.url))
+
+        uuid = data.get("uuid")
+        if not isinstance(uuid, str | int) or isinstance(uuid, bool) or not str(uuid):
+            raise unexpected("without a uuid")
+        url = data.get("url")
+        try:
+            fields = _pairs(data.get("fields"))
+        except ValueError:
+            raise unexpected("with unreadable form fields") from None
+        tickets: list[SegmentTicket] = []
+        raw_segments = data.get("segments")
+        if segmented:
+            if not isinstance(raw_segments, list) or len(raw_segments) != expected_segments:
+                raise unexpected("without one storage URL per segment")
+            for number, seg in enumerate(raw_segments, start=1):
+                if not isinstance(seg, Mapping) or not isinstance(seg.get("url"), str):
+                    raise unexpected(f"without a URL for segment {number}")
+                try:
+                    headers = _pairs(seg.get("headers"))
+                except ValueError:
+                    raise unexpected(f"with unreadable headers for segment {number}") from None
+                tickets.append(SegmentTicket(number=number, url=seg["url"], headers=headers))
+        elif not isinstance(url, str) or not url:
+            raise unexpected("without a storage URL")
+        return UploadTicket(uuid=str(uuid), url=url if isinstance(url, str) else None,
+                            fields=fields, segments=tuple(tickets), created_at=created_at)
+
+    def store_file(
+        self,
+        ticket: UploadTicket,
+        body: Body,
+        *,
+        filename: str,
+        content_type: str | None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """POST the file to storage as multipart/form-data: the ticket's fields unaltered
+        and in order, then ``file`` last. Streams ``body`` (needs ``read(n)`` and a length
+        via ``__len__``/``len``/``fileno``); never holds the file in memory.
+
+        Retried at the request level when ``body`` can seek back. Raises ``UploadExpired``
+        (403 and the like: create a new Upload), ``ContentMismatch``, ``StorageRejected``,
+        ``NetworkError``/``ServerError`` after the tries, ``Stopping``.
+        """
+        if not ticket.url:
+            raise ValueError("this ticket is for a segmented upload")
+        url = ticket.url
+        part_type = content_type or next(
+            (v for k, v in ticket.fields if k.lower() == "content-type"), None,
+        ) or "application/octet-stream"
+        rewind = _Rewind(body)
+        redirect_ok = any(k.lower() == "success_action_redirect" for k, _ in ticket.fields)
+        attempt = 0
+        while True:
+            attempt += 1
+            if attempt > 1:
+                rewind.rewind()
+            encoder = MultipartEncoder(
+                fields=[*ticket.fields, ("file", (filename, body, part_type))])
+            data: Any = encoder
+            if progress is not None:
+                data = MultipartEncoderMonitor(encoder, _progress_callback(progress))
+            try:
+                response = self._storage.post(
+                    url, data=data, timeout=self._timeout, allow_redirects=False,
+                    headers={"Content-Type": encoder.content_type})
+            except requests.RequestException as exc:
+                error = error_from_exception(exc, url=url)
+            else:
+                try:
+                    if 200 <= response.status_code < 300 or (
+                            redirect_ok and response.status_code in (301, 302, 303)):
+                        log.debug("storage_posted", uuid=ticket.uuid,
+                                  status=response.status_code)
+                        return
+                    error = error_from_response(response, storage=True, now=self._clock())
+                finally:
+                    response.close()
+            if (not isinstance(error, REQUEST_RETRYABLE) or not rewind.possible
+                    or not self._policy.more_tries(attempt)):
+                raise error
+            self._pause_between(attempt, error, "storage POST")
+
+    def store_segment(self, segment: SegmentTicket, body: Body | bytes) -> str:
+        """PUT one segment's bytes with exactly the ticket's headers; returns the ETag
+        (quotes stripped). Raises like ``store_file``; ``UnexpectedResponse`` without ETag.
+        """
+        headers = dict(segment.headers)
+        rewind = _Rewind(body)
+        attempt = 0
+        while True:
+            attempt += 1
+            if attempt > 1:
+                rewind.rewind()
+            try:
+                response = self._storage.put(segment.url, data=body, headers=headers,
+                                             timeout=self._timeout, allow_redirects=False)
+            except requests.RequestException as exc:
+                error = error_from_exception(exc, url=segment.url)
+            else:
+                try:
+                    if 200 <= response.status_code < 300:
+                        etag = response.headers.get("ETag", "").strip().strip('"')
+                        if not etag:
+                            raise UnexpectedResponse(
+                                f"storage accepted segment {segment.number} without an ETag",
+                                status=response.status_code, url=safe_url(segment.url))
+                        return etag
+                    error = error_from_response(response, storage=True, now=self._clock())
+                finally:
+                    response.close()
+            if (not isinstance(error, REQUEST_RETRYABLE) or not rewind.possible
+                    or not self._policy.more_tries(attempt)):
+                raise error
+            self._pause_between(attempt, error, f"segment PUT {segment.number}")
+
+    def complete_upload(
+        self, target: UploadTarget, uuid: str, parts: Sequence[tuple[str, SegmentSpec]],
+    ) -> Mapping[str, Any]:
+        """PATCH the segmented Upload complete with each part's ETag, size and SHA-256, in
+        order. A repeat after a lost answer may be refused (404/410/422): the Upload is then
+        shown, and if it is complete that is success. Raises ``UploadExpired`` (404/410),
+        ``ValidationFailed`` (422) and the other typed errors."""
+        body = {"segments": [{"etag": etag, "size": spec.size, "sha256": spec.sha256}
+                             for etag, spec in parts]}
+        path = f"v1.1/{target.path()}/uploads/{uuid}"
+        try:
+            response = self._call("PATCH", path, json_body=body, idempotent=True)
+        except (UploadExpired, ValidationFailed, NotFound, Conflict) as refused:
+            # Maybe an earlier PATCH (a retry here, or an earlier attempt of the whole file)
+            # went through and only its answer was lost: look before calling it a failure.
+            try:
+                shown = self.show_upload(target, uuid)
+            except ProcoreError:
+                raise self._as_expired(refused) from None
+            if str(shown.get("status", "")).lower() == "complete":
+                log.info("upload_already_complete", uuid=uuid)
+                return shown
+            raise self._as_expired(refused) from None
+        return _mapping(_json_body(response), "upload", response)
+
+    @staticmethod
+    def _as_expired(error: ProcoreError) -> ProcoreError:
+        if isinstance(error, NotFound):
+            return UploadExpired(error.message, status=error.status, code=error.code,
+                                 request_id=error.request_id, url=error.url)
+        return error
+
+    def show_upload(self, target: UploadTarget, uuid: str) -> Mapping[str, Any]:
+        """GET the Upload. A 404 raises ``UploadExpired`` (gone, or never ours)."""
+        path = f"v1.1/{target.path()}/uploads/{uuid}"
+        try:
+            response = self._call("GET", path, idempotent=True)
+        except NotFound as exc:
+            raise self._as_expired(exc) from None
+        return _mapping(_json_body(response), "upload", response)
+
+    # --- Documents and Photos -------------------------------------------------------------
+
+    def root_folder(self, project_id: int) -> Mapping[str, Any]:
+        """The project's root Documents folder with its children (``folders``, ``files``)."""
+        response = self._call("GET", "v1.0/folders", params={"project_id": project_id},
+                              idempotent=True)
+        return _mapping(_json_body(response), "folder", response)
+
+    def folder(self, project_id: int, folder_id: int) -> Mapping[str, Any]:
+        """One Documents folder with its children (``folders``, ``files``)."""
+        response = self._call("GET", f"v1.0/folders/{int(folder_id)}",
+                              params={"project_id": project_id}, idempotent=True)
+        return _mapping(_json_body(response), "folder", response)
+
+    def create_document(
+        self, project_id: int, parent_id: int | None, name: str, upload_uuid: str,
+        *, unique_name: bool = False,
+    ) -> Mapping[str, Any]:
+        """File the Upload in Documents (root folder when ``parent_id`` is None).
+
+        Not repeated when the outcome is unknown: a ``NetworkError``/``ServerError`` means
+        "maybe created"; look before trying again.
+        """
+        file: dict[str, Any] = {"name": name, "upload_uuid": upload_uuid,
+                                "unique_name": unique_name}
+        if parent_id is not None:
+            file["parent_id"] = parent_id
+        response = self._call("POST", "v1.0/files", params={"project_id": project_id},
+                              json_body={"file": file}, idempotent=False)
+        return self._created(response, "file")
+
+    def create_file_version(
+        self, project_id: int, file_id: int, upload_uuid: str,
+    ) -> Mapping[str, Any]:
+        """Add the Upload as a new version of Documents file ``file_id`` (not repeated when
+        the outcome is unknown)."""
+        response = self._call(
+            "POST", "v1.0/file_versions", params={"project_id": project_id, "file_id": file_id},
+            json_body={"file_version": {"upload_uuid": upload_uuid}}, idempotent=False)
+        return self._created(response, "file version")
+
+    def create_image(
+        self, project_id: int, upload_uuid: str, image_name: str, album_id: int | None,
+    ) -> Mapping[str, Any]:
+        """Add the Upload to Photos (album ``album_id``, else unsorted); not repeated when
+        the outcome is unknown.
+
+        Procore requires an ``image`` object with at least one attribute. With an album it
+        is ``image_category_id``; without one it is ``description: ""``: the value a new
+        photo has anyway, valid for the string field, and it changes nothing the user sees
+        (unlike ``private``, whose project default we must not override, or a null album
+        id, which a strict schema may reject as not an integer).
+        """
+        image: dict[str, Any] = ({"image_category_id": album_id} if album_id is not None
+                                 else {"description": ""})
+        response = self._call(
+            "POST", "v1.0/images", params={"project_id": project_id},
+            json_body={"upload_uuid": upload_uuid, "image_name": image_name, "image": image},
+            idempotent=False)
+        return self._created(response, "image")
+
+    def list_images(self, project_id: int, *, max_pages: int = 20) -> list[Mapping[str, Any]]:
+        """The project's images, page by page (best effort, for recovery after a lost
+        answer): stops at a short page or after ``max_pages``."""
+        per_page = 100
+        out: list[Mapping[str, Any]] = []
+        for page in range(1, max_pages + 1):
+            data = self._get_json("v1.0/images", params={
+                "project_id": project_id, "page": page, "per_page": per_page})
+            if isinstance(data, Mapping):
+                data = data.get("images", data.get("data", []))
+            if not isinstance(data, list):
+                break
+            out.extend(item for item in data if isinstance(item, Mapping))
+            if len(data) < per_page:
+                break
+        return out
+
+    def _created(self, response: requests.Response, what: str) -> Mapping[str, Any]:
+        data = _mapping(_json_body(response), what, response)
+        if "id" not in data:
+            raise UnexpectedResponse(
+                f"Procore created the {what} but its answer has no id",
+                status=response.status_code, request_id=response.headers.get("x-request-id"),
+                url=safe_url(response.url))
+        return data
