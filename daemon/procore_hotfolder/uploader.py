@@ -612,9 +612,10 @@ class Uploader:
         if isinstance(exc, ArchiveError) or record.state in (
                 FileState.ASSOCIATED, FileState.LEDGERED):
             # Already uploaded: never fail it; keep retrying the remaining local steps.
-            delay = self._backoff.delay(min(record.attempts + 1, 8), self._rand())
+            attempts = record.attempts + 1
+            delay = self._backoff.delay(min(attempts, 8), self._rand())
             record = self._journal.move(record, record.state, now, next_attempt_at=now + delay,
-                                        last_error=info)
+                                        attempts=attempts, last_error=info)
             bound.error("archive_retry_scheduled", retry_in=round(delay, 1), **info)
             return Outcome("retry", record, retry_at=now + delay, detail=exc.message)
         if outage:
