@@ -227,6 +227,8 @@ def _print_summary(summary: RunSummary) -> None:
         print(f"failed: {path}: {reason}")
     for path, reason in summary.not_uploaded:
         print(f"not uploaded: {path}: {reason}")
+    for path in summary.empty:
+        print(f"left in place: {path}: empty (0 bytes), waiting for content")
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

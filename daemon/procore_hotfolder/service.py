@@ -58,6 +58,9 @@ class RunSummary:
     archived: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     not_uploaded: list[tuple[Path, str]] = field(default_factory=list)
+    #: 0-byte files: not ready yet (a scanner creates the file before writing it), so they
+    #: are left in place and named, but are no failure.
+    empty: list[Path] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -141,7 +144,9 @@ class Service:
         self._notifier.notify("READY=1")
         log.info("daemon_ready", folders=len(self.config.folders), once=self._once,
                  workers=self.config.daemon.workers)
-        last_snapshot = 0.0
+        last_snapshot = last_watchdog = 0.0
+        # systemd wants a ping at least every WATCHDOG_USEC; ping at twice that rate.
+        watchdog_every = self._watchdog_usec / 2e6 if self._watchdog_usec else 0.0
         try:
             while not self._stop.is_set():
                 self._tick()
@@ -149,6 +154,9 @@ class Service:
                 if now - last_snapshot >= SNAPSHOT_EVERY_SECONDS:
                     last_snapshot = now
                     self._publish_status()
+                if watchdog_every and now - last_watchdog >= watchdog_every:
+                    last_watchdog = now
+                    self._ping_watchdog()
                 if self._once and self._once_finished():
                     break
                 self._hint_ready.wait(TICK_SECONDS)
@@ -404,7 +412,7 @@ class Service:
         if waiting or not self._dispatcher.idle():
             return False
         for key in pending:
-            self._summary.not_uploaded.append((Path(key), "empty (0 bytes): left in place"))
+            self._summary.empty.append(Path(key))
         for record in self._journal.active():
             self._summary.not_uploaded.append(
                 (record.path, (record.last_error or {}).get("detail", "not finished")))
@@ -422,9 +430,13 @@ class Service:
         if paused is not None:
             status += f", paused: {paused[1]}"
         self._notifier.notify(f"STATUS={status}")
-        if self._watchdog_usec and all(t.is_alive() for t in self._threads):
-            self._notifier.notify("WATCHDOG=1")
         self._write_snapshot(counts, paused)
+
+    def _ping_watchdog(self) -> None:
+        """WATCHDOG=1 only while every loop is alive: this one (it is running this code),
+        the scanner and the workers."""
+        if all(t.is_alive() for t in self._threads):
+            self._notifier.notify("WATCHDOG=1")
 
     def _write_snapshot(self, counts: dict[str, int], paused: tuple[float, str] | None) -> None:
         wall = self._wall()

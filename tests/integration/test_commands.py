@@ -92,3 +92,35 @@ def test_status_explain_and_retry_of_a_refused_file(tmp_path: Path,
     again = run_cli("once", "-c", str(config))
     assert again.returncode == 0, again.stdout + again.stderr
     assert (drop / ".archive" / "linked.pdf").read_bytes() == b"%PDF twice linked"
+
+
+def test_once_leaves_an_empty_file_in_place_and_names_it(tmp_path: Path,
+                                                         emulator: Emulator) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "being-scanned.pdf").write_bytes(b"")
+    (drop / "ready.pdf").write_bytes(b"ready")
+    config = write_config(tmp_path, emulator, [{"path": str(drop)}])
+    result = run_cli("once", "-c", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "being-scanned.pdf" in result.stdout and "empty" in result.stdout
+    assert (drop / "being-scanned.pdf").exists()
+    assert (drop / ".archive" / "ready.pdf").exists()
+    assert not (drop / ".failed").exists()
+
+
+def test_once_under_an_outage_keeps_files_and_exits_1(tmp_path: Path,
+                                                      emulator: Emulator) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "waiting.pdf").write_bytes(b"waiting")
+    emulator.faults.outage = True
+    config = write_config(tmp_path, emulator, [{"path": str(drop)}], max_attempts=1)
+    result = run_cli("once", "-c", str(config))
+    assert result.returncode == 1
+    assert "not uploaded" in result.stdout and "waiting.pdf" in result.stdout
+    assert (drop / "waiting.pdf").exists() and not (drop / ".failed").exists()
+    emulator.faults.outage = False
+    again = run_cli("once", "-c", str(config))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (drop / ".archive" / "waiting.pdf").exists()
