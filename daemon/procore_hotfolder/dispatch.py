@@ -95,17 +95,6 @@ class Dispatcher:
                 self._known.discard(record.id)
             self._cond.notify_all()
 
-    def wake(self) -> None:
-        """Make every delayed row due now (used when an outage ends or on `retry`)."""
-        with self._cond:
-            for _, _, record in self._delayed:
-                queue = self._queues.setdefault(record.folder, deque())
-                if record.folder not in self._order:
-                    self._order.append(record.folder)
-                queue.append(record)
-            self._delayed.clear()
-            self._cond.notify_all()
-
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -123,7 +112,3 @@ class Dispatcher:
                 "delayed": len(self._delayed),
                 "in_flight": len(self._in_flight),
             }
-
-    def next_retry(self) -> float | None:
-        with self._cond:
-            return self._delayed[0][0] if self._delayed else None

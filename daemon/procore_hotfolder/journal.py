@@ -293,13 +293,6 @@ class Journal:
         with self._transaction() as db:
             db.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
 
-    def requeue_all(self, records: Sequence[FileRecord], now: float) -> None:
-        """Make every record eligible now (used by `retry` of waiting, not failed, files)."""
-        with self._transaction() as db:
-            for record in records:
-                db.execute("UPDATE files SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                           (now, now, record.id))
-
 
 def _encode(name: str, value: Any) -> Any:
     if name in ("archive_path", "final_path"):

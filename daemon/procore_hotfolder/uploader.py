@@ -463,7 +463,8 @@ class Uploader:
         try:
             resource_id = self._send_association(record, folder, plan)
         except ValidationFailed as exc:
-            if plan["kind"] == "documents" and plan["existing_file_id"] is None:
+            clash = any(word in exc.message.lower() for word in ("name", "taken", "exist"))
+            if plan["kind"] == "documents" and plan["existing_file_id"] is None and clash:
                 # Most likely a same-named file appeared meanwhile: look again, then version it.
                 bound.warning("document_name_taken", name=name, **exc.as_dict())
                 return self._journal.move(record, FileState.STORED, now(), association=None)
@@ -505,7 +506,16 @@ class Uploader:
                         or record.uuid in json.dumps(match)):
                     found = plan["existing_file_id"]
         elif plan.get("kind") == "photos":
-            for image in self._client.list_images(folder.project_id):
+            try:
+                images = self._client.list_images(folder.project_id)
+            except ProcoreError as exc:
+                if exc.retryable or exc.outage:
+                    raise
+                # This server cannot list images: we cannot find out, so file it again
+                # rather than leave the Upload unfiled (Procore deletes those after a week).
+                bound.warning("association_unverifiable", uuid=record.uuid, **exc.as_dict())
+                images = []
+            for image in images:
                 if record.uuid in json.dumps(image) or image.get("name") == plan.get("name") \
                         or image.get("image_name") == plan.get("name"):
                     found = _int(image.get("id"))
