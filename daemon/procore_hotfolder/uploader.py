@@ -270,8 +270,6 @@ class Uploader:
 
     def _upload(self, record: FileRecord, folder: FolderSettings, bound: Any) -> FileRecord:
         with sourcefile.open_for_upload(record.path, record.observation) as opened:
-            if record.state is FileState.QUEUED:
-                record = self._journal.move(record, FileState.UPLOADING, self._clock())
             size = record.observation.size
             if size >= self._config.daemon.segment_threshold_bytes:
                 record = self._upload_segmented(record, folder, opened, bound)
@@ -299,7 +297,8 @@ class Uploader:
             content_type=folder.response_content_type, segments=segments)
         record = self._journal.move(record, FileState.UPLOADING, self._clock(),
                                     uuid=ticket.uuid, ticket=ticket.to_json())
-        self._journal.clear_parts(record.id)
+        if segments:
+            self._journal.clear_parts(record.id)  # parts of an older Upload are worthless
         bound.info("upload_created", uuid=ticket.uuid, size=record.observation.size,
                    segments=len(ticket.segments) or None)
         return record, ticket
