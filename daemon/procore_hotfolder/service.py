@@ -288,6 +288,7 @@ class Service:
             st = os.lstat(path)
         except OSError:
             self._tracker.forget(str(path))
+            self._first_seen.pop(str(path), None)
             return
         if stat.S_ISDIR(st.st_mode):
             # A new folder: files may have landed before its watch existed.
@@ -363,10 +364,11 @@ class Service:
             with self._active_lock:
                 self._active_paths.discard(record.path)
             if outcome.kind == "archived":
-                self._summary.archived.append(record.path)
+                if self._once:  # the daemon keeps no per-file list: it runs for months
+                    self._summary.archived.append(record.path)
                 self._last_upload = {"path": str(record.path), "uuid": record.uuid,
                                      "time": self._wall()}
-            elif outcome.kind == "failed":
+            elif outcome.kind == "failed" and self._once:
                 self._summary.failed.append((record.path, outcome.detail or "failed"))
             elif outcome.kind in ("changed", "vanished"):
                 self.hint(record.path)
