@@ -237,7 +237,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(json_reply(500, {"errors": "emulator internal error"}))
                 status = 500
         finally:
-            self.state.log_request(RequestRecord(self.command, path, status, started, kind))
+            self.state.log_request(
+                RequestRecord(self.command, path, status, started, kind, split.query))
 
     def _outage(self) -> Reply:
         if self.state.faults.outage_mode == "drop":

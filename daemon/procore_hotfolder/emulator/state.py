@@ -40,6 +40,7 @@ class RequestRecord:
     status: int
     time: float
     kind: str
+    query: str = ""  # e.g. partNumber=3&uploadId=... for segment PUTs
 
 
 @dataclass
