@@ -29,7 +29,7 @@ def _puts(emu: Emulator) -> list[str]:
 
 
 def _part(query: str) -> str:
-    return query.split("partNumber=")[1].split("&")[0]
+    return query.split("partNumber=")[1].split("&", maxsplit=1)[0]
 
 
 def test_segmented_upload_with_a_failed_segment(tmp_path: Path, emulator: Emulator) -> None:
