@@ -377,7 +377,8 @@ class Uploader:
     def _upload_segmented(self, record: FileRecord, folder: FolderSettings,
                           opened: sourcefile.OpenedFile, bound: Any) -> FileRecord:
         specs, whole = self._segment_specs(record, opened)
-        if not record.segments:
+        if not record.segments or record.state is not FileState.UPLOADING:
+            # Also when resuming a row that a retry or a stop put back in the queue.
             record = self._journal.move(
                 record, FileState.UPLOADING, self._clock(), sha256=whole,
                 segments=json.dumps([s.__dict__ for s in specs]))
