@@ -21,16 +21,21 @@ SECRET_KEYS = frozenset({
 })
 _REDACTED = "[redacted]"
 _PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)((?:x-amz-signature|x-amz-credential|signature|policy|access_token|"
-               r"client_secret|x-amz-security-token)[\"']?\s*[=:]\s*[\"']?)[^\"'&\s,}]+"),
+    # Presigned storage URLs carry their signature in the query string.
+    (re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s\"'<>]*"), r"\1"),
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1" + _REDACTED),
+    # Policies, signatures and credentials are long: S3's "Policy: Policy expired" stays.
+    (re.compile(r"(?i)\b((?:x-amz-)?(?:signature|policy|credential|security-token)[\"']?"
+                r"\s*[=:]\s*[\"']?)[A-Za-z0-9+/=._~%-]{8,}"), r"\1" + _REDACTED),
+    (re.compile(r"(?i)\b((?:access_token|client_secret|token|secret|password)[\"']?\s*[=:]"
+                r"\s*[\"']?)[^\"'&\s,;<}]+"), r"\1" + _REDACTED),
 )
 
 
 def scrub(text: str) -> str:
-    """Remove bearer tokens and signature/policy/secret values from free text."""
-    for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + _REDACTED, text)
+    """Remove URL query strings, bearer tokens and signature/policy/secret values."""
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
     return text
 
 

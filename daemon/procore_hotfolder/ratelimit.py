@@ -134,12 +134,14 @@ class RateGovernor:
             if status == 429 or (status == 503 and "retry-after" in lower):
                 asked = parse_retry_after(lower.get("retry-after"), now) or 0.0
                 until = now + asked
-                if status == 429:
-                    if reset is not None:
-                        until = max(until, reset)
-                    self._estimate = 0
-                    if until <= now:
-                        until = now + 1.0  # told "too many" but not until when
+                if status == 429 and reset is not None:
+                    # The window this 429 names is spent until its reset, and it is the one
+                    # to pace by now (the spike window may be the one; its reset is sooner
+                    # than the hourly one we knew). Without a reset, Retry-After alone rules.
+                    until = max(until, reset)
+                    self._reset, self._estimate = reset, 0
+                if status == 429 and until <= now:
+                    until = now + 1.0  # told "too many" but not until when
                 until += self._jitter()
                 if until > self._paused_until:
                     self._paused_until = until
