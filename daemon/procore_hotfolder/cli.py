@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--port", type=int, default=8765)
     em.add_argument("--client-id", default="emulator-client")
     em.add_argument("--client-secret", default="emulator-secret")
+    em.add_argument("--s3-endpoint", metavar="URL",
+                    help="use this S3 server as storage (path-style, e.g. "
+                         "http://127.0.0.1:8333); its secret key in EMULATOR_S3_SECRET_KEY")
+    em.add_argument("--s3-bucket", default="procore-uploads", metavar="NAME")
+    em.add_argument("--s3-access-key", default="", metavar="KEY")
     demo = sub.add_parser("demo", parents=[common],
                           help="emulator + daemon over a temporary drop folder")
     demo.add_argument("--settle-seconds", type=float, default=2.0)
@@ -322,12 +327,23 @@ def _cmd_retry(args: argparse.Namespace) -> int:
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
     from procore_hotfolder.emulator import serve  # noqa: PLC0415 - never loaded by the daemon
+    from procore_hotfolder.emulator.s3 import S3Error, S3Storage  # noqa: PLC0415
 
     configure_logging("info")
+    s3 = None
+    if args.s3_endpoint:
+        s3 = S3Storage(args.s3_endpoint, args.s3_bucket, args.s3_access_key,
+                       os.environ.get("EMULATOR_S3_SECRET_KEY", ""))
+        try:
+            s3.ensure_bucket()
+        except (S3Error, OSError) as exc:
+            print(f"procore-hotfolder: S3 storage {args.s3_endpoint}: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    where = f", storage {args.s3_endpoint}/{args.s3_bucket}" if s3 else ""
     print(f"Procore emulator on http://{args.host}:{args.port} "
-          f"(client_id {args.client_id!r}); Ctrl-C stops it", flush=True)
+          f"(client_id {args.client_id!r}{where}); Ctrl-C stops it", flush=True)
     serve(host=args.host, port=args.port, client_id=args.client_id,
-          client_secret=args.client_secret)
+          client_secret=args.client_secret, s3=s3)
     return EXIT_OK
 
 

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import profiles
+from .s3 import S3Error
 from .state import DocumentFile, EmulatorState, FileVersion, Folder, Image, UploadRecord, new_ulid
 from .wire import ApiError, Reply, json_reply
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _NOT_FOUND = {"errors": {"base": ["Not found"]}}
+_EXPIRED = {"errors": {"base": ["Upload has expired"]}}
 
 
 @dataclass
@@ -157,10 +159,12 @@ def create_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, ..
         segments=segments,
         created_at=request.now,
         expires_at=request.now + ttl,
-        bucket=profiles.bucket_for(request.company_id),
+        bucket=state.s3.bucket if state.s3 else profiles.bucket_for(request.company_id),
         key=profiles.key_for(request.company_id, project_id, uuid, request.now),
     )
-    if segments is None:
+    if state.s3 is not None:
+        _target_s3(state, record, body, ttl)
+    elif segments is None:
         disposition = profiles.content_disposition(
             filename, bool(body.get("attachment_content_disposition"))
         )
@@ -178,6 +182,74 @@ def create_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, ..
         state.uploads_by_key[(record.bucket, record.key)] = uuid
         state.buckets.add(record.bucket)
     return json_reply(201, upload_view(record))
+
+
+# --- a real S3 server as storage ---------------------------------------------------------------
+
+
+def _s3_unavailable(exc: S3Error) -> ApiError:
+    return ApiError(502, {"errors": {"base": [f"storage backend: {exc}"]}})
+
+
+def _target_s3(state: EmulatorState, record: UploadRecord, body: dict[str, Any],
+               ttl: float) -> None:
+    """Point ``record`` at the S3 server: a POST policy, or a multipart upload and its URLs."""
+    s3 = state.s3
+    assert s3 is not None
+    if record.segments is None:
+        disposition = profiles.content_disposition(
+            record.response_filename, bool(body.get("attachment_content_disposition"))
+        )
+        record.url = s3.bucket_url
+        record.fields = profiles.post_form(record, s3.secret_key, s3.access_key, disposition, ttl)
+        return
+    try:
+        record.upload_id = s3.start_multipart(record.key, record.content_type)
+    except S3Error as exc:
+        raise _s3_unavailable(exc) from exc
+    record.segment_views = []
+    for number, segment in enumerate(record.segments, start=1):
+        url = s3.part_url(record.key, record.upload_id, number, segment["sha256"],
+                          when=record.created_at, expires=max(1, int(ttl)))
+        headers = {"x-amz-content-sha256": segment["sha256"],
+                   "content-length": str(segment["size"])}
+        if segment.get("md5"):
+            headers["content-md5"] = segment["md5"]
+        record.segment_views.append({"url": url, "headers": headers})
+
+
+def _refresh_from_s3(state: EmulatorState, record: UploadRecord) -> None:
+    """A form POST goes to S3 straight from the client: ask S3 whether it was stored."""
+    if state.s3 is None or record.segments is not None or record.status == "complete":
+        return
+    try:
+        size = state.s3.size_of(record.key)
+    except S3Error as exc:
+        raise _s3_unavailable(exc) from exc
+    if size is not None:
+        with state.lock:
+            if record.status != "complete":
+                record.status, record.stored_size, record.store_count = "complete", size, 1
+
+
+def _complete_in_s3(state: EmulatorState, record: UploadRecord, etags: list[str]) -> Reply:
+    """Complete the multipart upload in S3, which checks every part and ETag itself."""
+    s3 = state.s3
+    assert s3 is not None and record.segments is not None
+    if len(etags) != len(record.segments):
+        raise _unprocessable(
+            "segments", f"expected {len(record.segments)} segments, got {len(etags)}")
+    try:
+        s3.complete_multipart(record.key, record.upload_id, etags)
+        size = s3.size_of(record.key)
+    except S3Error as exc:
+        raise _unprocessable("segments", str(exc)) from exc
+    with state.lock:
+        record.status = "complete"
+        record.completed_etags = etags
+        record.stored_size = size
+        record.store_count += 1
+        return json_reply(200, upload_view(record))
 
 
 def upload_view(record: UploadRecord) -> dict[str, Any]:
@@ -202,6 +274,7 @@ def _find_upload(
 
 def show_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
     record = _find_upload(state, request, _upload_scope(state, request, args), args[2])
+    _refresh_from_s3(state, record)
     with state.lock:
         return json_reply(200, upload_view(record))
 
@@ -223,13 +296,17 @@ def complete_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, 
     if not isinstance(given, list) or not all(isinstance(g, dict) for g in given):
         raise _unprocessable("segments", "must be an array of objects with an etag")
     etags = [_strip_etag(g.get("etag")) for g in given]
+    if state.s3 is not None and record.status != "complete":
+        if request.now >= record.expires_at:
+            raise ApiError(410, _EXPIRED)
+        return _complete_in_s3(state, record, etags)
     with state.lock:
         if record.status == "complete":
             if etags == record.completed_etags:
                 return json_reply(200, upload_view(record))
             raise _unprocessable("segments", "the upload is already complete with other etags")
         if request.now >= record.expires_at:
-            raise ApiError(410, {"errors": {"base": ["Upload has expired"]}})
+            raise ApiError(410, _EXPIRED)
         if len(etags) != len(record.segments):
             raise _unprocessable(
                 "segments", f"expected {len(record.segments)} segments, got {len(etags)}"
@@ -330,6 +407,9 @@ def _usable_upload(
     """A stored Upload of this company and project, or 422 ``upload_uuid is invalid``."""
     with state.lock:
         record = state.uploads.get(raw_uuid) if isinstance(raw_uuid, str) else None
+    if record is not None:
+        _refresh_from_s3(state, record)
+    with state.lock:
         if (
             record is None
             or record.company_id != request.company_id

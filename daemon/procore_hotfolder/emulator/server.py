@@ -12,6 +12,7 @@ import binascii
 import contextlib
 import json
 import logging
+import math
 import signal
 import socket
 import tempfile
@@ -27,6 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from . import api, storage
 from .faults import DROP, Faults
 from .multipart import drain_stream
+from .s3 import S3Storage
 from .state import EmulatorState, RequestRecord, UploadRecord
 from .wire import ApiError, DropConnection, Reply, json_reply, new_request_id, s3_error
 
@@ -248,6 +250,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _injected_error(self, status: int) -> Reply:
         headers = {"Retry-After": "1"} if status in (429, 503) else {}
+        if status == 429:
+            # As from a spent spike window: its headers, not the roomy hourly window's.
+            headers.update({"X-Rate-Limit-Limit": "25", "X-Rate-Limit-Remaining": "0",
+                            "X-Rate-Limit-Reset": str(math.ceil(time.time() + 1))})
         shape = self.state.faults.choice(4)
         if shape == 0:
             return json_reply(status, {"errors": "Internal Server Error"}, headers)
@@ -477,6 +483,8 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         data_dir: str | Path | None = None,
+        *,
+        s3: S3Storage | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -489,7 +497,7 @@ class Emulator:
             directory = Path(data_dir)
             directory.mkdir(parents=True, exist_ok=True)
         self.data_dir = directory
-        self.state = EmulatorState(self.faults, client_id, client_secret, directory)
+        self.state = EmulatorState(self.faults, client_id, client_secret, directory, s3)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -606,6 +614,7 @@ def serve(
     *,
     ready: Callable[[Emulator], object] | None = None,
     data_dir: str | Path | None = None,
+    s3: S3Storage | None = None,
 ) -> None:
     """Serve the emulator until SIGINT/SIGTERM (or KeyboardInterrupt); ``ready(emulator)`` is
     called once it accepts connections. Raises OSError when the address cannot be bound."""
@@ -615,7 +624,7 @@ def serve(
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    with Emulator(client_id, client_secret, host, port, data_dir) as emulator:
+    with Emulator(client_id, client_secret, host, port, data_dir, s3=s3) as emulator:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous[signum] = signal.signal(signum, on_signal)

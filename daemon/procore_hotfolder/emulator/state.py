@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .faults import Faults
+from .s3 import S3Storage
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ACCESS_KEY = "AKIAEMULATORPROCORE1"
@@ -171,8 +172,10 @@ class RateWindow:
 class EmulatorState:
     """All of the emulator's data; read or change it with ``lock`` held."""
 
-    def __init__(self, faults: Faults, client_id: str, client_secret: str, data_dir: Path) -> None:
+    def __init__(self, faults: Faults, client_id: str, client_secret: str, data_dir: Path,
+                 s3: S3Storage | None = None) -> None:
         self.faults = faults
+        self.s3 = s3  # a real S3 server as storage instead of the emulator's own
         self.client_id = client_id
         self.client_secret = client_secret
         self.data_dir = data_dir
