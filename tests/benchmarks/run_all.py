@@ -1,0 +1,16 @@
+"""`make bench`: every benchmark in turn (not collected by `make test`; figures go to the
+README). Run as ``python -m tests.benchmarks.run_all``."""
+
+from __future__ import annotations
+
+from tests.benchmarks import bench_idle, bench_large_file, bench_latency, bench_small_files
+
+
+def main() -> None:
+    for bench in (bench_large_file, bench_small_files, bench_idle, bench_latency):
+        print(f"\n## {bench.__name__.rsplit('.', 1)[-1]}", flush=True)
+        bench.main()
+
+
+if __name__ == "__main__":
+    main()
