@@ -121,6 +121,32 @@ def test_daemon_uploads_files_into_s3(tmp_path: Path, s3_emulator: Emulator,
 # --- what S3 refuses, and how the daemon reports it ------------------------------------------
 
 
+@pytest.mark.parametrize("size", [50_000, 11 * MIB], ids=["form POST", "segmented"])
+def test_daemon_renews_an_upload_that_s3_refuses_as_expired(
+        tmp_path: Path, s3_emulator: Emulator, s3_storage: S3Storage, size: int) -> None:
+    """The first Upload comes expired: S3 refuses it, the daemon says so with S3's code and
+    uploads the file under a fresh Upload, once."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    data = os.urandom(size)
+    (drop / "late.pdf").write_bytes(data)
+    s3_emulator.faults.expired_uploads = 1
+    config = write_config(tmp_path, s3_emulator, [{"path": str(drop), "project_id": 8}],
+                          segment_threshold_mib=10, segment_size_mib=5)
+    result = run_cli("once", "-c", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    (retry,) = [e for e in events if e["event"] == "upload_retry_scheduled"]
+    assert retry["code"] == "AccessDenied" and retry["status"] == 403
+    assert "expired" in retry["detail"]  # S3's own words
+    (entry,) = [json.loads(line) for line in
+                (tmp_path / "state" / "uploads.jsonl").read_text().splitlines()]
+    first, second = s3_emulator.uploads  # created in this order
+    assert entry["uuid"] == second
+    assert s3_storage.size_of(s3_emulator.uploads[first].key) is None
+    assert _stored(s3_storage, s3_emulator, second) == data
+
+
 def _refused(client: ProcoreClient, ticket: UploadTicket, body: bytes = b"hello") -> Exception:
     with pytest.raises((UploadExpired, StorageRejected)) as caught:
         client.store_file(ticket, io.BytesIO(body), filename="t.txt", content_type=None)

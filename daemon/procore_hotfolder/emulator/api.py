@@ -147,7 +147,7 @@ def create_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, ..
         total = sum(s["size"] for s in segments)
         if size is not None and size != total:
             raise _unprocessable("size", "does not match the sum of the segment sizes")
-    ttl = float(state.faults.upload_ttl)
+    ttl = state.faults.ttl_for_new_upload()
     uuid = new_ulid(request.now)
     record = UploadRecord(
         uuid=uuid,
@@ -207,10 +207,13 @@ def _target_s3(state: EmulatorState, record: UploadRecord, body: dict[str, Any],
         record.upload_id = s3.start_multipart(record.key, record.content_type)
     except S3Error as exc:
         raise _s3_unavailable(exc) from exc
+    issued, lifetime = record.created_at, int(ttl)
+    if lifetime < 1:  # handed out expired (a fault): signed as if issued that long ago
+        issued, lifetime = record.created_at + ttl - 1, 1
     record.segment_views = []
     for number, segment in enumerate(record.segments, start=1):
         url = s3.part_url(record.key, record.upload_id, number, segment["sha256"],
-                          when=record.created_at, expires=max(1, int(ttl)))
+                          when=issued, expires=lifetime)
         headers = {"x-amz-content-sha256": segment["sha256"],
                    "content-length": str(segment["size"])}
         if segment.get("md5"):

@@ -43,6 +43,8 @@ class Faults:
         storage_delay_seconds: sleep before answering each storage request.
         token_lifetime: lifetime (seconds) of newly issued tokens, reported as ``expires_in``.
         upload_ttl: seconds an Upload's storage policy / segment URLs stay valid.
+        expired_uploads: how many of the next Uploads are handed out expired already (their
+            policy or part URLs a minute past their end), as if the client had sat on them.
         outage: every token and API request answers 503 (``outage_mode="503"``) or is
             dropped (``outage_mode="drop"``).
         forbidden_projects: project ids the service account may not touch (403).
@@ -65,6 +67,7 @@ class Faults:
         self.storage_delay_seconds = 0.0
         self.token_lifetime: float = 5400
         self.upload_ttl: float = 3600
+        self.expired_uploads = 0
         self.outage = False
         self.outage_mode = "503"
         self.forbidden_projects: set[int] = set()
@@ -91,6 +94,16 @@ class Faults:
         """A random index in ``range(options)``."""
         with self._lock:
             return self._random.randrange(options)
+
+    # --- uploads ---------------------------------------------------------------------------
+
+    def ttl_for_new_upload(self) -> float:
+        """``upload_ttl``, or -60 s while ``expired_uploads`` lasts (counting it down)."""
+        with self._lock:
+            if self.expired_uploads > 0:
+                self.expired_uploads -= 1
+                return -60.0
+            return float(self.upload_ttl)
 
     # --- tokens ----------------------------------------------------------------------------
 
@@ -167,6 +180,8 @@ class Faults:
                 setattr(self, name, number)
             elif name == "error_status":
                 self.error_status = int(value)
+            elif name == "expired_uploads":
+                self.expired_uploads = max(0, int(value))
             elif name == "outage":
                 self.outage = bool(value)
             elif name == "outage_mode":
@@ -211,6 +226,7 @@ class Faults:
         out: dict[str, Any] = {name: getattr(self, name) for name in self._FLOATS}
         out.update(
             error_status=self.error_status,
+            expired_uploads=self.expired_uploads,
             outage=self.outage,
             outage_mode=self.outage_mode,
             forbidden_projects=sorted(self.forbidden_projects),
