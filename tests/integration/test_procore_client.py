@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 
 from procore_hotfolder.config import ProcoreSettings
 from procore_hotfolder.emulator import Emulator
+from procore_hotfolder.error_mapping import error_from_exception, error_from_response, safe_url
 from procore_hotfolder.errors import (
     AuthenticationError,
     Conflict,
@@ -43,9 +44,6 @@ from procore_hotfolder.procore import (
     SegmentTicket,
     UploadTarget,
     UploadTicket,
-    error_from_exception,
-    error_from_response,
-    safe_url,
 )
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.retry import RetryPolicy
