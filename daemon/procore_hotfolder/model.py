@@ -99,3 +99,17 @@ def describe_state(state: FileState) -> str:
         FileState.VANISHED: "disappeared before upload",
         FileState.RETRIED: "failed, then put back for another try",
     }[state]
+
+
+#: S3 takes at most this many parts in one multipart upload.
+MAX_SEGMENTS = 10_000
+_MIB = 1024 * 1024
+
+
+def segment_size_for(file_size: int, configured: int) -> int:
+    """The segment size for a file: ``configured``, or the smallest whole number of MiB above
+    it that keeps the file within ``MAX_SEGMENTS`` segments (16 MiB segments stop at 156 GiB)."""
+    needed = -(-file_size // MAX_SEGMENTS)  # ceiling division
+    if needed <= configured:
+        return configured
+    return -(-needed // _MIB) * _MIB

@@ -43,7 +43,13 @@ from procore_hotfolder.errors import (
 )
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.ledger import Ledger
-from procore_hotfolder.model import ALLOWED_MOVES, Backoff, FileState, ticket_reusable
+from procore_hotfolder.model import (
+    ALLOWED_MOVES,
+    Backoff,
+    FileState,
+    segment_size_for,
+    ticket_reusable,
+)
 from procore_hotfolder.procore import ProcoreClient, SegmentSpec, UploadTarget, UploadTicket
 
 log = structlog.get_logger(__name__)
@@ -355,7 +361,8 @@ class Uploader:
         """
         if record.segments and record.sha256:
             return [SegmentSpec(**s) for s in json.loads(record.segments)], record.sha256
-        seg_size = self._config.daemon.segment_size_bytes
+        seg_size = segment_size_for(record.observation.size,
+                                    self._config.daemon.segment_size_bytes)
         whole = hashlib.sha256()
         specs: list[SegmentSpec] = []
         offset = 0

@@ -7,10 +7,12 @@ import pytest
 from procore_hotfolder.errors import JournalError
 from procore_hotfolder.model import (
     ALLOWED_MOVES,
+    MAX_SEGMENTS,
     TERMINAL,
     Backoff,
     FileState,
     check_move,
+    segment_size_for,
     ticket_reusable,
 )
 
@@ -48,3 +50,13 @@ def test_ticket_reuse_window() -> None:
     assert ticket_reusable(1000.0, 1000.0 + 60)
     assert not ticket_reusable(1000.0, 1000.0 + 3600)
     assert not ticket_reusable(1000.0, 900.0)
+
+
+def test_segment_size_grows_to_stay_within_s3s_part_limit() -> None:
+    mib, gib = 1024 * 1024, 1024 ** 3
+    assert segment_size_for(1 * gib, 16 * mib) == 16 * mib
+    assert segment_size_for(MAX_SEGMENTS * 16 * mib, 16 * mib) == 16 * mib  # exactly fits
+    grown = segment_size_for(500 * gib, 16 * mib)
+    assert grown % mib == 0 and grown > 16 * mib
+    assert -(-500 * gib // grown) <= MAX_SEGMENTS
+    assert -(-500 * gib // (grown - mib)) > MAX_SEGMENTS  # the smallest whole MiB that fits
