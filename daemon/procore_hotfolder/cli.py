@@ -205,7 +205,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_once(args: argparse.Namespace) -> int:
     config = _config(args)
-    configure_logging(config.daemon.log_level, stream=sys.stderr)
+    configure_logging(config.daemon.log_level)
     lock = _lock_or_fail(config)
     if lock is None:
         return EXIT_FAILURE
@@ -221,19 +221,27 @@ def _cmd_once(args: argparse.Namespace) -> int:
     finally:
         engine.close()
         lock.release()
-    _print_summary(summary)
+    _report_summary(summary)
     return summary.exit_code
 
 
-def _print_summary(summary: RunSummary) -> None:
-    print(f"uploaded {len(summary.archived)}, failed {len(summary.failed)}, "
-          f"not uploaded {len(summary.not_uploaded)}")
-    for path, reason in summary.failed:
-        print(f"failed: {path}: {reason}")
-    for path, reason in summary.not_uploaded:
-        print(f"not uploaded: {path}: {reason}")
-    for path in summary.empty:
-        print(f"left in place: {path}: empty (0 bytes), waiting for content")
+def _report_summary(summary: RunSummary) -> None:
+    """The outcome as the last log line on stdout (``once_finished``) and, for people, as
+    plain lines on stderr."""
+    structlog.get_logger("procore_hotfolder.cli").info(
+        "once_finished", uploaded=len(summary.archived),
+        failed=[{"path": str(p), "reason": r} for p, r in summary.failed],
+        not_uploaded=[{"path": str(p), "reason": r} for p, r in summary.not_uploaded],
+        left_in_place=[{"path": str(p), "reason": "empty (0 bytes), waiting for content"}
+                       for p in summary.empty],
+        exit_code=summary.exit_code)
+    lines = [f"uploaded {len(summary.archived)}, failed {len(summary.failed)}, "
+             f"not uploaded {len(summary.not_uploaded)}"]
+    lines += [f"failed: {path}: {reason}" for path, reason in summary.failed]
+    lines += [f"not uploaded: {path}: {reason}" for path, reason in summary.not_uploaded]
+    lines += [f"left in place: {path}: empty (0 bytes), waiting for content"
+              for path in summary.empty]
+    print("\n".join(lines), file=sys.stderr)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

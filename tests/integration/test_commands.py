@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from procore_hotfolder.emulator import Emulator
 from tests.conftest import run_cli, write_config
@@ -66,7 +67,8 @@ def test_status_explain_and_retry_of_a_refused_file(tmp_path: Path,
 
     once = run_cli("once", "-c", str(config))
     assert once.returncode == 1, once.stdout + once.stderr
-    assert "linked.pdf" in once.stdout
+    (refused,) = once_finished(once.stdout)["failed"]
+    assert refused["path"] == str(linked)
 
     failed = drop / ".failed" / "linked.pdf"
     assert failed.exists()
@@ -103,7 +105,10 @@ def test_once_leaves_an_empty_file_in_place_and_names_it(tmp_path: Path,
     config = write_config(tmp_path, emulator, [{"path": str(drop)}])
     result = run_cli("once", "-c", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "being-scanned.pdf" in result.stdout and "empty" in result.stdout
+    finished = once_finished(result.stdout)
+    assert [e["path"] for e in finished["left_in_place"]] == [str(drop / "being-scanned.pdf")]
+    assert finished["uploaded"] == 1 and finished["exit_code"] == 0
+    assert "being-scanned.pdf" in result.stderr and "empty" in result.stderr
     assert (drop / "being-scanned.pdf").exists()
     assert (drop / ".archive" / "ready.pdf").exists()
     assert not (drop / ".failed").exists()
@@ -118,9 +123,18 @@ def test_once_under_an_outage_keeps_files_and_exits_1(tmp_path: Path,
     config = write_config(tmp_path, emulator, [{"path": str(drop)}], max_attempts=1)
     result = run_cli("once", "-c", str(config))
     assert result.returncode == 1
-    assert "not uploaded" in result.stdout and "waiting.pdf" in result.stdout
+    (waiting,) = once_finished(result.stdout)["not_uploaded"]
+    assert waiting["path"] == str(drop / "waiting.pdf") and waiting["reason"]
+    assert "not uploaded" in result.stderr and "waiting.pdf" in result.stderr
     assert (drop / "waiting.pdf").exists() and not (drop / ".failed").exists()
     emulator.faults.outage = False
     again = run_cli("once", "-c", str(config))
     assert again.returncode == 0, again.stdout + again.stderr
     assert (drop / ".archive" / "waiting.pdf").exists()
+
+
+def once_finished(stdout: str) -> dict[str, Any]:
+    """The ``once_finished`` event; every stdout line of `once` must be a JSON log event."""
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert events[-1]["event"] == "once_finished"
+    return dict(events[-1])

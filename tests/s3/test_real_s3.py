@@ -135,7 +135,7 @@ def test_daemon_renews_an_upload_that_s3_refuses_as_expired(
                           segment_threshold_mib=10, segment_size_mib=5)
     result = run_cli("once", "-c", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
-    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in result.stdout.splitlines()]
     (retry,) = [e for e in events if e["event"] == "upload_retry_scheduled"]
     assert retry["code"] == "AccessDenied" and retry["status"] == 403
     assert "expired" in retry["detail"]  # S3's own words
