@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import profiles
-from .s3 import S3Error
+from .s3 import S3Error, S3Storage
 from .state import DocumentFile, EmulatorState, FileVersion, Folder, Image, UploadRecord, new_ulid
 from .wire import ApiError, Reply, json_reply
 
@@ -163,7 +163,7 @@ def create_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, ..
         key=profiles.key_for(request.company_id, project_id, uuid, request.now),
     )
     if state.s3 is not None:
-        _target_s3(state, record, body, ttl)
+        _target_s3(state.s3, record, body, ttl)
     elif segments is None:
         disposition = profiles.content_disposition(
             filename, bool(body.get("attachment_content_disposition"))
@@ -191,11 +191,8 @@ def _s3_unavailable(exc: S3Error) -> ApiError:
     return ApiError(502, {"errors": {"base": [f"storage backend: {exc}"]}})
 
 
-def _target_s3(state: EmulatorState, record: UploadRecord, body: dict[str, Any],
-               ttl: float) -> None:
+def _target_s3(s3: S3Storage, record: UploadRecord, body: dict[str, Any], ttl: float) -> None:
     """Point ``record`` at the S3 server: a POST policy, or a multipart upload and its URLs."""
-    s3 = state.s3
-    assert s3 is not None
     if record.segments is None:
         disposition = profiles.content_disposition(
             record.response_filename, bool(body.get("attachment_content_disposition"))
@@ -235,13 +232,11 @@ def _refresh_from_s3(state: EmulatorState, record: UploadRecord) -> None:
                 record.status, record.stored_size, record.store_count = "complete", size, 1
 
 
-def _complete_in_s3(state: EmulatorState, record: UploadRecord, etags: list[str]) -> Reply:
+def _complete_in_s3(state: EmulatorState, s3: S3Storage, record: UploadRecord,
+                    declared: list[dict[str, Any]], etags: list[str]) -> Reply:
     """Complete the multipart upload in S3, which checks every part and ETag itself."""
-    s3 = state.s3
-    assert s3 is not None and record.segments is not None
-    if len(etags) != len(record.segments):
-        raise _unprocessable(
-            "segments", f"expected {len(record.segments)} segments, got {len(etags)}")
+    if len(etags) != len(declared):
+        raise _unprocessable("segments", f"expected {len(declared)} segments, got {len(etags)}")
     try:
         s3.complete_multipart(record.key, record.upload_id, etags)
         size = s3.size_of(record.key)
@@ -302,7 +297,7 @@ def complete_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, 
     if state.s3 is not None and record.status != "complete":
         if request.now >= record.expires_at:
             raise ApiError(410, _EXPIRED)
-        return _complete_in_s3(state, record, etags)
+        return _complete_in_s3(state, state.s3, record, record.segments, etags)
     with state.lock:
         if record.status == "complete":
             if etags == record.completed_etags:
