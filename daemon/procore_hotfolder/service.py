@@ -40,6 +40,11 @@ SNAPSHOT_NAME = "status.json"
 TICK_SECONDS = 0.1
 SNAPSHOT_EVERY_SECONDS = 2.0
 SNAPSHOT_PENDING_LIMIT = 2000
+#: A loop that has not advanced for this long is stuck: systemd's watchdog is no longer fed,
+#: so systemd restarts the daemon (which resumes from the journal). Long enough for the
+#: slowest honest step without moving bytes: HTTP timeouts with their retries, a verified
+#: archive copy across filesystems. Waiting out a rate limit or an outage is not stuck.
+STALL_SECONDS = 1800.0
 
 
 class Notifier(Protocol):
@@ -115,6 +120,10 @@ class Service:
         self._scan_done = threading.Event()
         self._scan_requests: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
         self._watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        # Per loop thread: when it last went round, and the file a worker is on.
+        self._beats: dict[str, float] = {}
+        self._working: dict[str, Path] = {}
+        self._stalled: list[str] = []
 
     # --- control ---------------------------------------------------------------------------
 
@@ -178,11 +187,13 @@ class Service:
     def _start_workers(self) -> None:
         for index in range(self.config.daemon.workers):
             thread = threading.Thread(target=self._work, name=f"upload-{index}", daemon=True)
+            self._beats[thread.name] = self._now()
             thread.start()
             self._threads.append(thread)
 
     def _start_scanner(self) -> None:
         thread = threading.Thread(target=self._scan_loop, name="scanner", daemon=True)
+        self._beats[thread.name] = self._now()
         thread.start()
         self._threads.append(thread)
 
@@ -209,6 +220,7 @@ class Service:
         next_poll = 0.0
         while not self._stop.is_set():
             now = self._now()
+            self._beat()
             poll_folders = set(self._watcher.poll_folders) if self._watcher else set()
             if now >= next_full:
                 self._scan_folders(self.config.folders)
@@ -252,6 +264,7 @@ class Service:
         for entry in scan(folder, self._rules[folder.path], top=top):
             if self._stop.is_set():
                 return
+            self._beat()
             if entry.reason is not None:
                 self._note_skip(entry.path, entry.reason)
             else:
@@ -376,15 +389,21 @@ class Service:
     # --- workers ---------------------------------------------------------------------------
 
     def _work(self) -> None:
+        name = threading.current_thread().name
         while not self._stop.is_set():
+            self._beat()
             record = self._dispatcher.get(timeout=0.5)
             if record is None:
                 continue
+            self._working[name] = record.path
             try:
                 outcome = self._uploader.process(self._journal.get(record.id))
             except Exception:
                 log.exception("worker_error", path=str(record.path))
                 outcome = Outcome("retry", record, retry_at=self._wall() + 60)
+            finally:
+                self._working.pop(name, None)
+                self._beat()
             if outcome.kind == "retry" and self._once and self._once_gives_up(record):
                 # `once` must end: after max_attempts tries (outages included) the file stays
                 # queued in the journal for the daemon and is reported as not uploaded.
@@ -435,10 +454,41 @@ class Service:
         self._write_snapshot(counts, paused)
 
     def _ping_watchdog(self) -> None:
-        """WATCHDOG=1 only while every loop is alive: this one (it is running this code),
-        the scanner and the workers."""
-        if all(t.is_alive() for t in self._threads):
+        """WATCHDOG=1 only while every loop advances: this one (it is running this code), the
+        scanner and the workers."""
+        stalled = self._stalled_loops()
+        if stalled != self._stalled:
+            if stalled:
+                log.error("watchdog_withheld", stalled=stalled,
+                          files=[str(self._working[n]) for n in stalled if n in self._working])
+            else:
+                log.info("watchdog_resumed")
+            self._stalled = stalled
+        if not stalled:
             self._notifier.notify("WATCHDOG=1")
+
+    def _beat(self) -> None:
+        """The calling loop went round (or got through one more entry of a scan)."""
+        self._beats[threading.current_thread().name] = self._now()
+
+    def _stalled_loops(self) -> list[str]:
+        """Names of the loop threads that died or have not advanced for ``STALL_SECONDS``.
+
+        A worker on a file advances while the upload moves (blocks read, sent or hashed);
+        while the rate governor holds every call back (rate limit, outage) none is stalled.
+        """
+        now = self._now()
+        waiting_out = self._governor.paused() is not None
+        stalled = []
+        for thread in self._threads:
+            last = self._beats[thread.name]
+            path = self._working.get(thread.name)
+            moved = self._progress.last_moved(path) if path is not None else None
+            if moved is not None:
+                last = max(last, moved)
+            if not thread.is_alive() or (now - last > STALL_SECONDS and not waiting_out):
+                stalled.append(thread.name)
+        return stalled
 
     def _write_snapshot(self, counts: dict[str, int], paused: tuple[float, str] | None) -> None:
         wall = self._wall()

@@ -71,18 +71,31 @@ class Outcome:
 
 @dataclass
 class Progress:
-    """Bytes sent for the files being uploaded now (shared with `status`)."""
+    """Bytes sent for the files being uploaded now (shared with `status`), and when each
+    file's upload last moved (read or sent a block: the service's watchdog looks)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     files: dict[str, dict[str, float]] = field(default_factory=dict)
+    moved: dict[str, float] = field(default_factory=dict)  # path -> time.monotonic()
 
     def update(self, path: Path, sent: int, total: int, started: float) -> None:
         with self.lock:
             self.files[str(path)] = {"sent": sent, "total": total, "started": started}
+            self.moved[str(path)] = time.monotonic()
+
+    def touch(self, path: Path) -> None:
+        """The upload of ``path`` moved without sending (e.g. a hashing pass)."""
+        with self.lock:
+            self.moved[str(path)] = time.monotonic()
+
+    def last_moved(self, path: Path) -> float | None:
+        with self.lock:
+            return self.moved.get(str(path))
 
     def done(self, path: Path) -> None:
         with self.lock:
             self.files.pop(str(path), None)
+            self.moved.pop(str(path), None)
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         with self.lock:
@@ -332,7 +345,8 @@ class Uploader:
             bound.info("upload_resumed", uuid=ticket.uuid)
             if self._already_stored(folder, ticket, bound):
                 # Stored before a crash lost the answer: hash the file, do not send it again.
-                reader = HashingReader(opened.reader, stopping=self._stopping)
+                reader = HashingReader(opened.reader, stopping=self._stopping,
+                                       on_read=lambda _: self._progress.touch(record.path))
                 while reader.read(_READ_CHUNK):
                     pass
                 return self._journal.move(record, FileState.UPLOADING, self._clock(),
@@ -382,6 +396,7 @@ class Uploader:
                     if pending is not None:
                         pending.result()
                     pending = md5_thread.submit(md5.update, chunk)
+                    self._progress.touch(record.path)
                     sha.update(chunk)
                     whole.update(chunk)
                     remaining -= len(chunk)
@@ -418,7 +433,8 @@ class Uploader:
 
         def send(index: int) -> tuple[int, str]:
             body = HashingReader(lambda: opened.reader(offsets[index], specs[index].size),
-                                 stopping=self._stopping)
+                                 stopping=self._stopping,
+                                 on_read=lambda _: self._progress.touch(record.path))
             etag = self._client.store_segment(ticket.segments[index], body)
             self._journal.record_part(record.id, index, etag)
             meter.add(specs[index].size)
