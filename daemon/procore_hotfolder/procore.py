@@ -20,6 +20,7 @@ storage-URL query string appears in an exception message or a log event.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import threading
@@ -28,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
 import structlog
@@ -193,8 +195,34 @@ def _strip_authorization(request: requests.PreparedRequest) -> requests.Prepared
     return request
 
 
+class _Session(requests.Session):
+    """A session that reads proxy and CA-bundle settings from the environment once per origin.
+
+    requests does it on every request, walking all of ``os.environ`` twice (about 0.3 ms, a
+    tenth of a small file's upload); the daemon's environment does not change while it runs.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def merge_environment_settings(  # type: ignore[override]
+        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any,
+    ) -> Any:
+        if proxies or verify is not None or cert is not None:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        origin = (parts.scheme, parts.netloc)
+        settings = self._environment.get(origin)
+        if settings is None:
+            settings = dict(super().merge_environment_settings(url, {}, None, None, None))
+            self._environment[origin] = settings
+        return {**settings, "proxies": dict(settings["proxies"]),
+                "stream": stream if stream is not None else self.stream}
+
+
 def _new_session(user_agent: str, pool: int, *, storage: bool) -> requests.Session:
-    session = requests.Session()
+    session = _Session()
     adapter = _BigBlockAdapter(pool_connections=4, pool_maxsize=pool)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -214,8 +242,9 @@ class _StreamedForm:
 
     The encoder's own ``read()`` copies every block through a buffer that grows and is
     truncated again (fresh pages for every MiB), which costs about 0.5 s of CPU per GiB,
-    as much as the SHA-256; here each block goes to the socket as read. ``len()`` is what
-    is left of the encoder's exact length.
+    as much as the SHA-256; here each block goes to the socket as read. Everything around
+    the file (boundaries, headers, the small fields) goes out in one piece before it and one
+    after, not a send per field. ``len()`` is what is left of the encoder's exact length.
     """
 
     def __init__(self, encoder: MultipartEncoder,
@@ -224,9 +253,16 @@ class _StreamedForm:
         self._length: int = encoder.len
         boundary = encoder.boundary.encode()
         pieces: list[Any] = []
+        framing = bytearray()
         for part in encoder.parts:
-            pieces += [boundary + b"\r\n" + part.headers, part.body, b"\r\n"]
-        pieces.append(boundary + b"--\r\n")
+            framing += boundary + b"\r\n" + part.headers
+            if isinstance(part.body, io.BytesIO):  # a field's value, already in memory
+                framing += part.body.read()
+            else:  # the file: streamed
+                pieces += [bytes(framing), part.body]
+                framing.clear()
+            framing += b"\r\n"
+        pieces.append(bytes(framing + boundary + b"--\r\n"))
         self._pieces = iter(pieces)
         self._current: Any = next(self._pieces)
         self._progress = progress

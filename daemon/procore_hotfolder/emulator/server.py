@@ -210,6 +210,15 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             kind = "api"
         status = 0
+        logged = False
+
+        def record() -> None:
+            nonlocal logged
+            if not logged:
+                logged = True
+                self.state.log_request(
+                    RequestRecord(self.command, path, status, started, kind, split.query))
+
         try:
             try:
                 if kind == "token":
@@ -226,8 +235,9 @@ class _Handler(BaseHTTPRequestHandler):
                     reply.headers.update(
                         self.state.rate.headers(self.state.faults.rate_limit, time.time())
                     )
-            self._send(reply)
             status = reply.status
+            record()  # before the answer leaves: a client that has it finds it in the log
+            self._send(reply)
         except DropConnection:
             self._drop()
         except (ConnectionError, TimeoutError):
@@ -235,12 +245,12 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             log.exception("emulator request failed")
             self.close_connection = True
+            if not logged:
+                status = 500
             with contextlib.suppress(OSError):
                 self._send(json_reply(500, {"errors": "emulator internal error"}))
-                status = 500
         finally:
-            self.state.log_request(
-                RequestRecord(self.command, path, status, started, kind, split.query))
+            record()
 
     def _outage(self) -> Reply:
         if self.state.faults.outage_mode == "drop":
