@@ -31,6 +31,7 @@ from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.errors import (
     ArchiveError,
     AuthenticationError,
+    ContentMismatch,
     FileChanged,
     FileRefused,
     FileUnreadable,
@@ -155,6 +156,14 @@ class HashingReader:
 
     def hexdigest(self) -> str:
         return self._sha.hexdigest()
+
+
+def _sha256_of(source: Any) -> str:
+    """SHA-256 (hex) of everything ``source.read()`` gives."""
+    sha = hashlib.sha256()
+    while chunk := source.read(_READ_CHUNK):
+        sha.update(chunk)
+    return sha.hexdigest()
 
 
 class _ProgressLog:
@@ -435,7 +444,19 @@ class Uploader:
             body = HashingReader(lambda: opened.reader(offsets[index], specs[index].size),
                                  stopping=self._stopping,
                                  on_read=lambda _: self._progress.touch(record.path))
-            etag = self._client.store_segment(ticket.segments[index], body)
+            changed = FileChanged(f"segment {index + 1} changed while it was being sent")
+            try:
+                etag = self._client.store_segment(ticket.segments[index], body)
+            except ContentMismatch:
+                # Storage got other bytes than declared: the file changed (upload it again as
+                # what it now is), or they were damaged on the way (send the segment again).
+                if _sha256_of(opened.reader(offsets[index], specs[index].size)) != (
+                        specs[index].sha256):
+                    raise changed from None
+                raise
+            if body.hexdigest() != specs[index].sha256:
+                # Not every S3 checks a presigned part against its declared hash: we do.
+                raise changed
             self._journal.record_part(record.id, index, etag)
             meter.add(specs[index].size)
             return index, etag

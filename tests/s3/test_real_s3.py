@@ -15,14 +15,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 import requests
+import structlog
+from structlog.testing import LogCapture
 
-from procore_hotfolder.config import ProcoreSettings
+from procore_hotfolder.cli import build_engine
+from procore_hotfolder.config import ProcoreSettings, load_config
 from procore_hotfolder.emulator import Emulator
 from procore_hotfolder.emulator.s3 import S3Storage
 from procore_hotfolder.errors import StorageRejected, UploadExpired
@@ -265,3 +269,52 @@ def _answers(url: str) -> bool:
     except requests.ConnectionError:
         return False
     return True
+
+
+def test_a_file_rewritten_during_a_segmented_upload_is_uploaded_again_as_it_now_is(
+        tmp_path: Path, s3_emulator: Emulator, s3_storage: S3Storage,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file rewritten in place (same size, same mtime) while its segments go out: S3 refuses
+    the next part (400 BadDigest: not the declared MD5). The daemon must see that the file
+    changed, not that a transfer was damaged (resending the same Upload's stale segments
+    would fail for ever), and upload the file again as what it now is."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    path = drop / "model.ifc"
+    path.write_bytes(os.urandom(11 * MIB))
+    stat = path.stat()
+    rewritten = os.urandom(11 * MIB)
+    sends = {"count": 0}
+    original = ProcoreClient.store_segment
+
+    def rewriting_store_segment(self: ProcoreClient, segment: Any, body: Any) -> str:
+        sends["count"] += 1
+        if sends["count"] == 2:  # after the first part went out: rewrite the file in place
+            with path.open("r+b") as f:
+                f.write(rewritten)
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        return original(self, segment, body)
+
+    monkeypatch.setattr(ProcoreClient, "store_segment", rewriting_store_segment)
+    config = load_config(write_config(tmp_path, s3_emulator, [{"path": str(drop)}],
+                                      segment_threshold_mib=10, segment_size_mib=5,
+                                      segment_parallelism=1), environ={})
+    capture = LogCapture()
+    structlog.configure(processors=[capture])
+    engine = build_engine(config, once=False)
+    thread = threading.Thread(target=engine.service.run, name="daemon-under-test")
+    thread.start()
+    try:
+        wait_for((drop / ".archive" / "model.ifc").exists, timeout=60, message="archived")
+    finally:
+        engine.service.stop()
+        thread.join(timeout=60)
+        engine.close()
+        structlog.reset_defaults()
+    changed = [e for e in capture.entries if e.get("event") == "file_changed"]
+    assert changed and "changed while it was being sent" in str(changed[0]["detail"])
+    (entry,) = [json.loads(line) for line in
+                (tmp_path / "state" / "uploads.jsonl").read_text().splitlines()]
+    assert entry["sha256"] == hashlib.sha256(rewritten).hexdigest()
+    assert _stored(s3_storage, s3_emulator, entry["uuid"]) == rewritten
+    assert (drop / ".archive" / "model.ifc").read_bytes() == rewritten
