@@ -123,6 +123,7 @@ class Service:
         # Per loop thread: when it last went round, and the file a worker is on.
         self._beats: dict[str, float] = {}
         self._working: dict[str, Path] = {}
+        self._finished_loops: set[str] = set()  # ended as they should (once's single scan)
         self._stalled: list[str] = []
 
     # --- control ---------------------------------------------------------------------------
@@ -233,6 +234,7 @@ class Service:
                 self._scan_folders([f for f in self.config.folders if f.path in poll_folders])
                 next_poll = now + daemon.poll_seconds
             if self._once:
+                self._finished_loops.add(threading.current_thread().name)  # by design
                 return
             wait = min(next_full, next_poll if poll_folders else next_full) - self._now()
             try:
@@ -481,6 +483,8 @@ class Service:
         waiting_out = self._governor.paused() is not None
         stalled = []
         for thread in self._threads:
+            if thread.name in self._finished_loops:
+                continue
             last = self._beats[thread.name]
             path = self._working.get(thread.name)
             moved = self._progress.last_moved(path) if path is not None else None

@@ -76,3 +76,22 @@ def test_a_stuck_upload_withholds_the_watchdog_until_it_moves_again(
         engine.close()
         structlog.reset_defaults()
     assert not thread.is_alive()
+
+
+def test_once_keeps_feeding_the_watchdog_after_its_single_scan(
+        tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`once` scans a single time and its scanner ends by design; that is no dead loop."""
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "scan.pdf").write_bytes(os.urandom(20_000))
+    emulator.faults.storage_delay_seconds = 1.5  # the upload outlasts the scan by far
+    config = load_config(write_config(tmp_path, emulator, [{"path": str(drop)}]), environ={})
+    notifier = RecordingNotifier()
+    engine = build_engine(config, once=True, notifier=notifier)
+    try:
+        summary = engine.service.run()
+    finally:
+        engine.close()
+    assert summary.archived == [drop / "scan.pdf"]
+    assert notifier.pings() >= 5  # about one per 0.1 s while the upload ran
