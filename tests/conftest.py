@@ -1,18 +1,26 @@
-"""Shared fixtures: a live emulator on a free loopback port, configuration files, waiting."""
+"""Shared fixtures: a live emulator on a free loopback port, configuration files, waiting,
+the daemon's engine running in-process."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+from structlog.testing import LogCapture
 
+from procore_hotfolder.cli import Engine, build_engine
+from procore_hotfolder.config import Config
 from procore_hotfolder.emulator import Emulator
+from procore_hotfolder.service import Notifier
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-client-secret-value"
@@ -84,3 +92,23 @@ def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None
     return subprocess.run([sys.executable, "-m", "procore_hotfolder", *args],
                           capture_output=True, text=True, timeout=timeout,
                           env=env or cli_env(), check=False, stdin=subprocess.DEVNULL)
+
+
+@contextmanager
+def running_engine(config: Config, *, notifier: Notifier | None = None
+                   ) -> Iterator[tuple[Engine, LogCapture]]:
+    """The engine `run` builds, running in a thread with its log events captured; stopped
+    and joined on exit."""
+    capture = LogCapture()
+    structlog.configure(processors=[capture])
+    engine = build_engine(config, once=False, notifier=notifier)
+    thread = threading.Thread(target=engine.service.run, name="daemon-under-test")
+    thread.start()
+    try:
+        yield engine, capture
+    finally:
+        engine.service.stop()
+        thread.join(timeout=60)
+        engine.close()
+        structlog.reset_defaults()
+    assert not thread.is_alive()

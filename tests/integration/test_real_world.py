@@ -12,7 +12,6 @@ import hashlib
 import os
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,15 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from structlog.testing import LogCapture
 
 from procore_hotfolder import archiver, sourcefile
-from procore_hotfolder.cli import Engine, build_engine
+from procore_hotfolder.cli import Engine
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
 from procore_hotfolder.reporting import explain
-from tests.conftest import wait_for, write_config
+from tests.conftest import running_engine, wait_for, write_config
 
 
 class RunningDaemon:
@@ -49,22 +47,10 @@ def daemon(tmp_path: Path, emu: Emulator, folders: list[dict[str, Any]],
            **settings: Any) -> Iterator[RunningDaemon]:
     """The daemon's engine running in a thread; stopped and joined on exit."""
     config_path = write_config(tmp_path, emu, folders, **settings)
-    config = load_config(config_path, environ={})
-    capture = LogCapture()
-    structlog.configure(processors=[capture])
-    engine = build_engine(config, once=False)
-    thread = threading.Thread(target=engine.service.run, name="daemon-under-test")
-    thread.start()
-    running = RunningDaemon(engine, capture, config_path)
-    try:
+    with running_engine(load_config(config_path, environ={})) as (engine, capture):
+        running = RunningDaemon(engine, capture, config_path)
         wait_for(lambda: running.events("daemon_ready"), message="daemon_ready")
         yield running
-    finally:
-        engine.service.stop()
-        thread.join(timeout=60)
-        engine.close()
-        structlog.reset_defaults()
-    assert not thread.is_alive()
 
 
 def _sha(data: bytes) -> str:

@@ -14,14 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-import structlog
-from structlog.testing import LogCapture
 
 from procore_hotfolder import service
 from procore_hotfolder.cli import build_engine
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
-from tests.conftest import wait_for, write_config
+from tests.conftest import running_engine, wait_for, write_config
 
 
 class RecordingNotifier:
@@ -46,17 +44,12 @@ def test_a_stuck_upload_withholds_the_watchdog_until_it_moves_again(
     drop.mkdir()
     config = load_config(write_config(tmp_path, emulator, [{"path": str(drop)}], workers=2),
                          environ={})
-    capture = LogCapture()
-    structlog.configure(processors=[capture])
     notifier = RecordingNotifier()
-    engine = build_engine(config, once=False, notifier=notifier)
-    thread = threading.Thread(target=engine.service.run, name="daemon-under-test")
-    thread.start()
+    with running_engine(config, notifier=notifier) as (_, capture):
 
-    def logged(name: str) -> list[dict[str, object]]:
-        return [dict(e) for e in list(capture.entries) if e.get("event") == name]
+        def logged(name: str) -> list[dict[str, object]]:
+            return [dict(e) for e in list(capture.entries) if e.get("event") == name]
 
-    try:
         wait_for(lambda: notifier.pings() >= 3, message="pings while idle")
         emulator.faults.storage_delay_seconds = 6.0  # the storage answer hangs
         (drop / "scan.pdf").write_bytes(os.urandom(20_000))
@@ -70,12 +63,6 @@ def test_a_stuck_upload_withholds_the_watchdog_until_it_moves_again(
         wait_for(lambda: logged("watchdog_resumed"), timeout=10, message="watchdog resumed")
         resumed_at = time.monotonic()
         wait_for(lambda: notifier.pings(since=resumed_at) >= 3, message="pings again")
-    finally:
-        engine.service.stop()
-        thread.join(timeout=60)
-        engine.close()
-        structlog.reset_defaults()
-    assert not thread.is_alive()
 
 
 def test_once_keeps_feeding_the_watchdog_after_its_single_scan(

@@ -15,24 +15,28 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 import requests
-import structlog
-from structlog.testing import LogCapture
 
-from procore_hotfolder.cli import build_engine
 from procore_hotfolder.config import ProcoreSettings, load_config
 from procore_hotfolder.emulator import Emulator
 from procore_hotfolder.emulator.s3 import S3Storage
 from procore_hotfolder.errors import StorageRejected, UploadExpired
 from procore_hotfolder.procore import ProcoreClient, SegmentSpec, UploadTarget, UploadTicket
 from procore_hotfolder.ratelimit import RateGovernor
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, cli_env, run_cli, wait_for, write_config
+from tests.conftest import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    cli_env,
+    run_cli,
+    running_engine,
+    wait_for,
+    write_config,
+)
 
 MIB = 1024 * 1024
 #: One company per storage profile of the emulator: each has its own set and order of fields.
@@ -299,18 +303,8 @@ def test_a_file_rewritten_during_a_segmented_upload_is_uploaded_again_as_it_now_
     config = load_config(write_config(tmp_path, s3_emulator, [{"path": str(drop)}],
                                       segment_threshold_mib=10, segment_size_mib=5,
                                       segment_parallelism=1), environ={})
-    capture = LogCapture()
-    structlog.configure(processors=[capture])
-    engine = build_engine(config, once=False)
-    thread = threading.Thread(target=engine.service.run, name="daemon-under-test")
-    thread.start()
-    try:
+    with running_engine(config) as (_, capture):
         wait_for((drop / ".archive" / "model.ifc").exists, timeout=60, message="archived")
-    finally:
-        engine.service.stop()
-        thread.join(timeout=60)
-        engine.close()
-        structlog.reset_defaults()
     changed = [e for e in capture.entries if e.get("event") == "file_changed"]
     assert changed and "changed while it was being sent" in str(changed[0]["detail"])
     (entry,) = [json.loads(line) for line in
