@@ -228,19 +228,19 @@ def _cmd_once(args: argparse.Namespace) -> int:
 def _report_summary(summary: RunSummary) -> None:
     """The outcome as the last log line on stdout (``once_finished``) and, for people, as
     plain lines on stderr."""
+    groups = {
+        "failed": summary.failed,
+        "not_uploaded": summary.not_uploaded,
+        "left_in_place": [(p, "empty (0 bytes), waiting for content") for p in summary.empty],
+    }
     structlog.get_logger("procore_hotfolder.cli").info(
-        "once_finished", uploaded=len(summary.archived),
-        failed=[{"path": str(p), "reason": r} for p, r in summary.failed],
-        not_uploaded=[{"path": str(p), "reason": r} for p, r in summary.not_uploaded],
-        left_in_place=[{"path": str(p), "reason": "empty (0 bytes), waiting for content"}
-                       for p in summary.empty],
-        exit_code=summary.exit_code)
+        "once_finished", uploaded=len(summary.archived), exit_code=summary.exit_code,
+        **{group: [{"path": str(p), "reason": r} for p, r in files]
+           for group, files in groups.items()})
     lines = [f"uploaded {len(summary.archived)}, failed {len(summary.failed)}, "
              f"not uploaded {len(summary.not_uploaded)}"]
-    lines += [f"failed: {path}: {reason}" for path, reason in summary.failed]
-    lines += [f"not uploaded: {path}: {reason}" for path, reason in summary.not_uploaded]
-    lines += [f"left in place: {path}: empty (0 bytes), waiting for content"
-              for path in summary.empty]
+    lines += [f"{group.replace('_', ' ')}: {p}: {r}"
+              for group, files in groups.items() for p, r in files]
     print("\n".join(lines), file=sys.stderr)
 
 

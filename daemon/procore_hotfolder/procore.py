@@ -247,8 +247,7 @@ class _StreamedForm:
     after, not a send per field. ``len()`` is what is left of the encoder's exact length.
     """
 
-    def __init__(self, encoder: MultipartEncoder,
-                 progress: Callable[[int], None] | None = None) -> None:
+    def __init__(self, encoder: MultipartEncoder) -> None:
         self.content_type: str = encoder.content_type
         self._length: int = encoder.len
         boundary = encoder.boundary.encode()
@@ -265,7 +264,6 @@ class _StreamedForm:
         pieces.append(bytes(framing + boundary + b"--\r\n"))
         self._pieces = iter(pieces)
         self._current: Any = next(self._pieces)
-        self._progress = progress
         self.bytes_read = 0
 
     def __len__(self) -> int:
@@ -282,8 +280,6 @@ class _StreamedForm:
                 if not data:
                     self._current = next(self._pieces, None)
         self.bytes_read += len(data)
-        if self._progress is not None and data:
-            self._progress(self.bytes_read)
         return data
 
 
@@ -642,7 +638,6 @@ class ProcoreClient:
         *,
         filename: str,
         content_type: str | None,
-        progress: Callable[[int], None] | None = None,
     ) -> None:
         """POST the file to storage as multipart/form-data: the ticket's fields unaltered
         and in order, then ``file`` last. Streams ``body`` (needs ``read(n)`` and a length
@@ -666,7 +661,7 @@ class ProcoreClient:
             if attempt > 1:
                 rewind.rewind()
             form = _StreamedForm(MultipartEncoder(
-                fields=[*ticket.fields, ("file", (filename, body, part_type))]), progress)
+                fields=[*ticket.fields, ("file", (filename, body, part_type))]))
             try:
                 response = self._storage.post(
                     url, data=form, timeout=self._timeout, allow_redirects=False,

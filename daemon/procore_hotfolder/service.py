@@ -405,7 +405,6 @@ class Service:
                 outcome = Outcome("retry", record, retry_at=self._wall() + 60)
             finally:
                 self._working.pop(name, None)
-                self._beat()
             if outcome.kind == "retry" and self._once and self._once_gives_up(record):
                 # `once` must end: after max_attempts tries (outages included) the file stays
                 # queued in the journal for the daemon and is reported as not uploaded.

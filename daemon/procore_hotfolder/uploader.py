@@ -158,6 +158,10 @@ class HashingReader:
         return self._sha.hexdigest()
 
 
+def _segment_changed(index: int) -> FileChanged:
+    return FileChanged(f"segment {index + 1} changed while it was being sent")
+
+
 def _sha256_of(source: Any) -> str:
     """SHA-256 (hex) of everything ``source.read()`` gives."""
     sha = hashlib.sha256()
@@ -444,19 +448,18 @@ class Uploader:
             body = HashingReader(lambda: opened.reader(offsets[index], specs[index].size),
                                  stopping=self._stopping,
                                  on_read=lambda _: self._progress.touch(record.path))
-            changed = FileChanged(f"segment {index + 1} changed while it was being sent")
+            declared = specs[index].sha256
             try:
                 etag = self._client.store_segment(ticket.segments[index], body)
             except ContentMismatch:
                 # Storage got other bytes than declared: the file changed (upload it again as
                 # what it now is), or they were damaged on the way (send the segment again).
-                if _sha256_of(opened.reader(offsets[index], specs[index].size)) != (
-                        specs[index].sha256):
-                    raise changed from None
+                if _sha256_of(opened.reader(offsets[index], specs[index].size)) != declared:
+                    raise _segment_changed(index) from None
                 raise
-            if body.hexdigest() != specs[index].sha256:
+            if body.hexdigest() != declared:
                 # Not every S3 checks a presigned part against its declared hash: we do.
-                raise changed
+                raise _segment_changed(index)
             self._journal.record_part(record.id, index, etag)
             meter.add(specs[index].size)
             return index, etag

@@ -39,6 +39,7 @@ from procore_hotfolder.errors import (
     ValidationFailed,
 )
 from procore_hotfolder.procore import (
+    SEND_BLOCK_SIZE,
     ProcoreClient,
     SegmentSpec,
     SegmentTicket,
@@ -47,10 +48,8 @@ from procore_hotfolder.procore import (
 )
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.retry import RetryPolicy
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, COMPANY_ID
 
-CLIENT_ID = "client-under-test"
-CLIENT_SECRET = "s3cr3t-value-never-logged"
-COMPANY = 4242
 PROJECT = 77
 MIB = 1024 * 1024
 
@@ -58,17 +57,9 @@ MIB = 1024 * 1024
 # --- fixtures --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    emulator = Emulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET).start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
-
 
 def settings_for(url: str, *, secret: str = CLIENT_SECRET) -> ProcoreSettings:
-    return ProcoreSettings(api_url=url, login_url=url, company_id=COMPANY, client_id=CLIENT_ID,
+    return ProcoreSettings(api_url=url, login_url=url, company_id=COMPANY_ID, client_id=CLIENT_ID,
                            client_secret=secret, timeout_seconds=10.0)
 
 
@@ -89,11 +80,11 @@ def sleeps() -> Sleeps:
 
 
 @pytest.fixture
-def make_client(emu: Emulator, sleeps: Sleeps) -> Iterator[Callable[..., ProcoreClient]]:
+def make_client(emulator: Emulator, sleeps: Sleeps) -> Iterator[Callable[..., ProcoreClient]]:
     clients: list[ProcoreClient] = []
 
     def make(**kwargs: Any) -> ProcoreClient:
-        settings = kwargs.pop("settings", settings_for(emu.url))
+        settings = kwargs.pop("settings", settings_for(emulator.url))
         governor = kwargs.pop("governor", RateGovernor())
         kwargs.setdefault("sleep", sleeps)
         client = ProcoreClient(settings, governor, **kwargs)
@@ -110,8 +101,8 @@ def client(make_client: Callable[..., ProcoreClient]) -> ProcoreClient:
     return make_client()
 
 
-PROJECT_TARGET = UploadTarget(company_id=COMPANY, project_id=PROJECT)
-COMPANY_TARGET = UploadTarget(company_id=COMPANY, project_id=None)
+PROJECT_TARGET = UploadTarget(company_id=COMPANY_ID, project_id=PROJECT)
+COMPANY_TARGET = UploadTarget(company_id=COMPANY_ID, project_id=None)
 
 
 def write_random(path: Path, size: int) -> str:
@@ -129,48 +120,50 @@ def write_random(path: Path, size: int) -> str:
 # --- token -----------------------------------------------------------------------------------
 
 
-def test_token_is_cached(emu: Emulator, client: ProcoreClient) -> None:
+def test_token_is_cached(emulator: Emulator, client: ProcoreClient) -> None:
     client.ensure_token()
     client.check_access()
     client.check_access()
-    assert emu.count(kind="token") == 1
+    assert emulator.count(kind="token") == 1
 
 
-def test_short_lived_token_is_renewed_ahead_of_expiry(emu: Emulator,
-                                                      client: ProcoreClient) -> None:
-    emu.faults.token_lifetime = 2
+def test_short_lived_token_is_renewed_ahead_of_expiry(
+        emulator: Emulator, make_client: Callable[..., ProcoreClient]) -> None:
+    emulator.faults.token_lifetime = 2
+    now = [1000.0]
+    client = make_client(clock=lambda: now[0])
     with capture_logs() as events:
         client.check_access()
-        time.sleep(1.7)  # 20 % of 2 s before expiry: renew now
+        now[0] += 1.7  # 20 % of 2 s before expiry: renew now
         client.check_access()
-    assert emu.count(kind="token") == 2
-    assert emu.count(status=401) == 0
+    assert emulator.count(kind="token") == 2
+    assert emulator.count(status=401) == 0
     renewals = [e for e in events if e["event"] == "token_renewed"]
     assert [e["expires_in"] for e in renewals] == [2.0, 2.0]
     assert CLIENT_SECRET not in repr(events)
 
 
-def test_401_renews_once_and_retries_once(emu: Emulator, client: ProcoreClient) -> None:
+def test_401_renews_once_and_retries_once(emulator: Emulator, client: ProcoreClient) -> None:
     client.check_access()
-    emu.faults.revoke_tokens()
+    emulator.faults.revoke_tokens()
     client.check_access()
-    assert emu.count(status=401) == 1
-    assert emu.count(kind="token") == 2
+    assert emulator.count(status=401) == 1
+    assert emulator.count(kind="token") == 2
 
 
-def test_second_401_is_an_authentication_error(emu: Emulator, client: ProcoreClient) -> None:
+def test_second_401_is_an_authentication_error(emulator: Emulator, client: ProcoreClient) -> None:
     client.ensure_token()
-    emu.faults.fail_next(2, status=401, kind="api")
+    emulator.faults.fail_next(2, status=401, kind="api")
     with pytest.raises(AuthenticationError) as caught:
         client.check_access()
     assert not caught.value.retryable
-    assert emu.count(kind="token") == 2
+    assert emulator.count(kind="token") == 2
 
 
 def test_refused_credentials_are_clear_and_not_retried(
-        emu: Emulator, make_client: Callable[..., ProcoreClient], sleeps: Sleeps) -> None:
+        emulator: Emulator, make_client: Callable[..., ProcoreClient], sleeps: Sleeps) -> None:
     wrong = "wrong-secret-value"
-    client = make_client(settings=settings_for(emu.url, secret=wrong))
+    client = make_client(settings=settings_for(emulator.url, secret=wrong))
     with pytest.raises(AuthenticationError) as caught:
         client.ensure_token()
     assert not caught.value.retryable
@@ -178,18 +171,18 @@ def test_refused_credentials_are_clear_and_not_retried(
     assert "invalid_client" in caught.value.message
     assert wrong not in str(caught.value)
     assert sleeps.calls == []
-    assert emu.count(kind="token") == 1
+    assert emulator.count(kind="token") == 1
 
 
-def test_token_endpoint_5xx_is_retried(emu: Emulator, client: ProcoreClient,
+def test_token_endpoint_5xx_is_retried(emulator: Emulator, client: ProcoreClient,
                                        sleeps: Sleeps) -> None:
-    emu.faults.fail_next(2, status=502, kind="token")
+    emulator.faults.fail_next(2, status=502, kind="token")
     client.ensure_token()
     assert len(sleeps.calls) == 2
-    assert emu.count(kind="token") == 3
+    assert emulator.count(kind="token") == 3
 
 
-def test_token_renewal_is_shared_by_threads(emu: Emulator, client: ProcoreClient) -> None:
+def test_token_renewal_is_shared_by_threads(emulator: Emulator, client: ProcoreClient) -> None:
     barrier = threading.Barrier(6)
     errors: list[BaseException] = []
 
@@ -206,16 +199,16 @@ def test_token_renewal_is_shared_by_threads(emu: Emulator, client: ProcoreClient
     for thread in threads:
         thread.join(30)
     assert errors == []
-    assert emu.count(kind="token") == 1
+    assert emulator.count(kind="token") == 1
 
 
-def test_check_access_tolerates_404(emu: Emulator, client: ProcoreClient) -> None:
-    emu.faults.fail_next(1, status=404, kind="api")
+def test_check_access_tolerates_404(emulator: Emulator, client: ProcoreClient) -> None:
+    emulator.faults.fail_next(1, status=404, kind="api")
     client.check_access()
 
 
-def test_check_access_raises_typed_errors(emu: Emulator, client: ProcoreClient) -> None:
-    emu.faults.fail_next(1, status=403, kind="api")
+def test_check_access_raises_typed_errors(emulator: Emulator, client: ProcoreClient) -> None:
+    emulator.faults.fail_next(1, status=403, kind="api")
     with pytest.raises(PermissionDenied):
         client.check_access()
 
@@ -224,79 +217,101 @@ def test_check_access_raises_typed_errors(emu: Emulator, client: ProcoreClient) 
 
 
 @pytest.mark.parametrize("target", [PROJECT_TARGET, COMPANY_TARGET], ids=["project", "company"])
-def test_create_upload(emu: Emulator, client: ProcoreClient, target: UploadTarget) -> None:
+def test_create_upload(emulator: Emulator, client: ProcoreClient, target: UploadTarget) -> None:
     before = time.time()
     ticket = client.create_upload(target, "scan.pdf", 1234, content_type="application/pdf")
     assert ticket.url
     assert ticket.segments == ()
     assert any(name == "policy" for name, _ in ticket.fields)
     assert before <= ticket.created_at <= time.time()
-    with emu.lock:
-        record = emu.uploads[ticket.uuid]
+    with emulator.lock:
+        record = emulator.uploads[ticket.uuid]
         assert record.project_id == target.project_id
-        assert record.company_id == COMPANY
+        assert record.company_id == COMPANY_ID
         assert record.response_filename == "scan.pdf"
     assert UploadTicket.from_json(ticket.to_json()) == ticket
 
 
-def test_store_file_streams_a_multi_megabyte_file(emu: Emulator, client: ProcoreClient,
+def test_store_file_streams_a_multi_megabyte_file(emulator: Emulator, client: ProcoreClient,
                                                   tmp_path: Path) -> None:
     size = 6 * MIB + 12345
     path = tmp_path / "big.bin"
     expected = write_random(path, size)
     ticket = client.create_upload(PROJECT_TARGET, "big.bin", size)
-    seen: list[int] = []
-    with path.open("rb") as body:
+    with path.open("rb") as file:
+        body = RecordedReads(file)
         # the storage endpoint refuses any Authorization header: success proves none was sent
-        client.store_file(ticket, body, filename="big.bin", content_type=None,
-                          progress=seen.append)
-    with emu.lock:
-        record = emu.uploads[ticket.uuid]
+        client.store_file(ticket, body, filename="big.bin", content_type=None)
+    with emulator.lock:
+        record = emulator.uploads[ticket.uuid]
         assert record.stored_sha256 == expected
         assert record.stored_size == size
         assert record.store_count == 1
-    assert seen == sorted(seen)
-    assert seen[-1] > size
+    assert sum(body.reads) == size
+    assert len(body.reads) > 1 and max(body.reads) <= SEND_BLOCK_SIZE  # streamed, in blocks
 
 
-def test_storage_5xx_then_success_rewinds_the_body(emu: Emulator, client: ProcoreClient,
+class RecordedReads:
+    """A file whose reads are counted (what requests sizes a body by: ``fileno``)."""
+
+    def __init__(self, file: io.BufferedReader) -> None:
+        self._file = file
+        self.reads: list[int] = []
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        if data:
+            self.reads.append(len(data))
+        return data
+
+
+def test_storage_5xx_then_success_rewinds_the_body(emulator: Emulator, client: ProcoreClient,
                                                    tmp_path: Path, sleeps: Sleeps) -> None:
     path = tmp_path / "a.bin"
     expected = write_random(path, 300_000)
     ticket = client.create_upload(PROJECT_TARGET, "a.bin", 300_000)
-    emu.faults.fail_next(1, status=500, kind="storage")
-    emu.faults.fail_next(1, status=0, kind="storage")  # then a dropped connection
+    emulator.faults.fail_next(1, status=500, kind="storage")
+    emulator.faults.fail_next(1, status=0, kind="storage")  # then a dropped connection
     with path.open("rb") as body:
         client.store_file(ticket, body, filename="a.bin", content_type=None)
     assert len(sleeps.calls) == 2
-    with emu.lock:
-        assert emu.uploads[ticket.uuid].stored_sha256 == expected
+    with emulator.lock:
+        assert emulator.uploads[ticket.uuid].stored_sha256 == expected
 
 
-def test_api_5xx_and_dropped_connection_then_success(emu: Emulator, client: ProcoreClient,
+def test_api_5xx_and_dropped_connection_then_success(emulator: Emulator, client: ProcoreClient,
                                                      sleeps: Sleeps) -> None:
     client.ensure_token()
-    emu.faults.fail_next(1, status=500, kind="api")
-    emu.faults.fail_next(1, status=0, kind="api")
-    emu.faults.fail_next(1, status=503, kind="api")
+    emulator.faults.fail_next(1, status=500, kind="api")
+    emulator.faults.fail_next(1, status=0, kind="api")
+    emulator.faults.fail_next(1, status=503, kind="api")
     ticket = client.create_upload(PROJECT_TARGET, "x.txt", 3)
     assert ticket.uuid
     assert len(sleeps.calls) == 3
 
 
-def test_retries_are_bounded_by_the_policy(emu: Emulator,
+def test_retries_are_bounded_by_the_policy(emulator: Emulator,
                                            make_client: Callable[..., ProcoreClient],
                                            sleeps: Sleeps) -> None:
     client = make_client(policy=RetryPolicy(tries=3))
     client.ensure_token()
-    emu.faults.fail_next(5, status=502, kind="api")
+    emulator.faults.fail_next(5, status=502, kind="api")
     with pytest.raises(ServerError) as caught:
         client.show_upload(PROJECT_TARGET, "01NOPE")
     assert caught.value.status == 502
     assert len(sleeps.calls) == 2
 
 
-def test_segmented_upload_round_trip(emu: Emulator, client: ProcoreClient) -> None:
+def test_segmented_upload_round_trip(emulator: Emulator, client: ProcoreClient) -> None:
     first = os.urandom(5 * MIB)
     second = os.urandom(1000)
     specs = [SegmentSpec(len(first), hashlib.sha256(first).hexdigest(),
@@ -311,8 +326,8 @@ def test_segmented_upload_round_trip(emu: Emulator, client: ProcoreClient) -> No
     done = client.complete_upload(PROJECT_TARGET, ticket.uuid, list(zip(etags, specs,
                                                                         strict=True)))
     assert done["status"] == "complete"
-    with emu.lock:
-        assert emu.uploads[ticket.uuid].stored_sha256 == hashlib.sha256(
+    with emulator.lock:
+        assert emulator.uploads[ticket.uuid].stored_sha256 == hashlib.sha256(
             first + second).hexdigest()
     # a repeat (say, after a lost answer) is recognised as done
     again = client.complete_upload(PROJECT_TARGET, ticket.uuid, list(zip(etags, specs,
@@ -321,7 +336,7 @@ def test_segmented_upload_round_trip(emu: Emulator, client: ProcoreClient) -> No
     assert UploadTicket.from_json(ticket.to_json()) == ticket
 
 
-def test_segment_with_other_bytes_is_a_content_mismatch(emu: Emulator,
+def test_segment_with_other_bytes_is_a_content_mismatch(emulator: Emulator,
                                                         client: ProcoreClient) -> None:
     data = os.urandom(2000)
     spec = SegmentSpec(len(data), hashlib.sha256(data).hexdigest())
@@ -348,7 +363,7 @@ def tampered(ticket: UploadTicket, name: str, value: str) -> UploadTicket:
 
 
 def test_tampered_field_is_refused_by_storage_as_upload_expired(
-        emu: Emulator, client: ProcoreClient, sleeps: Sleeps) -> None:
+        emulator: Emulator, client: ProcoreClient, sleeps: Sleeps) -> None:
     ticket = client.create_upload(PROJECT_TARGET, "t.txt", 5)
     key = next(v for k, v in ticket.fields if k == "key")
     bad = tampered(ticket, "key", key + "-changed")
@@ -366,10 +381,9 @@ def test_tampered_field_is_refused_by_storage_as_upload_expired(
     assert signature not in text
 
 
-def test_expired_policy_is_upload_expired(emu: Emulator, client: ProcoreClient) -> None:
-    emu.faults.upload_ttl = 0
+def test_expired_policy_is_upload_expired(emulator: Emulator, client: ProcoreClient) -> None:
+    emulator.faults.expired_uploads = 1
     ticket = client.create_upload(PROJECT_TARGET, "t.txt", 5)
-    time.sleep(0.05)
     with pytest.raises(UploadExpired) as caught:
         client.store_file(ticket, io.BytesIO(b"hello"), filename="t.txt", content_type=None)
     assert caught.value.code == "AccessDenied"
@@ -475,7 +489,7 @@ def test_create_upload_without_uuid_is_unexpected(
             client.create_upload(PROJECT_TARGET, "a", 1)
         _, _, headers, _ = handler.requests_seen[1]
         assert headers["Authorization"] == "Bearer tok"
-        assert headers["Procore-Company-Id"] == str(COMPANY)
+        assert headers["Procore-Company-Id"] == str(COMPANY_ID)
     finally:
         client.close()
 
@@ -483,7 +497,7 @@ def test_create_upload_without_uuid_is_unexpected(
 # --- association -----------------------------------------------------------------------------
 
 
-def test_documents_and_photos(emu: Emulator, client: ProcoreClient) -> None:
+def test_documents_and_photos(emulator: Emulator, client: ProcoreClient) -> None:
     root = client.root_folder(PROJECT)
     assert "folders" in root or "files" in root
     ticket = client.create_upload(PROJECT_TARGET, "doc.pdf", 5)
@@ -500,48 +514,49 @@ def test_documents_and_photos(emu: Emulator, client: ProcoreClient) -> None:
     image = client.create_image(PROJECT, photo.uuid, "site.jpg", None)
     assert image["id"]
     assert any(str(i.get("id")) == str(image["id"]) for i in client.list_images(PROJECT))
-    assert emu.associations(ticket.uuid) == 1
-    assert emu.associations(photo.uuid) == 1
+    assert emulator.associations(ticket.uuid) == 1
+    assert emulator.associations(photo.uuid) == 1
 
 
 def test_association_post_is_not_repeated_when_the_outcome_is_unknown(
-        emu: Emulator, client: ProcoreClient, sleeps: Sleeps) -> None:
+        emulator: Emulator, client: ProcoreClient, sleeps: Sleeps) -> None:
     ticket = client.create_upload(PROJECT_TARGET, "doc.pdf", 5)
     client.store_file(ticket, io.BytesIO(b"%PDF-"), filename="doc.pdf", content_type=None)
     for status, error in ((500, ServerError), (0, NetworkError)):
-        emu.faults.fail_next(1, status=status, kind="api", path_contains="/files")
+        emulator.faults.fail_next(1, status=status, kind="api", path_contains="/files")
         with pytest.raises(error):
             client.create_document(PROJECT, None, "doc.pdf", ticket.uuid)
     assert sleeps.calls == []
-    assert emu.associations(ticket.uuid) == 0
+    assert emulator.associations(ticket.uuid) == 0
 
 
-def test_association_post_is_repeated_after_a_429(emu: Emulator, client: ProcoreClient) -> None:
+def test_association_post_is_repeated_after_a_429(emulator: Emulator,
+                                                  client: ProcoreClient) -> None:
     ticket = client.create_upload(PROJECT_TARGET, "doc.pdf", 5)
     client.store_file(ticket, io.BytesIO(b"%PDF-"), filename="doc.pdf", content_type=None)
-    emu.faults.fail_next(1, status=429, kind="api", path_contains="/files")
+    emulator.faults.fail_next(1, status=429, kind="api", path_contains="/files")
     client.create_document(PROJECT, None, "doc.pdf", ticket.uuid)  # 429: surely not run
-    assert emu.associations(ticket.uuid) == 1
+    assert emulator.associations(ticket.uuid) == 1
 
 
 # --- rate limits -----------------------------------------------------------------------------
 
 
-def test_429_pauses_every_worker_then_succeeds(emu: Emulator,
+def test_429_pauses_every_worker_then_succeeds(emulator: Emulator,
                                                make_client: Callable[..., ProcoreClient]) -> None:
     governor = RateGovernor()
     client = make_client(governor=governor)
     client.ensure_token()
-    emu.faults.fail_next(1, status=429, kind="api")  # Retry-After: 1
+    emulator.faults.fail_next(1, status=429, kind="api")  # Retry-After: 1
     start = time.monotonic()
     client.check_access()
     assert time.monotonic() - start >= 0.9  # the governor held the retry back
 
 
 @pytest.mark.slow
-def test_paced_workers_stay_under_the_limit(emu: Emulator,
+def test_paced_workers_stay_under_the_limit(emulator: Emulator,
                                             make_client: Callable[..., ProcoreClient]) -> None:
-    emu.faults.rate_limit = (10, 5.0)
+    emulator.faults.rate_limit = (10, 5.0)
     client = make_client(governor=RateGovernor())
     client.ensure_token()
     calls = 0
@@ -568,7 +583,7 @@ def test_paced_workers_stay_under_the_limit(emu: Emulator,
     for thread in threads:
         thread.join(60)
     assert failures == []
-    assert emu.count(status=429) <= 2
+    assert emulator.count(status=429) <= 2
     # the emulator's rounded-up reset lets at most ~10 calls per 6 s through
     assert calls >= 18
 

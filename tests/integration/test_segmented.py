@@ -84,11 +84,13 @@ def _events(log: Path, name: str) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def _daemon(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A real `run` daemon writing JSON logs to ``log``; killed if the test leaves it alive."""
+def _daemon(config: Path, log: Path, command: str = "run"
+            ) -> Iterator[subprocess.Popen[bytes]]:
+    """A real daemon (`run`, or `once`) writing JSON logs to ``log``; killed if the test leaves
+    it alive."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "procore_hotfolder", "run", "-c", str(config)],
+            [sys.executable, "-m", "procore_hotfolder", command, "-c", str(config)],
             stdout=out, stderr=subprocess.STDOUT, env=cli_env(), stdin=subprocess.DEVNULL)
     try:
         yield proc
@@ -146,19 +148,11 @@ def test_a_failing_segment_is_the_only_one_sent_again(tmp_path: Path,
     config = _config(tmp_path, emulator, drop, segment_parallelism=3)
     emulator.faults.failing_segments = {2}
     log = tmp_path / "once.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "procore_hotfolder", "once", "-c", str(config)],
-            stdout=out, stderr=subprocess.STDOUT, env=cli_env(), stdin=subprocess.DEVNULL)
-    try:
+    with _daemon(config, log, "once") as proc:
         wait_for(lambda: _part_puts(emulator).count((2, 500)) >= 2, timeout=30,
                  message="segment 2 refused twice")
         emulator.faults.failing_segments = set()
         assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
     _assert_stored_once(emulator, data)
     sent = Counter(number for number, _ in _part_puts(emulator))

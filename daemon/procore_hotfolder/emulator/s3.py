@@ -44,14 +44,6 @@ def _xml_text(body: str, tag: str) -> str | None:
     return found.group(1) if found else None
 
 
-def _encode(value: str) -> str:
-    return quote(value, safe="-_.~")
-
-
-def _canonical_query(pairs: Sequence[tuple[str, str]]) -> str:
-    return "&".join(f"{_encode(k)}={_encode(v)}" for k, v in sorted(pairs))
-
-
 @dataclass(frozen=True)
 class S3Storage:
     """An S3 endpoint (``http://127.0.0.1:8333``), a bucket in it and credentials for it."""
@@ -95,7 +87,7 @@ class S3Storage:
         }
         names = sorted(signed)
         canonical = "\n".join([
-            method, path, _canonical_query(query),
+            method, path, sigv4.canonical_query(query),
             "".join(f"{name}:{signed[name].strip()}\n" for name in names),
             ";".join(names), signed["x-amz-content-sha256"],
         ])
@@ -105,7 +97,7 @@ class S3Storage:
         del signed["host"]
         url = self.endpoint.rstrip("/") + path
         if query:
-            url += "?" + "&".join(f"{_encode(k)}={_encode(v)}" for k, v in query)
+            url += "?" + sigv4.encode_query(query)
         return requests.request(method, url, data=body, headers=signed, timeout=self.timeout)
 
     def _checked(self, response: requests.Response) -> requests.Response:
@@ -168,10 +160,10 @@ class S3Storage:
         ]
         headers = {"host": urlsplit(self.endpoint).netloc, "x-amz-content-sha256": sha256}
         canonical = "\n".join([
-            "PUT", path, _canonical_query(pairs),
+            "PUT", path, sigv4.canonical_query(pairs),
             "".join(f"{name}:{headers[name]}\n" for name in PART_SIGNED_HEADERS),
             ";".join(PART_SIGNED_HEADERS), UNSIGNED_PAYLOAD,
         ])
-        query = "&".join(f"{_encode(k)}={_encode(v)}" for k, v in pairs)
         signature = self._sign(when, canonical)
-        return f"{self.endpoint.rstrip('/')}{path}?{query}&X-Amz-Signature={signature}"
+        return (f"{self.endpoint.rstrip('/')}{path}?{sigv4.encode_query(pairs)}"
+                f"&X-Amz-Signature={signature}")

@@ -103,10 +103,14 @@ def decode_policy(policy: str) -> dict[str, Any]:
 # --- presigned segment URLs ----------------------------------------------------------------
 
 
+def encode_query(pairs: Sequence[tuple[str, str]]) -> str:
+    """``k=v&...`` in the given order, RFC 3986-encoded as SigV4 wants."""
+    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in pairs)
+
+
 def canonical_query(pairs: Sequence[tuple[str, str]]) -> str:
     """Sorted, RFC 3986-encoded query without ``X-Amz-Signature``."""
-    kept = sorted((k, v) for k, v in pairs if k != "X-Amz-Signature")
-    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in kept)
+    return encode_query(sorted((k, v) for k, v in pairs if k != "X-Amz-Signature"))
 
 
 def presign_string(method: str, path: str, pairs: Sequence[tuple[str, str]]) -> str:
@@ -134,8 +138,7 @@ def presign_query(
         ("X-Amz-SignedHeaders", "content-length;host;x-amz-content-sha256"),
     ]
     sig = signature(secret_key, amz_date(when)[:8], presign_string(method, path, pairs))
-    query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in pairs)
-    return f"{query}&X-Amz-Signature={sig}"
+    return f"{encode_query(pairs)}&X-Amz-Signature={sig}"
 
 
 def verify_presigned(
