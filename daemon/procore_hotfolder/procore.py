@@ -25,11 +25,11 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 import structlog
@@ -326,6 +326,27 @@ def _mapping(data: Any, what: str, response: requests.Response) -> Mapping[str, 
     return data
 
 
+def _next_page(response: requests.Response, query: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The query of the ``next`` page named by the ``Link`` header, or None at the end.
+
+    Only the ``page`` (and ``per_page``) of the link are taken over: the path and the other
+    parameters stay ours, so a link to another host cannot redirect the client."""
+    link = response.links.get("next") if response.headers.get("Link") else None
+    if not link or not link.get("url"):
+        return None
+    linked = dict(parse_qsl(urlsplit(link["url"]).query))
+    try:
+        page = int(linked["page"])
+    except (KeyError, ValueError):
+        return None
+    if page <= int(query.get("page", 1)):
+        return None  # a link that does not move forward would loop for ever
+    following = {**query, "page": page}
+    if linked.get("per_page", "").isdigit():
+        following["per_page"] = int(linked["per_page"])
+    return following
+
+
 def _pairs(raw: Any) -> tuple[tuple[str, str], ...]:
     """Form fields / headers as ordered pairs, from an object or a list of pairs/objects."""
     if isinstance(raw, Mapping):
@@ -552,6 +573,38 @@ class ProcoreClient:
 
     def _get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return _json_body(self._call("GET", path, params=params, idempotent=True))
+
+    def get_pages(
+        self, path: str, params: Mapping[str, Any] | None = None, *, per_page: int = 100,
+        max_pages: int = 1000,
+    ) -> Iterator[Mapping[str, Any]]:
+        """The items of a paginated Procore list, page after page, lazily.
+
+        Procore pages with ``page`` (1-based) and ``per_page`` and answers with ``Total``,
+        ``Per-Page`` and a ``Link`` header (``first``, ``prev``, ``next``, ``last``): the
+        next page is the ``next`` link, followed until there is none (a short page is not
+        proof of the end). A list without a ``Link`` header is one page. The items may come
+        as a bare list or wrapped in an object (``{"data": [...]}`` and the like). ``path``
+        is below ``/rest/``. Raises the typed ``ProcoreError``, ``UnexpectedResponse`` when a
+        page is not a list.
+        """
+        query: dict[str, Any] = {**(params or {}), "page": 1, "per_page": per_page}
+        for _ in range(max_pages):
+            response = self._call("GET", path, params=query, idempotent=True)
+            data = _json_body(response)
+            if isinstance(data, Mapping):
+                data = next((v for v in data.values() if isinstance(v, list)), None)
+            if not isinstance(data, list):
+                raise UnexpectedResponse(
+                    f"Procore answered HTTP {response.status_code} to a list request "
+                    "without a list", status=response.status_code,
+                    request_id=response.headers.get("x-request-id"),
+                    url=safe_url(response.url))
+            yield from (item for item in data if isinstance(item, Mapping))
+            following = _next_page(response, query)
+            if following is None:
+                return
+            query = following
 
     # --- access check ---------------------------------------------------------------------
 
