@@ -46,5 +46,5 @@ def test_a_row_is_pushed_once_until_finished() -> None:
     assert dispatcher.get(timeout=0) is not None
     assert dispatcher.get(timeout=0) is None
     assert not dispatcher.idle()
-    dispatcher.finished(record, retry=False)
+    dispatcher.finished(record, None)
     assert dispatcher.idle()
