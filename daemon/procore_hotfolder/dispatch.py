@@ -97,6 +97,20 @@ class Dispatcher:
                 self._known.discard(record.id)
             self._cond.notify_all()
 
+    def release(self, folders: set[Path] | None) -> None:
+        """Hand out the waiting rows of ``folders`` (every folder: None) now, not at their
+        retry time (a reload: a pause they wait for is re-checked at once)."""
+        with self._cond:
+            keep = []
+            for entry in self._delayed:
+                if folders is None or entry[2].folder in folders:
+                    self._place(entry[2], 0.0)
+                else:
+                    keep.append(entry)
+            heapq.heapify(keep)
+            self._delayed = keep
+            self._cond.notify_all()
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

@@ -54,8 +54,8 @@ class Pause:
 class PauseBoard:
     """The current pauses, by scope; see the module docstring."""
 
-    def __init__(self, backoff: Backoff = CHECK_BACKOFF) -> None:
-        self._backoff = backoff
+    def __init__(self, backoff: Backoff | None = None) -> None:
+        self._backoff = backoff or CHECK_BACKOFF
         self._lock = threading.Lock()
         self._pauses: dict[str, Pause] = {}
 

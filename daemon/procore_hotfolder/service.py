@@ -237,7 +237,10 @@ class Service:
             log.error("configuration_reload_failed", problems=exc.problems)  # noqa: TRY400 - the problems are the message
         else:
             self._apply(new)
-        self.pauses.check_soon(self._wall())
+        paused = {p.scope for p in self.pauses.current()}
+        if paused:
+            self.pauses.check_soon(self._wall())
+            self._dispatcher.release(None if ACCOUNT in paused else {Path(s) for s in paused})
         self._scan_requests.put(_FULL_SCAN)
         self._notifier.notify("READY=1")
         self._publish_status()
