@@ -44,7 +44,7 @@ def test_a_refused_project_pauses_its_folder_only_and_resumes_by_itself(
         flowing = _drop(fine, 4)
         for path in flowing:
             wait_for((fine / ".archive" / path.name).exists, message=f"{path.name} archived")
-        wait_for(lambda: engine.service.pauses.current(), message="the folder paused")
+        wait_for(engine.service.pauses.current, message="the folder paused")
         refusals_before = emulator.count(status=403)
         # Re-checks go on with backoff, one call each; nothing fails meanwhile.
         wait_for(lambda: any(e["event"] == "pause_check_failed" for e in capture.entries),
@@ -65,7 +65,7 @@ def test_a_refused_project_pauses_its_folder_only_and_resumes_by_itself(
         assert any(e["event"] == "folder_resumed" for e in capture.entries)
     journal = Journal.open(config.daemon.state_dir)
     try:
-        rows = [r for r in journal.history(refused / "scan-0.pdf")]
+        rows = journal.history(refused / "scan-0.pdf")
         assert rows[0].state is FileState.ARCHIVED and rows[0].attempts == 0
     finally:
         journal.close()
