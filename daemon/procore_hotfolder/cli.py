@@ -130,7 +130,8 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     """Everything one daemon needs, from ``config``. ``load_config`` re-reads the
     configuration file on a reload (SIGHUP); without it a reload is refused."""
     stopping = threading.Event()
-    governor = RateGovernor(wait=lambda seconds: not stopping.wait(seconds))
+    governor = RateGovernor(wait=lambda seconds: not stopping.wait(seconds),
+                            ceiling_per_hour=config.daemon.max_api_calls_per_hour)
     client = ProcoreClient(config.procore, governor,
                            sleep=lambda seconds: not stopping.wait(seconds))
     journal = Journal.open(config.daemon.state_dir)
