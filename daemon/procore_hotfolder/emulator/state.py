@@ -187,6 +187,25 @@ class RateWindow:
             self._count += 1
         return admitted, self._headers(limit, window)
 
+    def allows(self, config: tuple[int, float] | None, now: float) -> bool:
+        """Whether one more call fits, without counting it."""
+        limit, _ = self._roll(config, now)
+        return self._count < limit
+
+    def take(self) -> None:
+        """Count one call (after ``allows``)."""
+        self._count += 1
+
+    def room(self, config: tuple[int, float] | None, now: float) -> float:
+        """Share of the window's calls still left (0 = exhausted)."""
+        limit, _ = self._roll(config, now)
+        return max(0, limit - self._count) / limit if limit else 0.0
+
+    def reset_at(self, config: tuple[int, float] | None, now: float) -> float:
+        """When the current window ends (Unix seconds)."""
+        _, window = self._roll(config, now)
+        return self._start + window
+
     def retry_after(self, now: float) -> int:
         """Whole seconds until the current window ends (at least 1)."""
         window = (self._config or (0, 3600.0))[1]
@@ -203,6 +222,16 @@ class RateWindow:
             "X-Rate-Limit-Remaining": str(max(0, limit - self._count)),
             "X-Rate-Limit-Reset": str(math.ceil(self._start + window)),
         }
+
+
+@dataclass
+class RateDecision:
+    """What the rate windows made of one API call."""
+
+    admitted: bool
+    window: str  # "hourly" or "spike": whose headers these are
+    headers: dict[str, str]
+    retry_after: int = 0
 
 
 class EmulatorState:
@@ -238,7 +267,9 @@ class EmulatorState:
         self.auto_create = True
         self.removed_projects: set[int] = set()  # 404 even while auto_create holds
         self.request_log: list[RequestRecord] = []
-        self.rate = RateWindow()
+        self.rate = RateWindow()  # the hourly window (Faults.rate_limit)
+        self.spike = RateWindow()  # the 10-second spike window (Faults.spike_limit)
+        self.rate_limited: Counter[str] = Counter()  # window name -> 429s it caused
         self.association_counts: Counter[str] = Counter()  # upload uuid -> versions + images
         self._assembled: set[str] = set()
         # Ids above 2**32 on purpose: clients must not squeeze them into 32 bits.
@@ -354,6 +385,46 @@ class EmulatorState:
         if token.generation != self.faults.token_generation or now >= token.expires_at:
             return "expired"
         return None
+
+    # --- rate limits ---------------------------------------------------------------------
+
+    def _windows(self) -> list[tuple[str, RateWindow, tuple[int, float] | None]]:
+        windows = [("hourly", self.rate, self.faults.rate_limit)]
+        if self.faults.spike_limit is not None:
+            windows.append(("spike", self.spike, self.faults.spike_limit))
+        return windows
+
+    def admit_call(self, now: float) -> RateDecision:
+        """Count one API call against both windows, or refuse it (429).
+
+        Procore: "Every response carries X-Rate-Limit-* for the window closest to
+        exhaustion" (our spec, from Procore's rate-limiting pages). Closest = the smaller
+        share of calls left. A refused call gets the headers of the window that refused it
+        (of both, the one that resets later) and counts against neither: Procore does not
+        say whether refused calls count.
+        """
+        with self.lock:
+            windows = self._windows()
+            refused = [w for w in windows if not w[1].allows(w[2], now)]
+            if refused:
+                name, window, config = max(refused, key=lambda w: w[1].reset_at(w[2], now))
+                self.rate_limited[name] += 1
+                return RateDecision(False, name, window.headers(config, now),
+                                    max(1, math.ceil(window.reset_at(config, now) - now)))
+            for _, window, _ in windows:
+                window.take()
+            return self._closest(windows, now)
+
+    def rate_headers(self, now: float) -> dict[str, str]:
+        """The headers of the window closest to exhaustion, without counting a call."""
+        with self.lock:
+            return self._closest(self._windows(), now).headers
+
+    @staticmethod
+    def _closest(windows: list[tuple[str, RateWindow, tuple[int, float] | None]],
+                 now: float) -> RateDecision:
+        name, window, config = min(windows, key=lambda w: w[1].room(w[2], now))
+        return RateDecision(True, name, window.headers(config, now))
 
     # --- requests --------------------------------------------------------------------------
 
