@@ -396,6 +396,8 @@ def upload_view(record: UploadRecord) -> dict[str, Any]:
 def _find_upload(
     state: EmulatorState, request: ApiRequest, project_id: int | None, uuid: str
 ) -> UploadRecord:
+    # An Upload deleted for being left unfiled past its retention is simply gone: 404.
+    state.purge_unfiled(request.now, uuid)
     with state.lock:
         record = state.uploads.get(uuid)
     if record is None or record.company_id != request.company_id or record.project_id != project_id:
@@ -551,7 +553,14 @@ def create_folder(state: EmulatorState, request: ApiRequest, _: tuple[str, ...])
 def _usable_upload(
     state: EmulatorState, request: ApiRequest, project_id: int, raw_uuid: Any
 ) -> UploadRecord:
-    """A stored Upload of this company and project, or 422 ``upload_uuid is invalid``."""
+    """A stored Upload of this company and project, or 422 ``upload_uuid is invalid``.
+
+    An Upload deleted by retention is refused like one that never existed: Procore does not
+    document the answer, and a plain validation error (not a 404 or 410 that says "gone")
+    is the least convenient for a client, which must work out by itself that the Upload
+    expired and that it has to upload the bytes again."""
+    if isinstance(raw_uuid, str):
+        state.purge_unfiled(request.now, raw_uuid)
     with state.lock:
         record = state.uploads.get(raw_uuid) if isinstance(raw_uuid, str) else None
     if record is not None:

@@ -688,6 +688,17 @@ class Emulator:
         with self.lock:
             return dict(self.state.rate_limited)
 
+    def purge_unfiled_uploads(self) -> list[str]:
+        """Delete now every Upload left unfiled past ``faults.upload_retention``; their uuids.
+        (The API also deletes such an Upload lazily, whenever a request names it.)"""
+        return self.state.purge_unfiled(time.time())
+
+    @property
+    def purged_uploads(self) -> dict[str, float]:
+        """uuid -> Unix time at which retention deleted the Upload."""
+        with self.lock:
+            return dict(self.state.purged_uploads)
+
     # --- refusals --------------------------------------------------------------------------
 
     def refuse_project(self, project_id: int, reason: str = "not_granted",

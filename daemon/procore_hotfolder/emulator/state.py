@@ -272,6 +272,7 @@ class EmulatorState:
         self.rate_limited: Counter[str] = Counter()  # window name -> 429s it caused
         self.association_counts: Counter[str] = Counter()  # upload uuid -> versions + images
         self._assembled: set[str] = set()
+        self.purged_uploads: dict[str, float] = {}  # uuid -> when retention deleted it
         # Ids above 2**32 on purpose: clients must not squeeze them into 32 bits.
         self._ids = {
             "folder": itertools.count(4_300_000_001),
@@ -358,6 +359,34 @@ class EmulatorState:
                     digest.update(chunk)
                     size += len(chunk)
         return size, digest.hexdigest()
+
+    # --- retention of unfiled Uploads --------------------------------------------------------
+
+    def _unfiled_past_retention(self, record: UploadRecord, now: float) -> bool:
+        return (self.association_counts[record.uuid] == 0
+                and now >= record.created_at + self.faults.upload_retention)
+
+    def purge_unfiled(self, now: float, uuid: str | None = None) -> list[str]:
+        """Delete Uploads (all, or just ``uuid``) that no Documents file, version or image
+        uses ``faults.upload_retention`` seconds after their creation ("An Upload not
+        associated to a resource within a week is deleted by Procore"); their uuids.
+
+        Deletion is lazy: the API calls this for an Upload it is about to use, and tests may
+        call it (``Emulator.purge_unfiled_uploads``) to sweep everything.
+        """
+        with self.lock:
+            candidates = [self.uploads[uuid]] if uuid in self.uploads else (
+                [] if uuid is not None else list(self.uploads.values()))
+            purged = [r.uuid for r in candidates if self._unfiled_past_retention(r, now)]
+            for gone in purged:
+                record = self.uploads.pop(gone)
+                self.uploads_by_key.pop((record.bucket, record.key), None)
+                self.purged_uploads[gone] = now
+                self._assembled.discard(gone)
+                self.object_path(gone).unlink(missing_ok=True)
+                for number in record.parts:
+                    self.part_path(gone, number).unlink(missing_ok=True)
+            return purged
 
     # --- tokens ----------------------------------------------------------------------------
 
@@ -636,6 +665,7 @@ class EmulatorState:
             by_kind = Counter(r.kind for r in self.request_log)
             return {
                 "uploads": uploads,
+                "purged_uploads": sorted(self.purged_uploads),
                 "documents": self.documents(),
                 "images": self.image_list(),
                 "folders": self.folder_list(),
