@@ -503,18 +503,49 @@ def _folder(state: EmulatorState, request: ApiRequest, project_id: int, raw_id: 
     return folder
 
 
+def _flag(request: ApiRequest, name: str) -> bool:
+    return request.query.get(name, "").lower() in ("true", "1")
+
+
+def _listing(state: EmulatorState, request: ApiRequest, folder: Folder) -> Reply:
+    """List/Show Project Folder: the folder with its children. Not paginated ("List Project
+    Files and Folders" is among the endpoints that "currently do not support pagination",
+    Procore's pagination page). Documented filters: ``exclude_folders``, ``exclude_files``,
+    ``show_latest_file_version_only``; no name or search filter is documented for the v1.0
+    project folder endpoints, so none is offered. A large request without any of those
+    filters may answer 408 (``faults.listing_timeout_entries``)."""
+    exclude_folders = _flag(request, "exclude_folders")
+    exclude_files = _flag(request, "exclude_files")
+    latest_only = _flag(request, "show_latest_file_version_only")
+    limit = state.faults.listing_timeout_entries
+    with state.lock:
+        if (limit is not None and not (exclude_folders or exclude_files or latest_only)
+                and state.listing_entries(folder) > limit):
+            return Reply(408, b"Request Timeout", "text/plain; charset=utf-8", close=True)
+        return json_reply(200, state.folder_view(
+            folder, with_children=True, exclude_folders=exclude_folders,
+            exclude_files=exclude_files, latest_only=latest_only))
+
+
 def show_root(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
     project_id = _query_project(state, request, "documents")
-    folder = _folder(state, request, project_id, None)
-    with state.lock:
-        return json_reply(200, state.folder_view(folder, with_children=True))
+    return _listing(state, request, _folder(state, request, project_id, None))
 
 
 def show_folder(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
     project_id = _query_project(state, request, "documents")
+    return _listing(state, request, _folder(state, request, project_id, args[0]))
+
+
+def delete_folder(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    """Delete Project Folder. Its id (and those below it) answer 404 afterwards; its files
+    go to the recycle bin. 200 with an empty body ("void", Procore's OpenAPI)."""
+    project_id = _query_project(state, request, "documents")
     folder = _folder(state, request, project_id, args[0])
-    with state.lock:
-        return json_reply(200, state.folder_view(folder, with_children=True))
+    if folder.parent_id is None:
+        raise _unprocessable("base", "The root folder cannot be deleted")
+    state.delete_folder(folder.id)
+    return Reply(200, b"", None)
 
 
 def add_folder(state: EmulatorState, company_id: int, project_id: int, name: str, *,
@@ -611,6 +642,12 @@ def create_file(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -
     parent = _folder(state, request, project_id, spec.get("parent_id"))
     with state.lock:
         record = _usable_upload(state, request, project_id, spec.get("upload_uuid"))
+        if parent.id not in state.folders:  # deleted since it was looked up
+            raise ApiError(404, {"error": {"code": "not_found", "message": "Folder not found"}})
+        # "unique_name: Toggles automatic renaming if the file name is already taken in a
+        # folder (unique_name = true). Returns a name taken error if a file name is taken in
+        # a folder (unique_name = false)" (Create project File, Procore's OpenAPI). Only live
+        # files take a name: one in the recycle bin does not, so its name makes a new file.
         taken = state.file_names.setdefault(parent.id, {})
         if name in taken:
             if not spec.get("unique_name"):
@@ -639,13 +676,26 @@ def show_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) 
     project_id = _query_project(state, request, "documents")
     doc = _document(state, request, project_id, args[0])
     with state.lock:
-        return json_reply(200, state.file_view(doc))
+        return json_reply(200, state.file_view(
+            doc, latest_only=_flag(request, "show_latest_version_only")))
+
+
+def delete_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    """Delete Project File: "Delete the specified File by moving it to the recycle bin"
+    (Procore's OpenAPI); 200 with an empty body. It stays visible with ``is_deleted``."""
+    project_id = _query_project(state, request, "documents")
+    doc = _document(state, request, project_id, args[0])
+    state.recycle_file(doc.id)
+    return Reply(200, b"", None)
 
 
 def create_version(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
     project_id = _query_project(state, request, "documents")
     doc = _document(state, request, project_id, request.query.get("file_id"))
     spec = _object(request.body, "file_version")
+    # A file in the recycle bin still takes versions: Procore documents no refusal, and a
+    # version that lands out of sight in the recycle bin is the worst case for a client
+    # that cached the file id (it must check ``is_deleted`` itself).
     with state.lock:
         record = _usable_upload(state, request, project_id, spec.get("upload_uuid"))
         version = _new_version(state, len(doc.versions) + 1, record, doc.name, request.now)
@@ -834,8 +884,10 @@ _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(r"/rest/v1\.0/folders/?"), show_root),
     ("POST", re.compile(r"/rest/v1\.0/folders/?"), create_folder),
     ("GET", re.compile(r"/rest/v1\.0/folders/(\d+)/?"), show_folder),
+    ("DELETE", re.compile(r"/rest/v1\.0/folders/(\d+)/?"), delete_folder),
     ("POST", re.compile(r"/rest/v1\.0/files/?"), create_file),
     ("GET", re.compile(r"/rest/v1\.0/files/(\d+)/?"), show_file),
+    ("DELETE", re.compile(r"/rest/v1\.0/files/(\d+)/?"), delete_file),
     ("POST", re.compile(r"/rest/v1\.0/file_versions/?"), create_version),
     ("POST", re.compile(r"/rest/v1\.0/images/?"), create_image),
     ("GET", re.compile(r"/rest/v1\.0/images/?"), list_images),

@@ -473,11 +473,24 @@ def _setup_folder(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
         return view
 
 
+def _recycle_document(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
+    state.recycle_file(int(spec["file_id"]))
+    with state.lock:
+        return state.file_view(state.files[int(spec["file_id"])])
+
+
+def _delete_folder(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
+    state.delete_folder(int(spec["folder_id"]))
+    return {"deleted": int(spec["folder_id"])}
+
+
 #: Admin set-up routes (POST a JSON object; 201 with the created thing as the API shows it).
 _SETUP: dict[str, Callable[[EmulatorState, dict[str, Any]], dict[str, Any]]] = {
     "/_emulator/projects": _setup_project,
     "/_emulator/albums": _setup_album,
     "/_emulator/folders": _setup_folder,
+    "/_emulator/recycle_document": _recycle_document,
+    "/_emulator/delete_folder": _delete_folder,
 }
 
 
@@ -755,6 +768,16 @@ class Emulator:
         id. Raises ``ApiError`` (422) when the name is taken under that parent."""
         return api.add_folder(self.state, company_id, project_id, name, parent_id=parent_id,
                               now=time.time()).id
+
+    def recycle_document(self, file_id: int) -> None:
+        """Move a Documents file to the recycle bin (as Delete Project File does): it stays
+        listed with ``is_deleted`` true and its name is free for a new file."""
+        self.state.recycle_file(file_id)
+
+    def delete_folder(self, folder_id: int) -> None:
+        """Delete a Documents folder and its subfolders: a cached id answers 404 from now
+        on; their files go to the recycle bin."""
+        self.state.delete_folder(folder_id)
 
     @property
     def projects(self) -> list[dict[str, Any]]:

@@ -102,6 +102,7 @@ class DocumentFile:
     name: str
     created_at: float
     versions: list[FileVersion] = field(default_factory=list)
+    deleted: bool = False  # in the recycle bin
 
 
 @dataclass
@@ -255,7 +256,8 @@ class EmulatorState:
         self.root_folders: dict[tuple[int, int], int] = {}
         self.folders: dict[int, Folder] = {}
         self.files: dict[int, DocumentFile] = {}
-        self.file_names: dict[int, dict[str, int]] = {}  # folder id -> file name -> file id
+        # folder id -> name -> id of the LIVE file of that name (recycled ones are not here)
+        self.file_names: dict[int, dict[str, int]] = {}
         self.images: dict[int, Image] = {}
         # (company id, project id) -> Project. Keyed by company as well, so that a test may
         # use one project id under several companies without them meeting.
@@ -314,6 +316,38 @@ class EmulatorState:
                           time.time() if now is None else now, position)
             self.albums[album.id] = album
             return album
+
+    def recycle_file(self, file_id: int) -> None:
+        """Move a Documents file to the recycle bin: it stays listed with ``is_deleted`` true,
+        and its name is free again in its folder. Raises KeyError for an unknown file."""
+        with self.lock:
+            doc = self.files[file_id]
+            if not doc.deleted:
+                doc.deleted = True
+                names = self.file_names.get(doc.parent_id, {})
+                if names.get(doc.name) == doc.id:
+                    del names[doc.name]
+
+    def delete_folder(self, folder_id: int) -> None:
+        """Delete a folder and everything below it: its id (and theirs) answer 404 from now
+        on, and their files go to the recycle bin. Raises KeyError for an unknown folder,
+        ValueError for a project's root folder."""
+        with self.lock:
+            folder = self.folders[folder_id]
+            if folder.parent_id is None:
+                raise ValueError("a project's root folder cannot be deleted")
+            doomed = {folder_id}
+            grew = True
+            while grew:
+                below = {f.id for f in self.folders.values() if f.parent_id in doomed}
+                grew = not below <= doomed
+                doomed |= below
+            for doc in self.files.values():
+                if doc.parent_id in doomed:
+                    doc.deleted = True
+            for gone in doomed:
+                del self.folders[gone]
+                self.file_names.pop(gone, None)
 
     def remove_project(self, company_id: int, project_id: int) -> None:
         """Make a project not exist (404), even while ``auto_create`` holds."""
@@ -476,39 +510,84 @@ class EmulatorState:
         with self.lock:
             return self.association_counts[uuid]
 
-    def folder_view(self, folder: Folder, with_children: bool) -> dict[str, Any]:
+    def path_of(self, folder: Folder) -> str:
+        """``name_with_path``: the folder's names from the root down, joined by "/"."""
+        names: list[str] = []
+        current: Folder | None = folder
+        while current is not None:
+            names.append(current.name)
+            current = self.folders.get(current.parent_id) if current.parent_id else None
+        return "/".join(reversed(names))
+
+    def folder_view(self, folder: Folder, with_children: bool, *, exclude_folders: bool = False,
+                    exclude_files: bool = False, latest_only: bool = False) -> dict[str, Any]:
+        """A folder as List/Show Project Folder show it (the ``Folder`` schema of Procore's
+        OpenAPI). Children listed inside a listing carry empty ``folders``/``files``: "For any
+        folders that are nested more deeply an empty array [] will be returned" (List
+        project folders and files). Files in the recycle bin are listed, with ``is_deleted``
+        true. ``exclude_folders``/``exclude_files`` empty those arrays;
+        ``latest_only`` (``show_latest_file_version_only``) keeps each file's last version.
+        """
         root = self.root_folders.get((folder.company_id, folder.project_id)) == folder.id
+        subfolders = [f for f in self.folders.values() if f.parent_id == folder.id]
+        files = [d for d in self.files.values() if d.parent_id == folder.id]
         view: dict[str, Any] = {
             "id": folder.id,
             "name": folder.name,
             "parent_id": folder.parent_id,
+            "name_with_path": self.path_of(folder),
             "is_root": root,
             "is_deleted": False,
+            "is_recycle_bin": False,
+            "private": False,
+            "read_only": False,
+            "is_tracked": False,
+            "has_children": bool(subfolders or files),
+            "has_children_files": bool(files),
+            "has_children_folders": bool(subfolders),
             "created_at": iso_time(folder.created_at),
             "updated_at": iso_time(folder.created_at),
+            "folders": [],
+            "files": [],
         }
         if with_children:
-            view["folders"] = [
-                self.folder_view(f, with_children=False)
-                for f in self.folders.values()
-                if f.parent_id == folder.id
-            ]
-            view["files"] = [
-                self.file_view(self.files[i]) for i in self.file_names.get(folder.id, {}).values()
-            ]
+            if not exclude_folders:
+                view["folders"] = [self.folder_view(f, with_children=False) for f in subfolders]
+            if not exclude_files:
+                view["files"] = [self.file_view(d, latest_only=latest_only) for d in files]
         return view
 
-    def file_view(self, doc: DocumentFile) -> dict[str, Any]:
+    def listing_entries(self, folder: Folder) -> int:
+        """How big an unfiltered listing of ``folder`` is: subfolders, files and versions."""
+        entries = sum(1 for f in self.folders.values() if f.parent_id == folder.id)
+        for doc in self.files.values():
+            if doc.parent_id == folder.id:
+                entries += 1 + len(doc.versions)
+        return entries
+
+    def file_view(self, doc: DocumentFile, *, latest_only: bool = False) -> dict[str, Any]:
+        """A file as Procore shows it (the project ``File`` schema: ``is_deleted`` is true
+        while it is in the recycle bin)."""
         latest = doc.versions[-1]
+        parent = self.folders.get(doc.parent_id)
+        path = f"{self.path_of(parent)}/{doc.name}" if parent else doc.name
+        versions = doc.versions[-1:] if latest_only else doc.versions
         return {
             "id": doc.id,
             "name": doc.name,
             "parent_id": doc.parent_id,
+            "name_with_path": path,
             "size": latest.size,
-            "is_deleted": False,
+            "description": None,
+            "private": False,
+            "is_tracked": False,
+            "checked_out_until": None,
+            "checked_out_by": None,
+            "file_type": doc.name.rpartition(".")[2].upper() if "." in doc.name else None,
+            "is_deleted": doc.deleted,
             "created_at": iso_time(doc.created_at),
             "updated_at": iso_time(latest.created_at),
-            "file_versions": [self.version_view(v, doc.id) for v in doc.versions],
+            "file_versions": [self.version_view(v, doc.id) for v in versions],
         }
 
     def version_view(self, version: FileVersion, file_id: int) -> dict[str, Any]:
