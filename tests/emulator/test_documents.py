@@ -135,3 +135,33 @@ def test_listing_filters_and_large_listing_timeout(emu: Emulator, client: Client
     assert listing(client, folder, "&show_latest_file_version_only=true")["files"]
     emu.faults.listing_timeout_entries = None
     assert listing(client, folder)["id"] == folder
+
+
+def test_company_documents(emu: Emulator, client: Client) -> None:
+    base = f"/rest/v1.0/companies/{client.company}"
+    root = client.call("GET", base + "/folders")
+    assert root.status_code == 200
+    assert root.json()["is_root"] is True
+    made = client.call("POST", base + "/folders", json={"folder": {"name": "Policies"}})
+    assert made.status_code == 201
+    folder = made.json()["id"]
+    upload = client.upload_file(b"company bytes", project=None)
+    spec = {"parent_id": folder, "name": "hr.pdf", "upload_uuid": upload}
+    created = client.call("POST", base + "/files", json={"file": spec})
+    assert created.status_code == 201, created.text
+    # A project Upload cannot be filed in company Documents, nor the other way round.
+    project_upload = client.upload_file(b"project bytes")
+    wrong = client.call("POST", base + "/files", json={"file": {**spec, "name": "x.pdf",
+                                                                "upload_uuid": project_upload}})
+    assert wrong.status_code == 422
+    version = client.call("POST", f"{base}/file_versions?file_id={created.json()['id']}",
+                          json={"file_version": {
+                              "upload_uuid": client.upload_file(b"v2", project=None)}})
+    assert version.status_code == 201
+    listed = client.call("GET", f"{base}/folders/{folder}").json()
+    assert [(f["name"], len(f["file_versions"])) for f in listed["files"]] == [("hr.pdf", 2)]
+    assert client.call("GET", "/rest/v1.0/companies/1/folders").status_code == 403
+    assert [d["project_id"] for d in emu.documents] == [None]
+    # Company folders are not a project's: the project root does not show them.
+    project_root = client.call("GET", f"/rest/v1.0/folders{QUERY}").json()
+    assert project_root["folders"] == []

@@ -503,6 +503,23 @@ def _folder(state: EmulatorState, request: ApiRequest, project_id: int, raw_id: 
     return folder
 
 
+#: The ``project_id`` of company-level Documents folders and files.
+COMPANY_SCOPE = 0
+
+
+def _documents_scope(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> int:
+    """Whose Documents a request addresses: a project's (``?project_id=``, after the project
+    checks) or, on ``/rest/v1.0/companies/{company_id}/...`` (Company Folders and Files in
+    Procore's OpenAPI), the company's own: ``COMPANY_SCOPE``. Company Documents take company
+    Uploads (``/rest/v1.1/companies/{id}/uploads``)."""
+    if request.path.startswith("/rest/v1.0/companies/"):
+        _check_company(state)
+        if int(args[0]) != request.company_id:
+            raise _forbidden("The company in the path does not match Procore-Company-Id")
+        return COMPANY_SCOPE
+    return _query_project(state, request, "documents")
+
+
 def _flag(request: ApiRequest, name: str) -> bool:
     return request.query.get(name, "").lower() in ("true", "1")
 
@@ -527,21 +544,21 @@ def _listing(state: EmulatorState, request: ApiRequest, folder: Folder) -> Reply
             exclude_files=exclude_files, latest_only=latest_only))
 
 
-def show_root(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request, "documents")
+def show_root(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    project_id = _documents_scope(state, request, args)
     return _listing(state, request, _folder(state, request, project_id, None))
 
 
 def show_folder(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request, "documents")
-    return _listing(state, request, _folder(state, request, project_id, args[0]))
+    project_id = _documents_scope(state, request, args)
+    return _listing(state, request, _folder(state, request, project_id, args[-1]))
 
 
 def delete_folder(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
     """Delete Project Folder. Its id (and those below it) answer 404 afterwards; its files
     go to the recycle bin. 200 with an empty body ("void", Procore's OpenAPI)."""
-    project_id = _query_project(state, request, "documents")
-    folder = _folder(state, request, project_id, args[0])
+    project_id = _documents_scope(state, request, args)
+    folder = _folder(state, request, project_id, args[-1])
     if folder.parent_id is None:
         raise _unprocessable("base", "The root folder cannot be deleted")
     state.delete_folder(folder.id)
@@ -568,8 +585,8 @@ def add_folder(state: EmulatorState, company_id: int, project_id: int, name: str
         return folder
 
 
-def create_folder(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request, "documents")
+def create_folder(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    project_id = _documents_scope(state, request, args)
     spec = _object(request.body, "folder")
     name = spec.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -600,7 +617,7 @@ def _usable_upload(
         if (
             record is None
             or record.company_id != request.company_id
-            or record.project_id != project_id
+            or record.project_id != (project_id or None)  # COMPANY_SCOPE: company Uploads
             or record.status != "complete"
         ):
             raise _unprocessable("upload_uuid", "is invalid")
@@ -633,8 +650,8 @@ def _new_version(
     )
 
 
-def create_file(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request, "documents")
+def create_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    project_id = _documents_scope(state, request, args)
     spec = _object(request.body, "file")
     name = spec.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -673,8 +690,8 @@ def _document(state: EmulatorState, request: ApiRequest, project_id: int, raw: A
 
 
 def show_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request, "documents")
-    doc = _document(state, request, project_id, args[0])
+    project_id = _documents_scope(state, request, args)
+    doc = _document(state, request, project_id, args[-1])
     with state.lock:
         return json_reply(200, state.file_view(
             doc, latest_only=_flag(request, "show_latest_version_only")))
@@ -683,14 +700,14 @@ def show_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) 
 def delete_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
     """Delete Project File: "Delete the specified File by moving it to the recycle bin"
     (Procore's OpenAPI); 200 with an empty body. It stays visible with ``is_deleted``."""
-    project_id = _query_project(state, request, "documents")
-    doc = _document(state, request, project_id, args[0])
+    project_id = _documents_scope(state, request, args)
+    doc = _document(state, request, project_id, args[-1])
     state.recycle_file(doc.id)
     return Reply(200, b"", None)
 
 
-def create_version(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request, "documents")
+def create_version(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    project_id = _documents_scope(state, request, args)
     doc = _document(state, request, project_id, request.query.get("file_id"))
     spec = _object(request.body, "file_version")
     # A file in the recycle bin still takes versions: Procore documents no refusal, and a
@@ -874,6 +891,7 @@ def create_album(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) 
 # --- routing ---------------------------------------------------------------------------------
 
 _UPLOADS = r"/rest/v1\.1/(projects|companies)/(\d+)/uploads"
+_COMPANY_DOCS = r"/rest/v1\.0/companies/(\d+)"
 _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(r"/rest/v1\.0/companies/?"), list_companies),
     ("GET", re.compile(r"/rest/v1\.[01]/projects/?"), list_projects),
@@ -889,6 +907,14 @@ _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(r"/rest/v1\.0/files/(\d+)/?"), show_file),
     ("DELETE", re.compile(r"/rest/v1\.0/files/(\d+)/?"), delete_file),
     ("POST", re.compile(r"/rest/v1\.0/file_versions/?"), create_version),
+    ("GET", re.compile(_COMPANY_DOCS + r"/folders/?"), show_root),
+    ("POST", re.compile(_COMPANY_DOCS + r"/folders/?"), create_folder),
+    ("GET", re.compile(_COMPANY_DOCS + r"/folders/(\d+)/?"), show_folder),
+    ("DELETE", re.compile(_COMPANY_DOCS + r"/folders/(\d+)/?"), delete_folder),
+    ("POST", re.compile(_COMPANY_DOCS + r"/files/?"), create_file),
+    ("GET", re.compile(_COMPANY_DOCS + r"/files/(\d+)/?"), show_file),
+    ("DELETE", re.compile(_COMPANY_DOCS + r"/files/(\d+)/?"), delete_file),
+    ("POST", re.compile(_COMPANY_DOCS + r"/file_versions/?"), create_version),
     ("POST", re.compile(r"/rest/v1\.0/images/?"), create_image),
     ("GET", re.compile(r"/rest/v1\.0/images/?"), list_images),
     ("GET", re.compile(r"/rest/v1\.0/image_categories/?"), list_albums),

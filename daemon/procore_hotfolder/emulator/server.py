@@ -764,8 +764,9 @@ class Emulator:
 
     def create_folder(self, company_id: int, project_id: int, name: str,
                       parent_id: int | None = None) -> int:
-        """Create a Documents folder (under the root when ``parent_id`` is None); returns its
-        id. Raises ``ApiError`` (422) when the name is taken under that parent."""
+        """Create a Documents folder (under the root when ``parent_id`` is None; ``project_id``
+        0, ``api.COMPANY_SCOPE``, for company Documents); returns its id. Raises ``ApiError``
+        (422) when the name is taken under that parent."""
         return api.add_folder(self.state, company_id, project_id, name, parent_id=parent_id,
                               now=time.time()).id
 

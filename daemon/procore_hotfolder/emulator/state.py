@@ -692,7 +692,7 @@ class EmulatorState:
             out = []
             for doc in self.files.values():
                 view = self.file_view(doc)
-                view["project_id"] = doc.project_id
+                view["project_id"] = doc.project_id or None  # None: company Documents
                 view["company_id"] = doc.company_id
                 view["upload_uuids"] = [v.upload_uuid for v in doc.versions]
                 out.append(view)
@@ -716,7 +716,7 @@ class EmulatorState:
             out = []
             for folder in self.folders.values():
                 view = self.folder_view(folder, with_children=False)
-                view["project_id"] = folder.project_id
+                view["project_id"] = folder.project_id or None  # None: company Documents
                 out.append(view)
             return out
 
