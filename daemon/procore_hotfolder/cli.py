@@ -191,8 +191,9 @@ def serve_daemon(config: Config, reload_config: Callable[[], Config], *,
                           on_reload=[relog])
 
     def on_stop(signum: int, _: FrameType | None) -> None:
-        log.info("signal_received", signal=signal.Signals(signum).name)
-        engine.service.stop()
+        # No logging here: the handler may interrupt the main thread inside a log write,
+        # whose lock it would then wait for forever. The service logs the signal.
+        engine.service.stop(signal.Signals(signum).name)
 
     def on_reload(_signum: int, _frame: FrameType | None) -> None:
         engine.service.request_reload()
@@ -384,12 +385,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         configure_logging("info")
         (drop / "hello-procore.txt").write_text("Dropped by procore-hotfolder demo.\n",
                                                 encoding="utf-8")
+        # The command as this process was started (make demo runs it from .venv/bin).
+        prog = sys.argv[0] if Path(sys.argv[0]).name == "procore-hotfolder" \
+            else f"{sys.executable} -m procore_hotfolder"
         print(f"\nProcore emulator: {emulator.url}\nDrop files into: {drop}\n"
               f"Archive: {drop / '.archive'}   Ledger: {root / 'state' / 'uploads.jsonl'}\n"
               "A sample file was dropped already; watch it upload below. Ctrl-C stops.\n"
               "In another terminal, try:\n"
-              f"  procore-hotfolder status -c {config_path}\n"
-              f"  procore-hotfolder explain -c {config_path} {drop / 'hello-procore.txt'}\n"
+              f"  {prog} status -c {config_path}\n"
+              f"  {prog} explain -c {config_path} {drop / 'hello-procore.txt'}\n"
               f"  kill -HUP {os.getpid()}    # reload the configuration (as systemctl reload)\n",
               flush=True)
         return serve_daemon(config, lambda: load_config(config_path, environ={}))

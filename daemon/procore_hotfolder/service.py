@@ -108,6 +108,7 @@ class Service:
         self._load_config = load_config
         self._on_reload = tuple(on_reload)
         self._reload_requested = threading.Event()
+        self._stopped_by: str | None = None
         self._worker_target = config.daemon.workers
         self._journal = journal
         self._uploader = uploader
@@ -151,8 +152,11 @@ class Service:
 
     # --- control ---------------------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Ask every loop to end (safe from a signal handler)."""
+    def stop(self, signal_name: str | None = None) -> None:
+        """Ask every loop to end (safe from a signal handler: it only sets events; the
+        signal's name, if any, is logged by the loop)."""
+        if signal_name is not None:
+            self._stopped_by = signal_name
         self._stop.set()
         self._hint_ready.set()
         self._room.set()
@@ -303,6 +307,8 @@ class Service:
 
     def _shutdown(self) -> None:
         self._notifier.notify("STOPPING=1")
+        if self._stopped_by is not None:
+            log.info("signal_received", signal=self._stopped_by)
         log.info("daemon_stopping")
         self.stop()
         self._governor.stop()

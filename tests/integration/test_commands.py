@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from procore_hotfolder.emulator import Emulator
-from tests.conftest import run_cli, write_config
+from tests.conftest import cli_env, run_cli, write_config
 
 
 def test_config_error_exit_78_lists_every_problem(tmp_path: Path) -> None:
@@ -166,3 +169,44 @@ def once_finished(stdout: str) -> dict[str, Any]:
     events = [json.loads(line) for line in stdout.splitlines()]
     assert events[-1]["event"] == "once_finished"
     return dict(events[-1])
+
+
+def test_demo_runs_the_daemon_as_run_does(tmp_path: Path) -> None:
+    """`demo` takes the state lock and serves status, explain and reload like `run`: the
+    commands it prints work while it runs."""
+    env = cli_env()
+    env["TMPDIR"] = str(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "procore_hotfolder", "demo",
+                             "--settle-seconds", "0.3"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
+                            text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+
+        def read_until(text: str) -> str:
+            while True:
+                line = proc.stdout.readline()  # type: ignore[union-attr]
+                assert line, "demo ended early:\n" + "".join(lines)
+                lines.append(line)
+                if text in line:
+                    return line
+
+        status_cmd = read_until(" status -c ").split()
+        explain_cmd = read_until(" explain -c ").split()
+        read_until("upload_completed")
+        config = status_cmd[status_cmd.index("-c") + 1]
+        status = run_cli("status", "-c", config)
+        assert "daemon: running" in status.stdout and "archived 1" in status.stdout
+        explained = run_cli("explain", "-c", config, explain_cmd[-1])
+        assert "uploaded as" in explained.stdout
+        proc.send_signal(signal.SIGHUP)
+        read_until("configuration_reloaded")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
