@@ -130,7 +130,6 @@ class Service:
         self._active_paths: set[str] = set()  # paths with an unfinished journal row
         self._active_lock = threading.Lock()
         self._skipped: dict[str, str] = {}
-        self._first_seen: dict[str, float] = {}
         self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self._unavailable: dict[Path, str] = {}
         self._last_upload: dict[str, Any] | None = None
@@ -433,7 +432,6 @@ class Service:
             st = os.lstat(path)
         except OSError:
             self._tracker.forget(str(path))
-            self._first_seen.pop(str(path), None)
             return
         if stat.S_ISDIR(st.st_mode):
             # A new folder: files may have landed before its watch existed.
@@ -451,7 +449,6 @@ class Service:
         if self._journal.failed_version(path, observation) is not None:
             return
         key = str(path)
-        self._first_seen.setdefault(key, self._wall())
         self._tracker.observe(key, observation, now, folder.settle_seconds)
 
     def _reobserve(self, now: float) -> None:
@@ -461,8 +458,6 @@ class Service:
             observation = sourcefile.observe(Path(key)) if folder is not None else None
             self._tracker.observe(key, observation, now,
                                   folder.settle_seconds if folder is not None else 0.0)
-            if observation is None:
-                self._first_seen.pop(key, None)
 
     def _queue_settled(self, now: float) -> None:
         due = self._tracker.due(now)
@@ -472,7 +467,6 @@ class Service:
         for key, observation in due:
             path = Path(key)
             folder = self.config.folder_for(path)
-            self._first_seen.pop(key, None)
             if folder is not None:
                 entries.append((folder.path, path, observation))
         for record in self._journal.enqueue(entries, self._wall()):
@@ -488,7 +482,6 @@ class Service:
         for key in self._tracker.empty_overdue(now, timeout):
             path = Path(key)
             folder = self.config.folder_for(path)
-            self._first_seen.pop(key, None)
             observation = sourcefile.observe(path)
             if folder is None or observation is None or observation.size != 0:
                 continue
@@ -634,7 +627,8 @@ class Service:
         wall = self._wall()
         pending = {}
         for key, info in self._tracker.sample(SNAPSHOT_PENDING_LIMIT):
-            pending[key] = {"since": self._first_seen.get(key, wall),
+            # The tracker's clock is monotonic; status wants wall-clock times.
+            pending[key] = {"since": wall - (self._now() - info.first_seen),
                             "size": info.observation.size,
                             "settle_seconds": self._settle_for(key)}
         snapshot = {
