@@ -76,11 +76,6 @@ class FolderSettings:
     recursive: bool = True
     response_content_type: str | None = None
 
-    @property
-    def name(self) -> str:
-        """A short label for logs and status."""
-        return str(self.path)
-
 
 @dataclass(frozen=True)
 class Config:

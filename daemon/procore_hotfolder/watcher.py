@@ -364,7 +364,6 @@ class FolderWatcher:
         poll_seconds: float,
     ) -> None:
         self._folders = list(folders)
-        self._hint = hint
         self.poll_seconds = poll_seconds
         self._handler = _HintHandler(hint)
         self._lock = threading.Lock()
