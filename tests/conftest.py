@@ -27,6 +27,23 @@ CLIENT_SECRET = "test-client-secret-value"
 COMPANY_ID = 4242
 
 
+@pytest.fixture(autouse=True)
+def _leaves_nothing_behind() -> Iterator[None]:
+    """Every test: structlog as it was before it, and no thread of its left running (each
+    engine, emulator and observer a test starts is stopped and joined)."""
+    before = set(threading.enumerate())
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    deadline = time.monotonic() + 10.0
+    while True:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not leaked or time.monotonic() > deadline:
+            break
+        leaked[0].join(timeout=0.1)
+    assert not leaked, f"threads left running: {[t.name for t in leaked]}"
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
              message: str = "condition") -> Any:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
