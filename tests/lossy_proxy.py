@@ -51,12 +51,13 @@ class LossyProxy:
                     data = answer.read()
                     reply_headers = answer.getheaders()
                     status = answer.status
+                except (OSError, http.client.HTTPException):
+                    self._drop()  # the emulator dropped it: so do we
+                    return
                 finally:
                     upstream.close()
                 if proxy._take(self.command, self.path):
-                    self.close_connection = True
-                    with contextlib.suppress(OSError):
-                        self.connection.shutdown(socket.SHUT_RDWR)
+                    self._drop()
                     return
                 self.send_response_only(status)
                 for name, value in reply_headers:
@@ -65,6 +66,11 @@ class LossyProxy:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _drop(self) -> None:
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _relay
 

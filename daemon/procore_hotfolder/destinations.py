@@ -14,20 +14,25 @@ destination therefore works in three steps around the journal:
    Found: filed. Not found: the row goes back to STORED and is planned and sent again.
 
 Recognising "what a create that ran made" rests on Procore's clock. Before each send the
-plan records ``not_before``, a time Procore has certainly reached (``Date`` of its latest
-answer plus the time elapsed here since, see ``ProcoreClient.procore_time_floor``), less
-a margin for Procore's hosts disagreeing by a little. Anything the create makes is made
-after the send, so it has ``created_at >= not_before``; anything older is proof of nothing
-(an older photo or document of the same name). Procore's ids grow too, but they only order
-records against each other, and before the send there is no record of ours to order
-against, so time is the sound boundary. This costs no call: the floor comes from answers
-we receive anyway.
+plan records ``not_before``: a time Procore's clock had certainly reached, the ``Date`` of its
+latest answer plus the time elapsed here since (``ProcoreClient.procore_time_floor``; free:
+it comes from answers we receive anyway). The create runs after the send, so what it makes
+has ``created_at >= not_before``; both are compared at whole seconds, as Procore writes them
+(``floor(created_at) >= floor(not_before)`` holds for anything made after ``not_before``).
+An older photo or document of the same name, older by more than that second, is therefore
+no proof. Why not ids, which grow too: they order records only against each other, and
+before the send there is no record of ours to order against, so taking a "newest id" would
+cost a listing before every send. What time cannot separate: a record of the same name
+(and, for photos, the same size) made by someone else in the same album or folder within
+about a second before our send, while our answer was lost. When the floor errs it errs
+early (never late), and that can only widen this window, never make us miss our own record.
 
 ``Filing`` is what the uploader calls: it moves the journal row and logs.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -58,9 +63,6 @@ log = structlog.get_logger(__name__)
 
 #: Version tag of the plans written now (``"v"`` in the journal's JSON).
 PLAN_VERSION = 1
-#: Seconds subtracted from Procore's clock floor: its API hosts (which stamp ``Date``) and
-#: its database (which stamps ``created_at``) may disagree by a little.
-CLOCK_MARGIN = 2.0
 #: For plans written before ``not_before`` existed (unversioned rows): how far before the
 #: row's last move (our clock) a record may be and still count as the result.
 LEGACY_WINDOW = 300.0
@@ -174,14 +176,13 @@ class Destination(Protocol):
 
 
 class _Clock:
-    """``not_before`` values: Procore's clock floor less ``CLOCK_MARGIN``."""
+    """``not_before`` values (Procore's clock floor) and listing bounds."""
 
     def __init__(self, client: ProcoreClient) -> None:
         self._client = client
 
     def not_before(self) -> float | None:
-        floor = self._client.procore_time_floor()
-        return None if floor is None else floor - CLOCK_MARGIN
+        return self._client.procore_time_floor()
 
     def until(self, local_now: float) -> float:
         """An upper bound for listings: a day past Procore's (or our) present."""
@@ -189,9 +190,11 @@ class _Clock:
 
 
 def _since(plan_not_before: float | None, record: FileRecord) -> float:
+    """The whole second from which a record may be the result of the plan's send."""
     if plan_not_before is not None:
-        return plan_not_before
-    return record.updated_at - LEGACY_WINDOW  # legacy row: our clock, a wide window
+        return float(math.floor(plan_not_before))
+    # A legacy row: our clock and a wide window.
+    return float(math.floor(record.updated_at - LEGACY_WINDOW))
 
 
 # --- Photos ----------------------------------------------------------------------------------

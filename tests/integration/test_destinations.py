@@ -304,16 +304,22 @@ def test_photo_filed_once_when_the_answer_is_lost_after_the_create_ran(
 
 def test_an_older_photo_of_the_same_name_and_size_is_no_proof(
         tmp_path: Path, emulator: Emulator, proxy: LossyProxy) -> None:
-    drop = tmp_path / "drop"
     album = emulator.create_album(COMPANY_ID, PROJECT, "Site")
-    config = _config(tmp_path, emulator, [{"path": drop, "project_id": PROJECT,
-                                           "destination": "photos",
-                                           "photos_album_id": album}], proxy=proxy)
+    settings = {"project_id": PROJECT, "destination": "photos", "photos_album_id": album}
+    # Another installation (another journal: nothing of it is known to ours) filed IMG.jpg
+    # a minute ago.
+    other = tmp_path / "other"
+    other.mkdir()
     first = os.urandom(20_000)
-    _drop(drop, {"a/IMG.jpg": first})
-    _once(config)
-    # The same name and size again, from another subfolder; its create is dropped before it
-    # runs (the emulator's own drop), so only the older photo matches name and size.
+    _drop(other / "drop", {"IMG.jpg": first})
+    _once(_config(other, emulator, [{"path": other / "drop", **settings}]))
+    with emulator.lock:
+        for image in emulator.state.images.values():
+            image.created_at -= 60
+    # Ours: the same name and size; its create is dropped before it runs (the emulator's
+    # own drop), so only the older photo matches name and size.
+    drop = tmp_path / "drop"
+    config = _config(tmp_path, emulator, [{"path": drop, **settings}], proxy=proxy)
     second = os.urandom(20_000)
     _drop(drop, {"b/IMG.jpg": second})
     emulator.faults.fail_next(1, status=0, kind="api", path_contains="/images")
@@ -324,12 +330,14 @@ def test_an_older_photo_of_the_same_name_and_size_is_no_proof(
     proxy.lose_answers(1, "POST", "/rest/v1.0/images")
     _once(config)
 
+    assert len(proxy.lost) == 1
     uuids = [_stored_uuid(emulator, data) for data in (first, second, third)]
     assert [emulator.associations(u) for u in uuids] == [1, 1, 1]
     photos = _photos(emulator, "IMG.jpg")
     assert len(photos) == 3
-    ids = [e["destination"]["id"] for e in _ledger(tmp_path)]
-    assert sorted(ids) == sorted(p["id"] for p in photos)  # each file its own image
+    ours = sorted(e["destination"]["id"] for e in _ledger(tmp_path))
+    theirs = [e["destination"]["id"] for e in _ledger(other)]
+    assert sorted(ours + theirs) == sorted(p["id"] for p in photos)  # each its own image
 
 
 def test_document_and_version_filed_once_when_answers_are_lost(

@@ -117,5 +117,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(
                  if p.is_file() and ".archive" not in p.parts]
     assert not leftovers, leftovers
     reposts = sum(r.store_count for r in emulator.stored_uploads()) - len(expected)
+    lookups = sum(1 for r in emulator.request_log if r.method == "GET"
+                  and r.path.startswith(("/rest/v1.0/images", "/rest/v1.0/folders")))
     print(f"files={len(expected)} kills={kills} duplicates={len(duplicates)} lost={len(lost)} "
-          f"same-Upload re-sends={reposts}")
+          f"same-Upload re-sends={reposts} filing lookups after a kill={lookups}")
