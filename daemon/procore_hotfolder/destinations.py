@@ -256,19 +256,22 @@ class Photos:
 
 def _newer_than(items: Iterator[Mapping[str, Any]], since: float
                 ) -> Iterator[Mapping[str, Any]]:
-    """The items created at or after ``since``. Stops at the first older item while the
-    items come newest first (``sort=-created_at`` honoured); filters without stopping
-    once an item is out of that order (a server that ignored the sort)."""
+    """The items created at or after ``since``. Stops at an older item once the items are
+    seen to come newest first (``sort=-created_at`` honoured: an item no newer than the one
+    before it, and none newer); a server that ignored both the filter and the sort is read
+    to the end."""
     previous: float | None = None
-    ordered = True
+    descending: bool | None = None  # unknown until two dated items were seen
     for item in items:
         created = _time(item.get("created_at"))
-        if created is not None and previous is not None and created > previous:
-            ordered = False
         if created is not None:
+            if previous is not None and created > previous:
+                descending = False
+            elif previous is not None and descending is None:
+                descending = True
             previous = created
         if created is not None and created < since:
-            if ordered:
+            if descending:
                 return
             continue
         yield item
