@@ -75,7 +75,8 @@ def _folder_paths(emu: Emulator, project: int = PROJECT) -> dict[int, str]:
 
 
 def _documents(emu: Emulator, project: int = PROJECT) -> dict[str, dict[str, Any]]:
-    """Documents by their path ("a/b/x.pdf"); fails on two documents of one path."""
+    """Live documents by their path ("a/b/x.pdf"), recycled ones as "(recycled) a/b/x.pdf";
+    fails on two documents of one path."""
     paths = _folder_paths(emu, project)
     out: dict[str, dict[str, Any]] = {}
     for doc in emu.documents:
@@ -83,6 +84,8 @@ def _documents(emu: Emulator, project: int = PROJECT) -> dict[str, dict[str, Any
             continue  # another project's, or gone with its folder
         where = paths[doc["parent_id"]]
         key = f"{where}/{doc['name']}" if where else doc["name"]
+        if doc.get("is_deleted"):
+            key = f"(recycled) {key}"
         assert key not in out, f"two documents at {key}"
         out[key] = doc
     return out
@@ -160,13 +163,6 @@ def test_a_folder_another_user_created_first_is_found_not_duplicated(
     assert _calls(log, "GET", "/rest/v1.0/folders") == 1  # the parent listed once
 
 
-def _delete_folder_in_procore(emu: Emulator, folder_id: int) -> None:
-    """Stand-in for a user deleting the folder in Procore (the emulator has no deletion
-    yet): afterwards its id answers 404."""
-    with emu.lock:
-        del emu.state.folders[folder_id]
-
-
 def test_a_stale_cached_folder_is_forgotten_and_created_again(
         tmp_path: Path, emulator: Emulator) -> None:
     drop = tmp_path / "drop"
@@ -175,7 +171,7 @@ def test_a_stale_cached_folder_is_forgotten_and_created_again(
                                            "destination": "documents"}])
     _once(config)
     old = {p: i for i, p in _folder_paths(emulator).items()}
-    _delete_folder_in_procore(emulator, old["a/b"])
+    emulator.delete_folder(old["a/b"])  # a user deleted it in Procore
     seen = len(emulator.request_log)
 
     _drop(drop, {"a/b/y.pdf": b"second"})
@@ -235,32 +231,22 @@ def test_name_clash_follows_on_name_clash(tmp_path: Path, emulator: Emulator,
 
 
 def test_a_recycled_document_of_that_name_gets_no_version(
-        tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, emulator: Emulator) -> None:
     drop = tmp_path / "drop"
     config = _config(tmp_path, emulator, [{"path": drop, "project_id": PROJECT,
                                            "destination": "documents"}])
     _drop(drop, {"plan.pdf": b"old plan"})
     _once(config)
     (old,) = _documents(emulator).values()
-    # Stand-in for a user moving it to Procore's recycle bin (the emulator has no recycling
-    # yet): listings show it with is_deleted, and its name stays taken.
-    shown = emulator.state.file_view
-
-    def recycled(doc: Any) -> dict[str, Any]:
-        view = shown(doc)
-        if view["id"] == old["id"]:
-            view["is_deleted"] = True
-        return view
-
-    monkeypatch.setattr(emulator.state, "file_view", recycled)
+    emulator.recycle_document(old["id"])  # a user moved it to the recycle bin
 
     _drop(drop, {"plan.pdf": b"new plan"})
     _once(config)
 
     documents = _documents(emulator)
-    assert documents["plan.pdf"]["upload_uuids"] == old["upload_uuids"]  # no version added
-    (new,) = [d for k, d in documents.items() if k != "plan.pdf"]
-    assert len(new["upload_uuids"]) == 1 and new["name"].endswith(".pdf")
+    assert sorted(documents) == ["(recycled) plan.pdf", "plan.pdf"]
+    assert documents["(recycled) plan.pdf"]["upload_uuids"] == old["upload_uuids"]
+    assert documents["plan.pdf"]["upload_uuids"] == [_stored_uuid(emulator, b"new plan")]
 
 
 # --- exactly once when answers are lost ------------------------------------------------------
