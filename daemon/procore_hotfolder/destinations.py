@@ -280,6 +280,12 @@ def _newer_than(items: Iterator[Mapping[str, Any]], since: float
 # --- Documents -------------------------------------------------------------------------------
 
 
+def _scope(project_id: int | None) -> int:
+    """The folder cache's key for a project's Documents, 0 for the company's (Procore's
+    project ids are positive)."""
+    return 0 if project_id is None else project_id
+
+
 class _FolderTree:
     """Procore folder ids for the drop folder's subfolders: from the journal's cache, else
     created (once per path: a lock per path in this process), else, when Procore says the
@@ -295,11 +301,12 @@ class _FolderTree:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def resolve(self, project_id: int, base_id: int | None, names: list[str]) -> int | None:
+    def resolve(self, project_id: int | None, base_id: int | None, names: list[str]
+                ) -> int | None:
         """The id of folder ``names`` (a path below ``base_id``; None: the root)."""
         parent = base_id
         for depth in range(1, len(names) + 1):
-            key = (project_id, base_id or 0, "/".join(names[:depth]))
+            key = (_scope(project_id), base_id or 0, "/".join(names[:depth]))
             with self._lock(key):
                 cached = self._journal.folder_id(*key)
                 if cached is None:
@@ -318,7 +325,7 @@ class _FolderTree:
             parent = cached
         return parent
 
-    def _create_or_find(self, project_id: int, parent_id: int | None, name: str) -> int:
+    def _create_or_find(self, project_id: int | None, parent_id: int | None, name: str) -> int:
         try:
             created = self._client.create_folder(project_id, parent_id, name)
         except ValidationFailed as exc:
@@ -335,8 +342,8 @@ class _FolderTree:
         assert folder_id is not None  # _created checked it
         return folder_id
 
-    def forget(self, project_id: int, folder_id: int) -> None:
-        gone = self._journal.forget_folder(project_id, folder_id)
+    def forget(self, project_id: int | None, folder_id: int) -> None:
+        gone = self._journal.forget_folder(_scope(project_id), folder_id)
         log.warning("documents_folder_stale", project_id=project_id, folder_id=folder_id,
                     forgotten=gone)
 
@@ -355,7 +362,6 @@ class Documents:
         self._tree = _FolderTree(client, journal)
 
     def plan(self, record: FileRecord, folder: FolderSettings) -> DocumentPlan:
-        assert folder.project_id is not None
         names: list[str] = []
         if folder.mirror_subfolders:
             relative = record.path.relative_to(record.folder).parent
@@ -367,8 +373,9 @@ class Documents:
                 raise
             # A cached folder went stale (forgotten by now): create/find the path again.
             parent = self._tree.resolve(folder.project_id, folder.documents_folder_id, names)
-        base = ("Documents" if folder.documents_folder_id is None
-                else f"folder {folder.documents_folder_id}")
+        base = ("Documents" if folder.project_id is not None else "company Documents")
+        if folder.documents_folder_id is not None:
+            base = f"folder {folder.documents_folder_id}"
         return DocumentPlan(
             parent_id=parent, where="/".join([base, *names]), name=display_name(record.path),
             size=record.observation.size, unique_name=folder.on_name_clash == "rename",
@@ -387,7 +394,7 @@ class Documents:
         return DocumentPlan(**{k: v for k, v in raw.items() if k not in ("v", "kind")})
 
     def send(self, record: FileRecord, folder: FolderSettings, plan: DocumentPlan) -> Sent:
-        assert record.uuid is not None and folder.project_id is not None
+        assert record.uuid is not None
         project = folder.project_id
         try:
             if plan.version_of is not None:
@@ -410,7 +417,6 @@ class Documents:
 
     def _after_clash(self, folder: FolderSettings, plan: DocumentPlan) -> Sent:
         """Procore refused the name (nothing was created): look at what holds it."""
-        assert folder.project_id is not None
         entries = self._named(folder.project_id, plan.parent_id, plan.name)
         live = [e for e in entries if _live(e)]
         if not live:
@@ -431,7 +437,7 @@ class Documents:
         return _replace(plan, version_of=file_id, versions_before=_latest_number(existing),
                         not_before=self._procore_time.not_before())
 
-    def _named(self, project_id: int, parent_id: int | None, name: str
+    def _named(self, project_id: int | None, parent_id: int | None, name: str
                ) -> list[Mapping[str, Any]]:
         listing = self._client.folder_listing(project_id, parent_id, folders=False)
         return [e for e in listing.get("files") or []
@@ -440,7 +446,7 @@ class Documents:
     def find(self, record: FileRecord, folder: FolderSettings, plan: DocumentPlan
              ) -> int | None:
         """What our create (or version) made, if it ran."""
-        assert folder.project_id is not None and record.uuid is not None
+        assert record.uuid is not None
         since = _since(plan.not_before, record)
         try:
             listing = self._client.folder_listing(folder.project_id, plan.parent_id,

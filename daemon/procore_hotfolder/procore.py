@@ -849,11 +849,20 @@ class ProcoreClient:
 
     # --- Documents and Photos -------------------------------------------------------------
 
+    def _documents(self, project_id: int | None, tail: str) -> tuple[str, dict[str, Any]]:
+        """Path and query of a Documents endpoint: the project's (``?project_id=``) or,
+        without a project, the company's (``companies/{id}/...``, Procore's Company Folders
+        and Files, which take company Uploads)."""
+        if project_id is None:
+            return f"v1.0/companies/{int(self._settings.company_id)}/{tail}", {}
+        return f"v1.0/{tail}", {"project_id": project_id}
+
     def folder_listing(
-        self, project_id: int, folder_id: int | None, *, files: bool = True,
+        self, project_id: int | None, folder_id: int | None, *, files: bool = True,
         folders: bool = True,
     ) -> Mapping[str, Any]:
-        """One Documents folder (the root when ``folder_id`` is None) with its children.
+        """One Documents folder (the root when ``folder_id`` is None) with its children;
+        the company's Documents when ``project_id`` is None.
 
         Shrunk as Procore's Show Folder allows: only the latest version of each file
         (``show_latest_file_version_only``), and without the child folders (``files``
@@ -861,17 +870,17 @@ class ProcoreClient:
         Procore documents no name filter for folder listings. Raises ``NotFound`` for a
         folder that is gone (or not visible to us).
         """
-        params: dict[str, Any] = {"project_id": project_id,
-                                  "show_latest_file_version_only": "true"}
+        tail = "folders" if folder_id is None else f"folders/{int(folder_id)}"
+        path, params = self._documents(project_id, tail)
+        params["show_latest_file_version_only"] = "true"
         if not folders:
             params["exclude_folders"] = "true"
         if not files:
             params["exclude_files"] = "true"
-        path = "v1.0/folders" if folder_id is None else f"v1.0/folders/{int(folder_id)}"
         response = self._call("GET", path, params=params, idempotent=True)
         return _mapping(_json_body(response), "folder", response)
 
-    def create_folder(self, project_id: int, parent_id: int | None, name: str
+    def create_folder(self, project_id: int | None, parent_id: int | None, name: str
                       ) -> Mapping[str, Any]:
         """Create Documents folder ``name`` in ``parent_id`` (the root when None).
 
@@ -882,15 +891,17 @@ class ProcoreClient:
         folder: dict[str, Any] = {"name": name}
         if parent_id is not None:
             folder["parent_id"] = parent_id
-        response = self._call("POST", "v1.0/folders", params={"project_id": project_id},
-                              json_body={"folder": folder}, idempotent=True)
+        path, params = self._documents(project_id, "folders")
+        response = self._call("POST", path, params=params, json_body={"folder": folder},
+                              idempotent=True)
         return self._created(response, "folder")
 
     def create_document(
-        self, project_id: int, parent_id: int | None, name: str, upload_uuid: str,
+        self, project_id: int | None, parent_id: int | None, name: str, upload_uuid: str,
         *, unique_name: bool = False,
     ) -> Mapping[str, Any]:
-        """File the Upload in Documents (root folder when ``parent_id`` is None).
+        """File the Upload in Documents (root folder when ``parent_id`` is None; the
+        company's Documents when ``project_id`` is None).
 
         Not repeated when the outcome is unknown: a ``NetworkError``/``ServerError`` means
         "maybe created"; look before trying again.
@@ -899,17 +910,19 @@ class ProcoreClient:
                                 "unique_name": unique_name}
         if parent_id is not None:
             file["parent_id"] = parent_id
-        response = self._call("POST", "v1.0/files", params={"project_id": project_id},
-                              json_body={"file": file}, idempotent=False)
+        path, params = self._documents(project_id, "files")
+        response = self._call("POST", path, params=params, json_body={"file": file},
+                              idempotent=False)
         return self._created(response, "file")
 
     def create_file_version(
-        self, project_id: int, file_id: int, upload_uuid: str,
+        self, project_id: int | None, file_id: int, upload_uuid: str,
     ) -> Mapping[str, Any]:
         """Add the Upload as a new version of Documents file ``file_id`` (not repeated when
         the outcome is unknown)."""
+        path, params = self._documents(project_id, "file_versions")
         response = self._call(
-            "POST", "v1.0/file_versions", params={"project_id": project_id, "file_id": file_id},
+            "POST", path, params={**params, "file_id": file_id},
             json_body={"file_version": {"upload_uuid": upload_uuid}}, idempotent=False)
         return self._created(response, "file version")
 

@@ -391,3 +391,20 @@ def test_api_calls_per_file_at_the_floor(tmp_path: Path, emulator: Emulator) -> 
                 for label, (project, _) in plan.items()}
     assert measured == {"none": 1.0, "photos": 2.0, "documents": 2.0,
                         "documents mirrored": 2.0 + 1 / n}
+
+
+def test_company_documents_without_a_project(tmp_path: Path, emulator: Emulator) -> None:
+    drop = tmp_path / "drop"
+    _drop(drop, {"policies/hr.pdf": b"company-wide", "policies/safety.pdf": b"also"})
+    config = _config(tmp_path, emulator, [{"path": drop, "destination": "documents"}])
+    _once(config)
+    folders = {f["id"]: f for f in emulator.folders if f["project_id"] is None}
+    (policies,) = [i for i, f in folders.items() if f["name"] == "policies"]
+    documents = [d for d in emulator.documents if d["project_id"] is None]
+    assert sorted(d["name"] for d in documents) == ["hr.pdf", "safety.pdf"]
+    assert {d["parent_id"] for d in documents} == {policies}
+    prefix = f"/rest/v1.0/companies/{COMPANY_ID}/"
+    log = _api(emulator)
+    assert _calls(log, "POST", prefix + "folders") == 1
+    assert _calls(log, "POST", prefix + "files") == 2
+    assert _calls(log, "POST", "/rest/v1.1/companies/") == 2  # company Uploads
