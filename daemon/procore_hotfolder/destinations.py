@@ -46,12 +46,9 @@ import structlog
 
 from procore_hotfolder.config import FolderSettings
 from procore_hotfolder.errors import (
-    AuthenticationError,
     JournalError,
     NameClash,
     NotFound,
-    PermissionDenied,
-    RateLimited,
     UploadExpired,
     ValidationFailed,
 )
@@ -530,12 +527,9 @@ class Filing:
         record = self._journal.move(record, FileState.ASSOCIATING, self._clock(),
                                     association=plan.to_json())
         for _ in range(MAX_SENDS):
-            try:
-                sent = destination.send(record, folder, plan)
-            except (RateLimited, AuthenticationError, PermissionDenied):
-                # Refused before it ran: nothing to find out next time.
-                self._journal.move(record, FileState.STORED, self._clock(), association=None)
-                raise
+            # An error propagates with the row ASSOCIATING; the outcome policy moves it back
+            # to STORED when the refusal was certain (a 4xx), else ``resolve`` looks first.
+            sent = destination.send(record, folder, plan)
             if isinstance(sent, Filed):
                 bound.info("upload_filed", uuid=record.uuid, kind=plan.kind,
                            resource_id=sent.resource_id)

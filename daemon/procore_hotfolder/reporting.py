@@ -18,7 +18,8 @@ from procore_hotfolder import archiver, sourcefile
 from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.model import ACTIVE, IN_FLIGHT, FileState, describe_state
-from procore_hotfolder.service import read_snapshot
+from procore_hotfolder.pauses import ACCOUNT
+from procore_hotfolder.service import UNFILED_WARNING, read_snapshot
 from procore_hotfolder.watcher import IgnoreRules
 
 LOCK_NAME = "daemon.lock"
@@ -94,6 +95,8 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
     counts = journal.counts()
     last = journal.last_archived()
     pending = (snapshot or {}).get("pending", {})
+    pauses = {p.get("scope"): p for p in (snapshot or {}).get("pauses") or []
+              if isinstance(p, dict)}
     folders = []
     for folder in config.folders:
         waiting_since = [float(info.get("since", now)) for key, info in pending.items()
@@ -106,6 +109,8 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
             "destination": folder.destination,
             "watch": ((snapshot or {}).get("modes") or {}).get(str(folder.path), folder.watch),
             "unavailable": ((snapshot or {}).get("unavailable") or {}).get(str(folder.path)),
+            "paused": _pause_view(pauses.get(str(folder.path)) or pauses.get(ACCOUNT)),
+            "warning": UNFILED_WARNING if folder.destination == "none" else None,
             "waiting": len(waiting_since),
             "oldest_waiting_seconds": round(now - min(waiting_since), 1) if waiting_since
             else None,
@@ -118,14 +123,49 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
                 "source": str(record.path),
                 "archived": str(record.final_path) if record.final_path else None},
         })
+    pace = (snapshot or {}).get("pace") or {}
+    _estimate(folders, pace.get("files_per_hour"))
     paused = (snapshot or {}).get("paused")
     return {
         "daemon": {"running": snapshot is not None,
                    "pid": snapshot.get("pid") if snapshot else None,
                    "paused": paused},
         "uploading": (snapshot or {}).get("uploading", {}),
+        "pace": {"files_per_hour": pace.get("files_per_hour"), "bound_by": pace.get("bound_by")},
         "folders": folders,
     }
+
+
+def _estimate(folders: list[dict[str, Any]], files_per_hour: float | None) -> None:
+    """Each folder's ``estimate_seconds``: how long its waiting files take at the current
+    pace. Workers take from the folders in turn, so while a folder has files left every busy
+    folder moves at the same speed: a folder with W waiting is done once every folder has
+    moved min(its own waiting, W)."""
+    waiting = [f["waiting"] + f["queued"] + f["uploading"] for f in folders]
+    for folder, mine in zip(folders, waiting, strict=True):
+        folder["estimate_seconds"] = None
+        if mine and files_per_hour:
+            ahead = sum(min(theirs, mine) for theirs in waiting)
+            folder["estimate_seconds"] = round(ahead / files_per_hour * 3600.0)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _pause_view(pause: dict[str, Any] | None) -> dict[str, Any] | None:
+    if pause is None:
+        return None
+    return {"scope": "account" if pause.get("scope") == ACCOUNT else "folder",
+            "since": _iso(pause.get("since")), "next_check": _iso(pause.get("next_check")),
+            "reason": pause.get("reason"), "detail": pause.get("detail"),
+            "status": pause.get("status"), "request_id": pause.get("request_id")}
 
 
 def format_status(report: dict[str, Any]) -> str:
@@ -145,11 +185,32 @@ def format_status(report: dict[str, Any]) -> str:
                      f"watch {f['watch']})")
         if f["unavailable"]:
             lines.append(f"  UNAVAILABLE: {f['unavailable']}")
+        paused = f.get("paused")
+        if paused:
+            whose = "every folder (the service account)" if paused["scope"] == "account" \
+                else "this folder"
+            status = f" (HTTP {paused['status']})" if paused.get("status") else ""
+            lines.append(f"  PAUSED since {paused['since']}, {whose}: {paused['reason']}"
+                         f"{status}: {paused['detail']}; next check {paused['next_check']}; "
+                         "no file is failed for it")
+        if f.get("warning"):
+            lines.append(f"  WARNING: {f['warning']}")
         oldest = f"; oldest {f['oldest_waiting_seconds']:.0f}s" \
             if f["oldest_waiting_seconds"] is not None else ""
         lines.append(f"  waiting to settle {f['waiting']}{oldest}; queued {f['queued']}; "
                      f"uploading {f['uploading']}; failed {f['failed']}; "
                      f"archived {f['archived']}")
+        left = f["waiting"] + f["queued"] + f["uploading"]
+        pace = report.get("pace") or {}
+        if left and f.get("estimate_seconds") is not None:
+            bound = {"quota": "bound by Procore's API quota", "pause": "held by a pause",
+                     "uploads": "bound by the uploads themselves"}.get(
+                         str(pace.get("bound_by")), "")
+            lines.append(f"  {left:,} waiting, about {_duration(f['estimate_seconds'])} at "
+                         f"{pace['files_per_hour']:,.0f} files/h ({bound})")
+        elif left and daemon["running"]:
+            lines.append(f"  {left:,} waiting; the pace is not known yet (a minute of uploads "
+                         "tells)")
         last = f["last_upload"]
         lines.append(f"  last upload: {last['time']} {last['source']} as {last['uuid']}"
                      if last else "  last upload: none")

@@ -18,6 +18,7 @@ import queue
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,10 @@ import structlog
 
 from procore_hotfolder import sourcefile
 from procore_hotfolder.config import Config, FolderSettings
-from procore_hotfolder.dispatch import Dispatcher
+from procore_hotfolder.dispatch import Dispatcher, Job
+from procore_hotfolder.errors import ConfigError
 from procore_hotfolder.journal import FileRecord, Journal
+from procore_hotfolder.pauses import ACCOUNT
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.stability import SettleTracker
 from procore_hotfolder.uploader import Outcome, Progress, Uploader
@@ -40,6 +43,15 @@ SNAPSHOT_NAME = "status.json"
 TICK_SECONDS = 0.1
 SNAPSHOT_EVERY_SECONDS = 2.0
 SNAPSHOT_PENDING_LIMIT = 2000
+#: At most this many files wait in memory between the scan and a worker (hints not yet
+#: looked at, files settling, rows ready for a worker). At 200 uploads/s and a 10 s settle
+#: time about 2,000 settle at once; past the window the scan waits, so a backlog of 50,000
+#: costs what 5,000 do.
+SCAN_WINDOW = 5000
+#: systemd shows STATUS= on one line of `systemctl status`: keep it readable.
+STATUS_MAX_CHARS = 400
+#: A scan request for every folder (a reload, `retry`).
+_FULL_SCAN = Path("\0full-scan")
 #: A loop that has not advanced for this long is stuck: systemd's watchdog is no longer fed,
 #: so systemd restarts the daemon (which resumes from the journal). Long enough for the
 #: slowest honest step without moving bytes: HTTP timeouts with their retries, a verified
@@ -88,11 +100,18 @@ class Service:
         wall: Callable[[], float] = time.time,
         once: bool = False,
         on_stop: Callable[[], None] | None = None,
+        load_config: Callable[[], Config] | None = None,
+        on_reload: Iterable[Callable[[Config], None]] = (),
     ) -> None:
         self.config = config
         self._on_stop = on_stop
+        self._load_config = load_config
+        self._on_reload = tuple(on_reload)
+        self._reload_requested = threading.Event()
+        self._worker_target = config.daemon.workers
         self._journal = journal
         self._uploader = uploader
+        self.pauses = uploader.pauses
         self._governor = governor
         self._progress = progress
         self._notifier = notifier or NullNotifier()
@@ -102,11 +121,12 @@ class Service:
         self._stop = threading.Event()
         self._hints: queue.SimpleQueue[Path] = queue.SimpleQueue()
         self._hint_ready = threading.Event()
+        self._room = threading.Event()  # the scan may go on (see _wait_for_room)
         self._tracker = SettleTracker()
         self._dispatcher = Dispatcher(clock=wall)
         self._rules = {f.path: IgnoreRules(f) for f in config.folders}
         self._health = FolderHealth()
-        self._active_paths: set[Path] = set()
+        self._active_paths: set[str] = set()  # paths with an unfinished journal row
         self._active_lock = threading.Lock()
         self._skipped: dict[str, str] = {}
         self._first_seen: dict[str, float] = {}
@@ -125,6 +145,9 @@ class Service:
         self._working: dict[str, Path] = {}
         self._finished_loops: set[str] = set()  # ended as they should (once's single scan)
         self._stalled: list[str] = []
+        self._pace = PaceMeter()
+        self._quota_sample = (monotonic(), 0.0)
+        self._bound_by = "uploads"
 
     # --- control ---------------------------------------------------------------------------
 
@@ -132,8 +155,14 @@ class Service:
         """Ask every loop to end (safe from a signal handler)."""
         self._stop.set()
         self._hint_ready.set()
+        self._room.set()
         if self._on_stop is not None:
             self._on_stop()
+
+    def request_reload(self) -> None:
+        """Reload the configuration at the next tick (safe from a signal handler)."""
+        self._reload_requested.set()
+        self._hint_ready.set()
 
     def hint(self, path: Path) -> None:
         """Something may have happened at ``path`` (called from watcher threads; never blocks)."""
@@ -154,11 +183,15 @@ class Service:
         self._notifier.notify("READY=1")
         log.info("daemon_ready", folders=len(self.config.folders), once=self._once,
                  workers=self.config.daemon.workers)
+        warn_unfiled(self.config)
         last_snapshot = last_watchdog = 0.0
         # systemd wants a ping at least every WATCHDOG_USEC; ping at twice that rate.
         watchdog_every = self._watchdog_usec / 2e6 if self._watchdog_usec else 0.0
         try:
             while not self._stop.is_set():
+                if self._reload_requested.is_set():
+                    self._reload_requested.clear()
+                    self._reload()
                 self._tick()
                 now = self._now()
                 if now - last_snapshot >= SNAPSHOT_EVERY_SECONDS:
@@ -177,20 +210,90 @@ class Service:
 
     def _recover(self) -> None:
         """Resume every unfinished row where it stopped."""
-        rows = self._journal.active()
-        for record in rows:
+        rows = self._journal.unfinished()
+        for file_id, folder, path, next_attempt_at in rows:
             with self._active_lock:
-                self._active_paths.add(record.path)
-            self._dispatcher.push(record)
+                self._active_paths.add(path)
+            self._dispatcher.push(Job(file_id, folder), next_attempt_at)
         if rows:
             log.info("journal_recovered", unfinished=len(rows))
 
     def _start_workers(self) -> None:
-        for index in range(self.config.daemon.workers):
-            thread = threading.Thread(target=self._work, name=f"upload-{index}", daemon=True)
+        """Start workers until ``daemon.workers`` run (after a reload: the missing ones)."""
+        running = sum(1 for t in self._threads
+                      if t.name.startswith("upload-") and t.is_alive())
+        for index in range(running, self._worker_target):
+            thread = threading.Thread(target=self._work, args=(index,), name=f"upload-{index}",
+                                      daemon=True)
             self._beats[thread.name] = self._now()
+            self._finished_loops.discard(thread.name)
             thread.start()
             self._threads.append(thread)
+
+    # --- reload ----------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        """SIGHUP: apply the configuration file as it is now, without stopping work in flight.
+
+        sd_notify(3): ``RELOADING=1`` with ``MONOTONIC_USEC=`` first, ``READY=1`` once done.
+        A configuration that does not load (or changes what cannot change while running) is
+        refused and the current one kept. Either way every folder is scanned again, so files
+        that `retry` put back are found, and pauses are re-checked soon (the operator may
+        have fixed what caused them)."""
+        self._notifier.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        log.info("reload_started")
+        try:
+            new = self._reloaded_config()
+        except ConfigError as exc:
+            log.error("configuration_reload_failed", problems=exc.problems)  # noqa: TRY400 - the problems are the message
+        else:
+            self._apply(new)
+        paused = {p.scope for p in self.pauses.current()}
+        if paused:
+            self.pauses.check_soon(self._wall())
+            self._dispatcher.release(None if ACCOUNT in paused else {Path(s) for s in paused})
+        self._scan_requests.put(_FULL_SCAN)
+        self._notifier.notify("READY=1")
+        self._publish_status()
+
+    def _reloaded_config(self) -> Config:
+        """The configuration file as it is now; raises ``ConfigError`` when it does not load
+        or changes what cannot change while running."""
+        if self._load_config is None:
+            raise ConfigError(["this daemon was started without a configuration file"])
+        new = self._load_config()
+        if new.daemon.state_dir != self.config.daemon.state_dir:
+            raise ConfigError([f"daemon.state_dir: cannot change from "
+                               f"{self.config.daemon.state_dir} while running; restart the "
+                               "service to move the state directory"])
+        return new
+
+    def _apply(self, new: Config) -> None:
+        old = {f.path: f for f in self.config.folders}
+        now = {f.path: f for f in new.folders}
+        added = [str(p) for p in now if p not in old]
+        removed = [str(p) for p in old if p not in now]
+        changed = [str(p) for p in now if p in old and now[p] != old[p]]
+        self._rules = {f.path: IgnoreRules(f) for f in new.folders}
+        self._uploader.reconfigure(new)
+        self.config = new
+        for path in removed:
+            self.pauses.forget(path)
+            self._unavailable.pop(Path(path), None)
+        if self._watcher is not None and (added or removed or changed):
+            # Hints only: a fresh observer over the new set; the rescan below catches what
+            # happened in between. Uploads in flight are not touched.
+            self._watcher.stop()
+            self._watcher = FolderWatcher(new.folders, self.hint, new.daemon.poll_seconds)
+            self._watcher.start()
+        self._worker_target = new.daemon.workers
+        self._start_workers()
+        self._governor.set_ceiling(new.daemon.max_api_calls_per_hour)
+        for hook in self._on_reload:
+            hook(new)
+        log.info("configuration_reloaded", added=added, removed=removed, changed=changed,
+                 workers=new.daemon.workers)
+        warn_unfiled(new)
 
     def _start_scanner(self) -> None:
         thread = threading.Thread(target=self._scan_loop, name="scanner", daemon=True)
@@ -216,10 +319,10 @@ class Service:
 
     def _scan_loop(self) -> None:
         """Start-up scan, then periodic rescans; polled folders every ``poll_seconds``."""
-        daemon = self.config.daemon
         next_full = 0.0
         next_poll = 0.0
         while not self._stop.is_set():
+            daemon = self.config.daemon  # a reload may change it
             now = self._now()
             self._beat()
             poll_folders = set(self._watcher.poll_folders) if self._watcher else set()
@@ -243,6 +346,9 @@ class Service:
                 continue
             if request is None:
                 return
+            if request is _FULL_SCAN:
+                next_full = 0.0
+                continue
             folder = self.config.folder_for(request)
             if folder is not None:
                 self._scan_tree(folder, request)
@@ -270,7 +376,23 @@ class Service:
             if entry.reason is not None:
                 self._note_skip(entry.path, entry.reason)
             else:
+                self._wait_for_room()
                 self.hint(entry.path)
+
+    def _waiting_in_memory(self) -> int:
+        """Files between the scan and a worker: hints not yet looked at, files settling,
+        rows ready for a worker (not those waiting for a retry time or a pause: a paused
+        folder must not hold back the scans of the others)."""
+        return self._hints.qsize() + len(self._tracker) + self._dispatcher.ready()
+
+    def _wait_for_room(self) -> None:
+        """Hold the scan back while ``SCAN_WINDOW`` files wait in memory: a backlog of any
+        size costs the same memory (the journal is the queue), and settling goes at the pace
+        of the uploads. Events from the watcher are not held back."""
+        while self._waiting_in_memory() >= SCAN_WINDOW and not self._stop.is_set():
+            self._room.clear()
+            self._room.wait(0.5)
+            self._beat()
 
     # --- scheduler tick --------------------------------------------------------------------
 
@@ -286,6 +408,8 @@ class Service:
         self._reobserve(now)
         self._queue_settled(now)
         self._fail_empty(now)
+        if self._waiting_in_memory() < SCAN_WINDOW // 2:
+            self._room.set()
 
     def _note_skip(self, path: Path, reason: str) -> None:
         key = str(path)
@@ -315,7 +439,7 @@ class Service:
             self._note_skip(path, f"{kind}: never opened or uploaded")
             return
         with self._active_lock:
-            if path in self._active_paths:
+            if str(path) in self._active_paths:
                 return
         observation = sourcefile.observation_of(st)
         if self._journal.failed_version(path, observation) is not None:
@@ -326,13 +450,13 @@ class Service:
 
     def _reobserve(self, now: float) -> None:
         """Look again at files whose quiet period has run: unchanged ones become due."""
-        for key, pending in self._tracker.pending().items():
-            settle = pending.settle_seconds
-            if now - pending.last_change >= settle:
-                observation = sourcefile.observe(Path(key))
-                self._tracker.observe(key, observation, now, settle)
-                if observation is None:
-                    self._first_seen.pop(key, None)
+        for key in self._tracker.to_recheck(now):
+            folder = self.config.folder_for(Path(key))
+            observation = sourcefile.observe(Path(key)) if folder is not None else None
+            self._tracker.observe(key, observation, now,
+                                  folder.settle_seconds if folder is not None else 0.0)
+            if observation is None:
+                self._first_seen.pop(key, None)
 
     def _queue_settled(self, now: float) -> None:
         due = self._tracker.due(now)
@@ -347,7 +471,7 @@ class Service:
                 entries.append((folder.path, path, observation))
         for record in self._journal.enqueue(entries, self._wall()):
             with self._active_lock:
-                self._active_paths.add(record.path)
+                self._active_paths.add(str(record.path))
             log.info("file_settled", path=str(record.path), size=record.observation.size)
             self._dispatcher.push(record)
 
@@ -377,8 +501,9 @@ class Service:
             if outcome.kind == "retry":
                 continue
             with self._active_lock:
-                self._active_paths.discard(record.path)
+                self._active_paths.discard(str(record.path))
             if outcome.kind == "archived":
+                self._pace.completed(self._now())
                 if self._once:  # the daemon keeps no per-file list: it runs for months
                     self._summary.archived.append(record.path)
                 self._last_upload = {"path": str(record.path), "uuid": record.uuid,
@@ -390,29 +515,34 @@ class Service:
 
     # --- workers ---------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, index: int) -> None:
         name = threading.current_thread().name
         while not self._stop.is_set():
+            if index >= self._worker_target:
+                # A reload lowered daemon.workers: this one ends between files.
+                self._finished_loops.add(name)
+                return
             self._beat()
-            record = self._dispatcher.get(timeout=0.5)
-            if record is None:
+            job = self._dispatcher.get(timeout=0.5)
+            if job is None:
                 continue
+            record = self._journal.get(job.id)
             self._working[name] = record.path
             try:
-                outcome = self._uploader.process(self._journal.get(record.id))
+                outcome = self._uploader.process(record)
             except Exception:
                 log.exception("worker_error", path=str(record.path))
                 outcome = Outcome("retry", record, retry_at=self._wall() + 60)
             finally:
                 self._working.pop(name, None)
-            if outcome.kind == "retry" and self._once and self._once_gives_up(record):
+            retry_at = outcome.retry_at if outcome.kind == "retry" else None
+            if retry_at is not None and self._once and self._once_gives_up(record):
                 # `once` must end: after max_attempts tries (outages included) the file stays
                 # queued in the journal for the daemon and is reported as not uploaded.
-                self._dispatcher.finished(outcome.record, retry=False)
-            elif outcome.kind == "retry":
-                self._dispatcher.finished(outcome.record, retry=True)
-            else:
-                self._dispatcher.finished(outcome.record, retry=False)
+                retry_at = None
+            elif outcome.kind == "retry" and retry_at is None:
+                retry_at = outcome.record.next_attempt_at
+            self._dispatcher.finished(outcome.record, retry_at)
             self._outcomes.put(outcome)
             self._hint_ready.set()
 
@@ -429,11 +559,9 @@ class Service:
             return False
         if not self._outcomes.empty():
             return False
-        pending = self._tracker.pending()
-        waiting = [k for k, p in pending.items() if p.observation.size > 0]
-        if waiting or not self._dispatcher.idle():
+        if self._tracker.waiting_with_content() or not self._dispatcher.idle():
             return False
-        for key in pending:
+        for key in self._tracker.pending():
             self._summary.empty.append(Path(key))
         for record in self._journal.active():
             self._summary.not_uploaded.append(
@@ -451,7 +579,10 @@ class Service:
                   f"uploading {counts['in_flight']}, last upload {last}")
         if paused is not None:
             status += f", paused: {paused[1]}"
-        self._notifier.notify(f"STATUS={status}")
+        for pause in self.pauses.current():
+            who = "all folders" if pause.scope == ACCOUNT else pause.scope
+            status += f"; PAUSED {who}: {pause.reason}: {pause.detail}"
+        self._notifier.notify(f"STATUS={status[:STATUS_MAX_CHARS]}")
         self._write_snapshot(counts, paused)
 
     def _ping_watchdog(self) -> None:
@@ -496,7 +627,7 @@ class Service:
     def _write_snapshot(self, counts: dict[str, int], paused: tuple[float, str] | None) -> None:
         wall = self._wall()
         pending = {}
-        for key, info in list(self._tracker.pending().items())[:SNAPSHOT_PENDING_LIMIT]:
+        for key, info in self._tracker.sample(SNAPSHOT_PENDING_LIMIT):
             pending[key] = {"since": self._first_seen.get(key, wall),
                             "size": info.observation.size,
                             "settle_seconds": self._settle_for(key)}
@@ -511,14 +642,75 @@ class Service:
             "unavailable": {str(k): v for k, v in self._unavailable.items()},
             "modes": {str(k): v for k, v in (self._watcher.modes if self._watcher else {}).items()},
             "paused": {"until": paused[0], "reason": paused[1]} if paused else None,
+            "pauses": [p.as_dict() for p in self.pauses.current()],
+            "pace": {"files_per_hour": self._pace.files_per_hour(self._now()),
+                     "bound_by": self._pace_bound(paused is not None)},
             "uploading": self._progress.snapshot(),
             "last_upload": self._last_upload,
         }
         write_snapshot(self.config.daemon.state_dir, snapshot)
 
+    def _pace_bound(self, outage: bool) -> str:
+        """What holds the pace back now: a pause (Procore refusing, an outage), the quota
+        (workers kept waiting by the rate governor more than a quarter of the time since the
+        last look), or the uploads themselves (bandwidth, Procore's answer times)."""
+        if outage or self.pauses.current():
+            return "pause"
+        now, waited = self._now(), self._governor.quota_wait_seconds
+        then, waited_then = self._quota_sample
+        if now - then >= 10.0:
+            share = (waited - waited_then) / max(1e-6, (now - then) * self._worker_target)
+            self._bound_by = "quota" if share > 0.25 else "uploads"
+            self._quota_sample = (now, waited)
+        return self._bound_by
+
     def _settle_for(self, key: str) -> float:
         folder = self.config.folder_for(Path(key))
         return folder.settle_seconds if folder else 0.0
+
+
+class PaceMeter:
+    """Uploads completed over the last ``WINDOW`` seconds, in 10-second buckets (bounded
+    memory, whatever the rate): the pace `status` quotes for its estimates."""
+
+    WINDOW = 900.0
+    BUCKET = 10.0
+
+    def __init__(self) -> None:
+        self._buckets: deque[list[float]] = deque()  # [bucket start, count]
+        self._started: float | None = None
+
+    def completed(self, now: float) -> None:
+        if self._started is None:
+            self._started = now
+        start = now - now % self.BUCKET
+        if self._buckets and self._buckets[-1][0] == start:
+            self._buckets[-1][1] += 1
+        else:
+            self._buckets.append([start, 1])
+        while self._buckets and self._buckets[0][0] < now - self.WINDOW:
+            self._buckets.popleft()
+
+    def files_per_hour(self, now: float) -> float | None:
+        """None until a minute of uploads has been seen."""
+        if self._started is None or now - self._started < 60.0:
+            return None
+        span = min(self.WINDOW, now - self._started)
+        count = sum(n for start, n in self._buckets if start >= now - span)
+        return round(count * 3600.0 / span, 1)
+
+
+def warn_unfiled(config: Config) -> None:
+    """A folder with ``destination = "none"`` files nothing: Procore deletes those Uploads
+    after 7 days (only the ledger's UUIDs remain for an integration to use)."""
+    for index, folder in enumerate(config.folders):
+        if folder.destination == "none":
+            log.warning("destination_none", folder=f"folders[{index}]", path=str(folder.path),
+                        detail=UNFILED_WARNING)
+
+
+UNFILED_WARNING = ("destination is none: these uploads are filed nowhere in Procore, which "
+                   "deletes them after 7 days")
 
 
 def write_snapshot(state_dir: Path, snapshot: dict[str, Any]) -> None:

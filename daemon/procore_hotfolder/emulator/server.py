@@ -40,6 +40,7 @@ _S3_CODES = {
     400: "BadRequest",
     403: "AccessDenied",
     404: "NoSuchKey",
+    408: "RequestTimeout",
     500: "InternalError",
     503: "SlowDown",
 }
