@@ -415,9 +415,11 @@ def _folder(
         problems.add(prefix + "destination",
                      f"must be one of documents, photos, none; got {destination_raw!r}")
     project_id = _optional_id(table, "project_id", prefix, problems)
-    if destination != "none" and project_id is None:
+    if destination == "photos" and project_id is None:
+        # Documents without a project file in the company's Documents (Company Folders and
+        # Files); Procore has Photos only in projects.
         problems.add(prefix + "destination",
-                     f"{destination!r} needs a project_id (Documents and Photos are per project)")
+                     "'photos' needs a project_id (Procore has Photos only in projects)")
     documents_folder_id = _optional_id(table, "documents_folder_id", prefix, problems)
     photos_album_id = _optional_id(table, "photos_album_id", prefix, problems)
     if documents_folder_id is not None and destination != "documents":

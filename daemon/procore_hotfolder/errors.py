@@ -151,6 +151,14 @@ class ValidationFailed(ProcoreError):
     reason = "validation"
 
 
+class NameClash(ValidationFailed):
+    """The Documents folder already holds a file of that name and ``on_name_clash`` is
+    ``fail``: permanent for this file (its message names the Procore folder and name)."""
+
+    reason = "name_clash"
+    retryable = False
+
+
 class UploadExpired(ProcoreError):
     """The Upload (or its storage target) is no longer usable: create a new Upload."""
 

@@ -27,7 +27,8 @@ JOURNAL_NAME = "journal.sqlite3"
 
 _ACTIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE))
 
-_SCHEMA = f"""
+#: Version 1 is the schema before versions were kept (``PRAGMA user_version`` 0).
+_SCHEMA_V1 = f"""
 CREATE TABLE IF NOT EXISTS files (
     id              INTEGER PRIMARY KEY,
     folder          BLOB NOT NULL,
@@ -62,6 +63,22 @@ CREATE TABLE IF NOT EXISTS parts (
     PRIMARY KEY (file_id, number)
 );
 """
+
+#: ``_UPGRADES[n]`` turns schema version n into n + 1; each runs in one transaction.
+_UPGRADES: dict[int, str] = {
+    # 2: Procore Documents folder ids by path (below a base folder, 0 = the root), so
+    # mirrored folders are neither listed nor created again after a restart.
+    1: """
+CREATE TABLE folder_ids (
+    project_id INTEGER NOT NULL,
+    base_id    INTEGER NOT NULL,
+    path       TEXT NOT NULL,
+    folder_id  INTEGER NOT NULL,
+    PRIMARY KEY (project_id, base_id, path)
+);
+""",
+}
+SCHEMA_VERSION = 1 + len(_UPGRADES)
 
 _UNFINISHED_SQL = ("SELECT id, folder, path, next_attempt_at FROM files "  # noqa: S608 - constant
                    f"WHERE state IN ({_ACTIVE_SQL}) ORDER BY id")
@@ -135,7 +152,30 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Bring the schema to ``SCHEMA_VERSION`` step by step; a newer one is refused."""
+        with self._lock:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise JournalError(f"journal schema {version} is newer than this daemon's "
+                                   f"({SCHEMA_VERSION}); upgrade procore-hotfolder")
+            if version == 0:
+                self._db.executescript(_SCHEMA_V1)  # new, or version 1 (IF NOT EXISTS)
+                self._db.execute("PRAGMA user_version = 1")
+                version = 1
+            while version < SCHEMA_VERSION:
+                with self._transaction() as db:
+                    for statement in _UPGRADES[version].split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {version + 1}")
+                version += 1
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     @classmethod
     def open(cls, state_dir: Path) -> Journal:
@@ -304,6 +344,46 @@ class Journal:
     def clear_parts(self, file_id: int) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
+
+    # --- Documents folder ids and filed images ---------------------------------------------
+
+    def folder_id(self, project_id: int, base_id: int, path: str) -> int | None:
+        """The cached Procore folder id of ``path`` ("a/b") below ``base_id`` (0: root)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT folder_id FROM folder_ids WHERE project_id = ? AND base_id = ? "
+                "AND path = ?", (project_id, base_id, path)).fetchone()
+        return None if row is None else int(row["folder_id"])
+
+    def remember_folder(self, project_id: int, base_id: int, path: str, folder_id: int) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO folder_ids (project_id, base_id, path, "
+                       "folder_id) VALUES (?, ?, ?, ?)", (project_id, base_id, path, folder_id))
+
+    def forget_folder(self, project_id: int, folder_id: int) -> int:
+        """Forget the cached folder ``folder_id`` and every cached folder below it (its path
+        as a prefix); returns how many entries went."""
+        with self._transaction() as db:
+            rows = db.execute("SELECT base_id, path FROM folder_ids WHERE project_id = ? "
+                              "AND folder_id = ?", (project_id, folder_id)).fetchall()
+            gone = 0
+            for row in rows:
+                gone += db.execute(
+                    "DELETE FROM folder_ids WHERE project_id = ? AND base_id = ? AND "
+                    "(path = ? OR substr(path, 1, ?) = ?)",
+                    (project_id, row["base_id"], row["path"], len(row["path"]) + 1,
+                     row["path"] + "/")).rowcount
+        return gone
+
+    def image_claimed(self, image_id: int, other_than: int) -> bool:
+        """Whether a journal row other than ``other_than`` was filed as Photos image
+        ``image_id``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM files WHERE resource_id = ? AND id != ? AND "
+                "json_extract(association, '$.kind') = 'photos' LIMIT 1",
+                (image_id, other_than)).fetchone()
+        return row is not None
 
 
 def _encode(name: str, value: Any) -> Any:

@@ -20,6 +20,7 @@ storage-URL query string appears in an exception message or a log event.
 
 from __future__ import annotations
 
+import email.utils
 import io
 import json
 import random
@@ -407,6 +408,9 @@ class ProcoreClient:
         self._storage = _new_session(user_agent, pool_size, storage=True)
         self._token_lock = threading.Lock()
         self._token: _Token | None = None
+        #: Procore's clock as last seen: (``Date`` header in Unix seconds, our monotonic time
+        #: when that answer arrived); see ``procore_time_floor``.
+        self._procore_clock: tuple[float, float] | None = None
 
     def reconfigure(self, settings: ProcoreSettings) -> None:
         """Use ``settings`` from the next request on (a reload). New credentials or another
@@ -474,6 +478,7 @@ class ProcoreClient:
             except requests.RequestException as exc:
                 error = error_from_exception(exc, url=self._token_url)
             else:
+                self._note_procore_time(response)
                 if response.status_code == 200:
                     return self._parse_token(response, started)
                 error = self._token_error(response)
@@ -526,6 +531,37 @@ class ProcoreClient:
                 text = text.replace(secret, "[redacted]")
         return text
 
+    # --- Procore's clock ------------------------------------------------------------------
+
+    def _note_procore_time(self, response: requests.Response) -> None:
+        raw = response.headers.get("Date")
+        if not raw:
+            return
+        try:
+            seen = email.utils.parsedate_to_datetime(raw).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return
+        self._procore_clock = (seen, time.monotonic())
+
+    def procore_time_floor(self) -> float | None:
+        """A time (Unix seconds, Procore's clock) that has certainly passed on Procore's side.
+
+        From the ``Date`` header of the latest answer from Procore's API or token endpoint:
+        the header is truncated to the second and was stamped before the answer arrived, so
+        ``Date + time elapsed here since`` never runs ahead of Procore's clock. A record that
+        Procore creates after this call returns therefore carries a ``created_at`` at or after
+        the value. With no answer seen yet a token is obtained first (no API call); None when
+        even that gave no ``Date``.
+        """
+        if self._procore_clock is None:
+            with self._token_lock:
+                if self._procore_clock is None:
+                    self._token = self._fetch_token()
+        if self._procore_clock is None:
+            return None
+        seen, at = self._procore_clock
+        return seen + max(0.0, time.monotonic() - at)
+
     # --- the request scope ----------------------------------------------------------------
 
     def _pause_between(self, attempt: int, error: ProcoreError, what: str) -> None:
@@ -571,6 +607,7 @@ class ProcoreClient:
                 error = error_from_exception(exc, url=url)
             else:
                 self._governor.observe(response.status_code, response.headers)
+                self._note_procore_time(response)
                 if response.status_code in expect:
                     return response
                 error = error_from_response(response, now=self._clock())
@@ -830,23 +867,59 @@ class ProcoreClient:
 
     # --- Documents and Photos -------------------------------------------------------------
 
-    def root_folder(self, project_id: int) -> Mapping[str, Any]:
-        """The project's root Documents folder with its children (``folders``, ``files``)."""
-        response = self._call("GET", "v1.0/folders", params={"project_id": project_id},
-                              idempotent=True)
+    def _documents(self, project_id: int | None, tail: str) -> tuple[str, dict[str, Any]]:
+        """Path and query of a Documents endpoint: the project's (``?project_id=``) or,
+        without a project, the company's (``companies/{id}/...``, Procore's Company Folders
+        and Files, which take company Uploads)."""
+        if project_id is None:
+            return f"v1.0/companies/{int(self._settings.company_id)}/{tail}", {}
+        return f"v1.0/{tail}", {"project_id": project_id}
+
+    def folder_listing(
+        self, project_id: int | None, folder_id: int | None, *, files: bool = True,
+        folders: bool = True,
+    ) -> Mapping[str, Any]:
+        """One Documents folder (the root when ``folder_id`` is None) with its children;
+        the company's Documents when ``project_id`` is None.
+
+        Shrunk as Procore's Show Folder allows: only the latest version of each file
+        (``show_latest_file_version_only``), and without the child folders (``files``
+        only: ``exclude_folders``) or the files (``folders`` only: ``exclude_files``).
+        Procore documents no name filter for folder listings. Raises ``NotFound`` for a
+        folder that is gone (or not visible to us).
+        """
+        tail = "folders" if folder_id is None else f"folders/{int(folder_id)}"
+        path, params = self._documents(project_id, tail)
+        params["show_latest_file_version_only"] = "true"
+        if not folders:
+            params["exclude_folders"] = "true"
+        if not files:
+            params["exclude_files"] = "true"
+        response = self._call("GET", path, params=params, idempotent=True)
         return _mapping(_json_body(response), "folder", response)
 
-    def folder(self, project_id: int, folder_id: int) -> Mapping[str, Any]:
-        """One Documents folder with its children (``folders``, ``files``)."""
-        response = self._call("GET", f"v1.0/folders/{int(folder_id)}",
-                              params={"project_id": project_id}, idempotent=True)
-        return _mapping(_json_body(response), "folder", response)
+    def create_folder(self, project_id: int | None, parent_id: int | None, name: str
+                      ) -> Mapping[str, Any]:
+        """Create Documents folder ``name`` in ``parent_id`` (the root when None).
+
+        Repeated by the request scope even when the outcome is unknown: a repeat of a create
+        that did run answers 422 "has already been taken" (``ValidationFailed``), which the
+        caller resolves by listing the parent, so no second folder can come of it.
+        """
+        folder: dict[str, Any] = {"name": name}
+        if parent_id is not None:
+            folder["parent_id"] = parent_id
+        path, params = self._documents(project_id, "folders")
+        response = self._call("POST", path, params=params, json_body={"folder": folder},
+                              idempotent=True)
+        return self._created(response, "folder")
 
     def create_document(
-        self, project_id: int, parent_id: int | None, name: str, upload_uuid: str,
+        self, project_id: int | None, parent_id: int | None, name: str, upload_uuid: str,
         *, unique_name: bool = False,
     ) -> Mapping[str, Any]:
-        """File the Upload in Documents (root folder when ``parent_id`` is None).
+        """File the Upload in Documents (root folder when ``parent_id`` is None; the
+        company's Documents when ``project_id`` is None).
 
         Not repeated when the outcome is unknown: a ``NetworkError``/``ServerError`` means
         "maybe created"; look before trying again.
@@ -855,17 +928,19 @@ class ProcoreClient:
                                 "unique_name": unique_name}
         if parent_id is not None:
             file["parent_id"] = parent_id
-        response = self._call("POST", "v1.0/files", params={"project_id": project_id},
-                              json_body={"file": file}, idempotent=False)
+        path, params = self._documents(project_id, "files")
+        response = self._call("POST", path, params=params, json_body={"file": file},
+                              idempotent=False)
         return self._created(response, "file")
 
     def create_file_version(
-        self, project_id: int, file_id: int, upload_uuid: str,
+        self, project_id: int | None, file_id: int, upload_uuid: str,
     ) -> Mapping[str, Any]:
         """Add the Upload as a new version of Documents file ``file_id`` (not repeated when
         the outcome is unknown)."""
+        path, params = self._documents(project_id, "file_versions")
         response = self._call(
-            "POST", "v1.0/file_versions", params={"project_id": project_id, "file_id": file_id},
+            "POST", path, params={**params, "file_id": file_id},
             json_body={"file_version": {"upload_uuid": upload_uuid}}, idempotent=False)
         return self._created(response, "file version")
 
@@ -889,22 +964,24 @@ class ProcoreClient:
             idempotent=False)
         return self._created(response, "image")
 
-    def list_images(self, project_id: int, *, max_pages: int = 20) -> list[Mapping[str, Any]]:
-        """The project's images, page by page (best effort, for recovery after a lost
-        answer): stops at a short page or after ``max_pages``."""
-        per_page = 100
-        out: list[Mapping[str, Any]] = []
-        for page in range(1, max_pages + 1):
-            data = self._get_json("v1.0/images", params={
-                "project_id": project_id, "page": page, "per_page": per_page})
-            if isinstance(data, Mapping):
-                data = data.get("images", data.get("data", []))
-            if not isinstance(data, list):
-                break
-            out.extend(item for item in data if isinstance(item, Mapping))
-            if len(data) < per_page:
-                break
-        return out
+    def images_since(
+        self, project_id: int, album_id: int | None, since: float, until: float,
+    ) -> Iterator[Mapping[str, Any]]:
+        """Images of the project (of album ``album_id`` when given) created in
+        ``[since, until]`` (Unix seconds), newest first as far as Procore honours the sort.
+
+        List Images, filtered by album (``image_category_id``) and ``filters[created_at]``,
+        sorted ``-created_at``, every page (``get_pages`` follows ``Link``). Lazy: the caller
+        stops when it has seen enough. Items carry ``id``, ``filename``, ``size``,
+        ``image_category_id``, ``created_at``; not the image name sent nor the upload uuid.
+        """
+        params: dict[str, Any] = {
+            "project_id": project_id, "sort": "-created_at",
+            "filters[created_at]": f"{_iso(since)}...{_iso(until)}",
+        }
+        if album_id is not None:
+            params["image_category_id"] = album_id
+        return self.get_pages("v1.0/images", params)
 
     def _created(self, response: requests.Response, what: str) -> Mapping[str, Any]:
         data = _mapping(_json_body(response), what, response)
@@ -914,3 +991,8 @@ class ProcoreClient:
                 status=response.status_code, request_id=response.headers.get("x-request-id"),
                 url=safe_url(response.url))
         return data
+
+
+def _iso(when: float) -> str:
+    """``2026-11-19T23:48:15Z`` (seconds, UTC), as Procore writes times."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))

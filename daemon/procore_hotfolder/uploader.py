@@ -17,7 +17,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ import structlog
 
 from procore_hotfolder import archiver, sourcefile
 from procore_hotfolder.config import Config, FolderSettings
+from procore_hotfolder.destinations import Filing, display_name
 from procore_hotfolder.errors import (
     ArchiveError,
     ContentMismatch,
@@ -37,7 +38,6 @@ from procore_hotfolder.errors import (
     ProcoreError,
     Stopping,
     UploadExpired,
-    ValidationFailed,
 )
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.ledger import Ledger
@@ -106,11 +106,6 @@ class Progress:
     def snapshot(self) -> dict[str, dict[str, float]]:
         with self.lock:
             return {k: dict(v) for k, v in self.files.items()}
-
-
-def display_name(path: Path) -> str:
-    """The file's name as valid UTF-8 (undecodable bytes become U+FFFD) for Procore."""
-    return os.fsencode(path.name).decode("utf-8", "replace")
 
 
 class HashingReader:
@@ -233,6 +228,7 @@ class Uploader:
         self._backoff = backoff
         self._stopping = stopping or (lambda: False)
         self._folders = {f.path: f for f in config.folders}
+        self._filing = Filing(journal, client, clock=clock)
         self.pauses = pauses or PauseBoard()
 
     def reconfigure(self, config: Config) -> None:
@@ -298,9 +294,9 @@ class Uploader:
                     redo_budget -= 1
                     if redo_budget < 0:
                         raise UploadExpired("association could not be confirmed; retrying")
-                    record = self._associate(record, folder, bound)
+                    record = self._filing.associate(record, folder, bound)
             elif state is FileState.ASSOCIATING:
-                record = self._resolve_association(record, folder, bound)
+                record = self._filing.resolve(record, folder, bound)
             elif state is FileState.ASSOCIATED:
                 record = self._write_ledger(record, folder, bound)
             elif state is FileState.LEDGERED:
@@ -496,106 +492,6 @@ class Uploader:
         bound.info("upload_segments_completed", uuid=ticket.uuid, segments=len(specs))
         return self._journal.get(record.id)
 
-    # --- association -----------------------------------------------------------------------
-
-    def _documents_listing(self, folder: FolderSettings, parent_id: int | None
-                           ) -> Mapping[str, Any]:
-        project = folder.project_id
-        assert project is not None
-        if parent_id is None:
-            return self._client.root_folder(project)
-        return self._client.folder(project, parent_id)
-
-    @staticmethod
-    def _find_file(listing: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
-        for entry in listing.get("files") or []:
-            if isinstance(entry, Mapping) and entry.get("name") == name:
-                return entry
-        return None
-
-    def _associate(self, record: FileRecord, folder: FolderSettings, bound: Any) -> FileRecord:
-        assert record.uuid is not None and folder.project_id is not None
-        now = self._clock
-        name = display_name(record.path)
-        if folder.destination == "documents":
-            listing = self._documents_listing(folder, folder.documents_folder_id)
-            parent_id = folder.documents_folder_id or _int(listing.get("id"))
-            existing = self._find_file(listing, name)
-            plan: dict[str, Any] = {
-                "kind": "documents", "parent_id": parent_id, "name": name,
-                "existing_file_id": _int(existing.get("id")) if existing else None,
-                "versions_before": len(existing.get("file_versions") or []) if existing else 0,
-            }
-        else:
-            plan = {"kind": "photos", "name": name, "album_id": folder.photos_album_id}
-        record = self._journal.move(record, FileState.ASSOCIATING, now(), association=plan)
-        try:
-            resource_id = self._send_association(record, folder, plan)
-        except ValidationFailed as exc:
-            clash = any(word in exc.message.lower() for word in ("name", "taken", "exist"))
-            if plan["kind"] == "documents" and plan["existing_file_id"] is None and clash:
-                # Most likely a same-named file appeared meanwhile: look again, then version it.
-                bound.warning("document_name_taken", name=name, **exc.as_dict())
-                return self._journal.move(record, FileState.STORED, now(), association=None)
-            raise
-        # Any other error propagates with the row left ASSOCIATING: when the outcome is unknown
-        # (timeout, dropped connection, 5xx) the next attempt finds out before sending again.
-        bound.info("upload_filed", uuid=record.uuid, kind=plan["kind"], resource_id=resource_id)
-        return self._journal.move(record, FileState.ASSOCIATED, now(), resource_id=resource_id)
-
-    def _send_association(self, record: FileRecord, folder: FolderSettings,
-                          plan: Mapping[str, Any]) -> int | None:
-        assert record.uuid is not None and folder.project_id is not None
-        project = folder.project_id
-        if plan["kind"] == "documents":
-            if plan["existing_file_id"] is not None:
-                self._client.create_file_version(project, plan["existing_file_id"], record.uuid)
-                return int(plan["existing_file_id"])
-            created = self._client.create_document(project, plan["parent_id"], plan["name"],
-                                                   record.uuid, unique_name=False)
-            return _int(created.get("id"))
-        image = self._client.create_image(project, record.uuid, plan["name"], plan["album_id"])
-        return _int(image.get("id"))
-
-    def _resolve_association(self, record: FileRecord, folder: FolderSettings,
-                             bound: Any) -> FileRecord:
-        """An association was sent but its outcome is unknown: find out, never send twice."""
-        plan = record.association or {}
-        assert record.uuid is not None and folder.project_id is not None
-        found: int | None = None
-        if plan.get("kind") == "documents":
-            listing = self._documents_listing(folder, plan.get("parent_id"))
-            match = self._find_file(listing, plan.get("name", ""))
-            if match is not None:
-                versions = len(match.get("file_versions") or [])
-                if plan.get("existing_file_id") is None:
-                    found = _int(match.get("id"))
-                elif _int(match.get("id")) == plan["existing_file_id"] and (
-                        versions > plan.get("versions_before", 0)
-                        or record.uuid in json.dumps(match)):
-                    found = plan["existing_file_id"]
-        elif plan.get("kind") == "photos":
-            try:
-                images = self._client.list_images(folder.project_id)
-            except ProcoreError as exc:
-                if exc.retryable or exc.outage:
-                    raise
-                # This server cannot list images: we cannot find out, so file it again
-                # rather than leave the Upload unfiled (Procore deletes those after a week).
-                bound.warning("association_unverifiable", uuid=record.uuid, **exc.as_dict())
-                images = []
-            for image in images:
-                if record.uuid in json.dumps(image) or image.get("name") == plan.get("name") \
-                        or image.get("image_name") == plan.get("name"):
-                    found = _int(image.get("id"))
-                    break
-        now = self._clock()
-        if found is not None:
-            bound.info("association_confirmed", uuid=record.uuid, resource_id=found)
-            return self._journal.move(record, FileState.ASSOCIATED, now, resource_id=found)
-        bound.info("association_not_found_retrying", uuid=record.uuid)
-        return self._journal.move(record, FileState.STORED, now, association=None)
-
     # --- ledger and archive ----------------------------------------------------------------
 
     def _ledger_entry(self, record: FileRecord, folder: FolderSettings,
@@ -716,7 +612,7 @@ class Uploader:
         """A filing with an unknown outcome ran out of tries: fail the file only once Procore
         shows it was not filed (a filed file goes on to its ledger line and archive)."""
         try:
-            record = self._resolve_association(record, folder, bound)
+            record = self._filing.resolve(record, folder, bound)
         except HotfolderError as lookup:
             retry = Decision(Action.RETRY, charge=True,
                              delay=self._backoff.delay(record.attempts + 1, self._rand()))
@@ -780,9 +676,3 @@ def _changed_since(record: FileRecord) -> bool:
     current = sourcefile.observe(record.path)
     return current is not None and not _same_version(current, record.observation)
 
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

@@ -498,8 +498,14 @@ def test_create_upload_without_uuid_is_unexpected(
 
 
 def test_documents_and_photos(emulator: Emulator, client: ProcoreClient) -> None:
-    root = client.root_folder(PROJECT)
+    root = client.folder_listing(PROJECT, None)
     assert "folders" in root or "files" in root
+    made = client.create_folder(PROJECT, None, "RFIs")
+    assert isinstance(made["id"], int)
+    with pytest.raises(ValidationFailed, match="taken"):
+        client.create_folder(PROJECT, None, "RFIs")
+    listed = client.folder_listing(PROJECT, None, files=False)
+    assert [f["id"] for f in listed["folders"] if f["name"] == "RFIs"] == [made["id"]]
     ticket = client.create_upload(PROJECT_TARGET, "doc.pdf", 5)
     client.store_file(ticket, io.BytesIO(b"%PDF-"), filename="doc.pdf", content_type=None)
     document = client.create_document(PROJECT, None, "doc.pdf", ticket.uuid)
@@ -513,7 +519,10 @@ def test_documents_and_photos(emulator: Emulator, client: ProcoreClient) -> None
                       content_type="image/jpeg")
     image = client.create_image(PROJECT, photo.uuid, "site.jpg", None)
     assert image["id"]
-    assert any(str(i.get("id")) == str(image["id"]) for i in client.list_images(PROJECT))
+    floor = client.procore_time_floor()
+    assert floor is not None and floor <= time.time() + 1
+    listed = list(client.images_since(PROJECT, None, floor - 60, floor + 60))
+    assert any(str(i.get("id")) == str(image["id"]) for i in listed)
     assert emulator.associations(ticket.uuid) == 1
     assert emulator.associations(photo.uuid) == 1
 

@@ -1,9 +1,11 @@
 """Kill the real daemon with SIGKILL at random moments and check nothing is lost or doubled.
 
-Hundreds of files in two folders (one filing into Documents), the daemon killed again and
-again mid-scan, mid-upload, mid-association and mid-archive, then left to finish. From the
-emulator's records and the folders: every file's bytes stored under exactly one Upload, filed
-at most once, one ledger line each, every original archived, nothing left behind.
+Hundreds of files in three folders (one filing into Documents, mirroring its subfolders, one
+into Photos, many photos sharing a name), the daemon killed again and again mid-scan,
+mid-upload, mid-association and mid-archive, then left to finish. From the emulator's records
+and the folders: every file's bytes stored under exactly one Upload, filed exactly once (each
+mirrored folder created once), one ledger line each, every original archived, nothing left
+behind.
 """
 
 from __future__ import annotations
@@ -40,18 +42,20 @@ def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
 def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(
         tmp_path: Path, emulator: Emulator) -> None:
     rng = random.Random(20261128)
-    plain, docs = tmp_path / "plain", tmp_path / "docs"
+    plain, docs, photos = tmp_path / "plain", tmp_path / "docs", tmp_path / "photos"
     expected: dict[str, tuple[Path, bytes]] = {}
-    for folder in (plain, docs):
+    for folder in (plain, docs, photos):
         for i in range(FILES_PER_FOLDER):
             data = os.urandom(rng.randint(1, 200_000))
-            path = folder / f"d{i % 7}" / f"file {i}.bin"
+            name = f"IMG_{i % 40:04}.jpg" if folder == photos else f"file {i}.bin"
+            path = folder / f"d{i % 7}" / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
             expected[hashlib.sha256(data).hexdigest()] = (path, data)
     config = write_config(tmp_path, emulator, [
         {"path": str(plain), "project_id": 1},
         {"path": str(docs), "project_id": 2, "destination": "documents"},
+        {"path": str(photos), "project_id": 3, "destination": "photos"},
     ], settle_seconds=0.2, workers=4)
     emulator.faults.delay_seconds = 0.04  # widen the windows the kills can land in
     log = tmp_path / "daemon.log"
@@ -90,20 +94,30 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(
     for sha, (path, data) in expected.items():
         (uuid,) = by_sha[sha]
         assert emulator.stored_path(uuid).read_bytes() == data
-        folder = plain if plain in path.parents else docs
+        folder = next(f for f in (plain, docs, photos) if f in path.parents)
         archived = folder / ".archive" / path.relative_to(folder)
         assert archived.read_bytes() == data, archived
-        if folder == docs:
+        if folder != plain:
             assert emulator.associations(uuid) == 1, path
+    # The mirrored folders: d0..d6 below the root, each created once.
+    mirrored = sorted(f["name"] for f in emulator.folders
+                      if f["project_id"] == 2 and not f.get("is_root"))
+    assert mirrored == [f"d{i}" for i in range(7)], mirrored
     # One ledger line per file.
     ledger = [json.loads(line) for line in
               (tmp_path / "state" / "uploads.jsonl").read_text().splitlines()]
     shas = [entry["sha256"] for entry in ledger]
     assert sorted(shas) == sorted(expected), "ledger lines differ from files"
+    # Each photo its own image (many share a name), as the ledger says.
+    image_ids = sorted(e["destination"]["id"] for e in ledger
+                       if e["destination"]["kind"] == "photos")
+    assert image_ids == sorted(i["id"] for i in emulator.images if i["project_id"] == 3)
     # Nothing left behind: no stray files, nothing failed.
-    leftovers = [p for folder in (plain, docs) for p in folder.rglob("*")
+    leftovers = [p for folder in (plain, docs, photos) for p in folder.rglob("*")
                  if p.is_file() and ".archive" not in p.parts]
     assert not leftovers, leftovers
     reposts = sum(r.store_count for r in emulator.stored_uploads()) - len(expected)
+    lookups = sum(1 for r in emulator.request_log if r.method == "GET"
+                  and r.path.startswith(("/rest/v1.0/images", "/rest/v1.0/folders")))
     print(f"files={len(expected)} kills={kills} duplicates={len(duplicates)} lost={len(lost)} "
-          f"same-Upload re-sends={reposts}")
+          f"same-Upload re-sends={reposts} filing lookups after a kill={lookups}")

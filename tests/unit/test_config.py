@@ -142,3 +142,17 @@ def test_documents_keys_are_read(tmp_path: Path) -> None:
     folder = parse_config(raw, base_dir=tmp_path,
                           environ={"PROCORE_CLIENT_SECRET": "x"}).folders[0]
     assert (folder.mirror_subfolders, folder.on_name_clash) == (False, "fail")
+
+
+def test_documents_without_project_file_in_company_documents_photos_need_one(
+        tmp_path: Path) -> None:
+    raw = _minimal(tmp_path)
+    raw["folders"] = [{"path": "drop", "destination": "documents"}]
+    folder = parse_config(raw, base_dir=tmp_path,
+                          environ={"PROCORE_CLIENT_SECRET": "x"}).folders[0]
+    assert (folder.destination, folder.project_id) == ("documents", None)
+    raw["folders"] = [{"path": "drop", "destination": "photos"}]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "x"})
+    assert any(p.startswith("folders[0].destination") and "project_id" in p
+               for p in caught.value.problems), caught.value.problems

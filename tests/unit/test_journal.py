@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,65 @@ def test_counts_and_failed_version(tmp_path: Path) -> None:
     assert journal.failed_version(tmp_path / "f", OBS) is not None
     other = Observation(size=11, mtime_ns=1, ino=2, dev=3)
     assert journal.failed_version(tmp_path / "f", other) is None
+
+
+# --- schema versions -------------------------------------------------------------------------
+
+_VERSION_1_ROW = (
+    "CREATE TABLE files (id INTEGER PRIMARY KEY, folder BLOB NOT NULL, path BLOB NOT NULL, "
+    "state TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ino INTEGER NOT "
+    "NULL, dev INTEGER NOT NULL, sha256 TEXT, uuid TEXT, ticket TEXT, segments TEXT, "
+    "association TEXT, resource_id INTEGER, archive_path BLOB, final_path BLOB, attempts "
+    "INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0, last_error TEXT, "
+    "created_at REAL NOT NULL, updated_at REAL NOT NULL);"
+    "CREATE TABLE parts (file_id INTEGER NOT NULL REFERENCES files(id), number INTEGER NOT "
+    "NULL, etag TEXT NOT NULL, PRIMARY KEY (file_id, number));"
+    "INSERT INTO files (folder, path, state, size, mtime_ns, ino, dev, association, "
+    "created_at, updated_at) VALUES (X'2F64', X'2F642F612E706466', 'associating', 10, 1, 2, "
+    "3, '{\"kind\": \"photos\", \"name\": \"a.pdf\", \"album_id\": 7}', 1.0, 1.0);"
+)
+
+
+def test_a_version_1_journal_is_upgraded_in_place_and_keeps_its_rows(tmp_path: Path) -> None:
+
+    raw = sqlite3.connect(tmp_path / "journal.sqlite3")
+    raw.executescript(_VERSION_1_ROW)  # the schema before versions: user_version 0
+    raw.close()
+
+    journal = Journal.open(tmp_path)
+
+    assert journal.schema_version() == 2
+    (row,) = journal.active()
+    assert row.state is FileState.ASSOCIATING
+    assert row.association == {"kind": "photos", "name": "a.pdf", "album_id": 7}
+    journal.remember_folder(5, 0, "a", 101)
+    journal.close()
+    reopened = Journal.open(tmp_path)  # version 2 opens as it is
+    assert reopened.schema_version() == 2 and reopened.folder_id(5, 0, "a") == 101
+
+
+def test_a_new_journal_starts_at_the_latest_version(tmp_path: Path) -> None:
+    assert Journal.open(tmp_path).schema_version() == 2
+
+
+def test_a_journal_newer_than_the_daemon_is_refused(tmp_path: Path) -> None:
+    Journal.open(tmp_path).close()
+
+    raw = sqlite3.connect(tmp_path / "journal.sqlite3")
+    raw.execute("PRAGMA user_version = 99")
+    raw.close()
+    with pytest.raises(JournalError, match="newer"):
+        Journal.open(tmp_path)
+
+
+def test_forgetting_a_folder_forgets_the_folders_below_it_only(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    for path, folder_id in (("a", 1), ("a/b", 2), ("a/b/c", 3), ("ab", 4), ("x/a", 5)):
+        journal.remember_folder(9, 0, path, folder_id)
+    journal.remember_folder(9, 42, "a", 2)  # same id below another base: gone too
+
+    assert journal.forget_folder(9, 2) == 3
+
+    assert [journal.folder_id(9, 0, p) for p in ("a", "a/b", "a/b/c", "ab", "x/a")] == [
+        1, None, None, 4, 5]
+    assert journal.folder_id(9, 42, "a") is None

@@ -80,12 +80,13 @@ class FakeClient:
         self._step("show_upload")
         return {"uuid": uuid, "status": "ready"}
 
-    def root_folder(self, project_id: int) -> Mapping[str, Any]:
+    def procore_time_floor(self) -> float:
+        return 0.0  # every document counts as made after the send
+
+    def folder_listing(self, project_id: int | None, folder_id: int | None,
+                       **_: Any) -> Mapping[str, Any]:
         self._step("list_folder")
         return {"id": 1, "folders": [], "files": list(self.documents.values())}
-
-    def folder(self, project_id: int, folder_id: int) -> Mapping[str, Any]:
-        return self.root_folder(project_id)
 
     def create_document(self, project_id: int, parent_id: int | None, name: str,
                         upload_uuid: str, **_: Any) -> Mapping[str, Any]:
