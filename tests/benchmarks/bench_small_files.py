@@ -1,7 +1,11 @@
 """5,000 small files dropped at once: all archived by `once`, in files/s, against a minimal
 serial create-and-POST loop over the same emulator.
 
-Run: ``python -m tests.benchmarks.bench_small_files`` (``BENCH_FILES``, ``BENCH_DIR``).
+With ``BENCH_LATENCY_MS`` the emulator answers every API call that much later (a simulated
+round trip to Procore): parallel workers should then win by about their number.
+
+Run: ``python -m tests.benchmarks.bench_small_files`` (``BENCH_FILES``, ``BENCH_DIR``,
+``BENCH_LATENCY_MS``; e.g. ``BENCH_FILES=400 BENCH_LATENCY_MS=100``).
 """
 
 from __future__ import annotations
@@ -40,7 +44,10 @@ def main() -> None:
         sub.mkdir(parents=True, exist_ok=True)
         (sub / name).write_bytes(data)
     rows = []
+    latency_ms = float(os.environ.get("BENCH_LATENCY_MS", "0"))
     with emulator_process(work) as emu:
+        if latency_ms:
+            emu.set_faults(delay_seconds=latency_ms / 1000.0)
         for workers in (1, 4):
             if workers != 1:  # put the files back for the next run
                 for archived in (drop / ".archive").rglob("*.pdf"):
@@ -56,7 +63,8 @@ def main() -> None:
         serial = baseline(emu, payloads)
         rows.append(["serial create-and-POST loop (requests)", f"{serial:.1f}",
                      f"{count / serial:.0f}", "-", "-"])
-    print(f"\n{count} files of 10-20 kB in 20 subfolders, dropped at once")
+    latency = f", API round trip +{latency_ms:g} ms" if latency_ms else ""
+    print(f"\n{count} files of 10-20 kB in 20 subfolders, dropped at once{latency}")
     print(table(["sender", "seconds", "files/s", "peak RSS (MiB)", "CPU s"], rows))
     print("\nThe daemon's figures include start-up, settling checks, the journal, the ledger "
           "and the archive move of every file.")
