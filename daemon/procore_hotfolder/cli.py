@@ -25,6 +25,7 @@ from procore_hotfolder.errors import ConfigError, ProcoreError
 from procore_hotfolder.journal import Journal
 from procore_hotfolder.ledger import Ledger
 from procore_hotfolder.logs import configure_logging
+from procore_hotfolder.metrics import attach_metrics
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.reporting import StateLock, explain, format_status, retry, status
@@ -134,6 +135,8 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
                         progress=progress, stopping=stopping.is_set)
     service = Service(config, journal, uploader, governor, progress=progress,
                       notifier=notifier, once=once, on_stop=stopping.set)
+    attach_metrics(config.daemon.metrics_listen, tuple(f.name for f in config.folders),
+                   governor, client, uploader, service)
     return Engine(config, journal, client, governor, service)
 
 

@@ -52,6 +52,7 @@ class DaemonSettings:
     segment_size_bytes: int = 16 * MIB
     segment_parallelism: int = 4
     log_level: str = "info"
+    metrics_listen: tuple[str, int] | None = None  # loopback (host, port); None: no metrics
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ _PROCORE_KEYS = {
 _DAEMON_KEYS = {
     "state_dir", "settle_seconds", "rescan_seconds", "workers", "max_attempts",
     "empty_file_timeout_seconds", "poll_seconds", "segment_threshold_mib", "segment_size_mib",
-    "segment_parallelism", "log_level",
+    "segment_parallelism", "log_level", "metrics_listen",
 }
 _FOLDER_KEYS = {
     "path", "project_id", "archive_dir", "failed_dir", "destination", "documents_folder_id",
@@ -355,7 +356,27 @@ def _daemon(table: Mapping[str, Any], base_dir: Path, problems: _Problems) -> Da
         segment_parallelism=_positive_int(table, "segment_parallelism", 4, p, problems,
                                           maximum=32),
         log_level=log_level.lower(),
+        metrics_listen=_metrics_listen(table, problems),
     )
+
+
+def _metrics_listen(table: Mapping[str, Any], problems: _Problems) -> tuple[str, int] | None:
+    """``daemon.metrics_listen``: ``host:port`` (``[::1]:port`` for IPv6) on loopback only:
+    the endpoint has no authentication, so it must not be reachable from the network."""
+    value = _get(table, "metrics_listen", str, "daemon.", problems)
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        problems.add("daemon.metrics_listen",
+                     f'must be "host:port", e.g. "127.0.0.1:9464"; got {value!r}')
+        return None
+    if not _is_loopback(host):
+        problems.add("daemon.metrics_listen",
+                     f"must be a loopback address (127.0.0.1, ::1 or localhost); got {value!r}")
+        return None
+    return host, int(port)
 
 
 def _resolve(value: str, base_dir: Path) -> Path:

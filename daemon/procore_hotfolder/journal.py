@@ -217,6 +217,15 @@ class Journal:
             out.setdefault(folder, {})[row["state"]] = row["n"]
         return out
 
+    def oldest_active(self) -> dict[Path, float]:
+        """Per folder, when its oldest unfinished row was queued (``created_at``)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT folder, MIN(created_at) AS oldest FROM files "  # noqa: S608 - constant
+                f"WHERE state IN ({_ACTIVE_SQL}) GROUP BY folder").fetchall()
+        return {folder: float(row["oldest"]) for row in rows
+                if (folder := _p(row["folder"])) is not None}
+
     def last_archived(self) -> dict[Path, FileRecord]:
         """The most recent archived row per folder."""
         with self._lock:

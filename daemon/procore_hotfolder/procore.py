@@ -58,6 +58,7 @@ from procore_hotfolder.errors import (
     UploadExpired,
     ValidationFailed,
 )
+from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.retry import RetryPolicy
 
@@ -379,6 +380,8 @@ class _Token:
 class ProcoreClient:
     """Thread-safe Procore client shared by every worker; see the module docstring."""
 
+    metrics: MetricsHooks = NULL_METRICS
+
     def __init__(
         self,
         settings: ProcoreSettings,
@@ -549,10 +552,12 @@ class ProcoreClient:
                     headers={"Authorization": f"Bearer {token}"})
             except requests.RequestException as exc:
                 self._governor.observe(0, {})
+                self.metrics.api_request(None)
                 did_not_run = never_sent(exc)
                 error = error_from_exception(exc, url=url)
             else:
                 self._governor.observe(response.status_code, response.headers)
+                self.metrics.api_request(response.status_code)
                 if response.status_code in expect:
                     return response
                 error = error_from_response(response, now=self._clock())

@@ -29,6 +29,8 @@ from procore_hotfolder import sourcefile
 from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.dispatch import Dispatcher
 from procore_hotfolder.journal import FileRecord, Journal
+from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks, MetricsSample
+from procore_hotfolder.model import ACTIVE, IN_FLIGHT, FileState
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.stability import SettleTracker
 from procore_hotfolder.uploader import Outcome, Progress, Uploader
@@ -74,6 +76,8 @@ class RunSummary:
 
 class Service:
     """Runs the engine until stopped (``run``) or until everything present is done (``once``)."""
+
+    metrics: MetricsHooks = NULL_METRICS
 
     def __init__(
         self,
@@ -151,6 +155,7 @@ class Service:
                                           self.config.daemon.poll_seconds)
             self._watcher.start()
         self._start_scanner()
+        self.metrics.serve(self.metrics_sample)
         self._notifier.notify("READY=1")
         log.info("daemon_ready", folders=len(self.config.folders), once=self._once,
                  workers=self.config.daemon.workers)
@@ -209,6 +214,7 @@ class Service:
             self._watcher.stop()
         for thread in self._threads:
             thread.join()
+        self.metrics.close()
         self._publish_status()
         log.info("daemon_stopped")
 
@@ -519,6 +525,37 @@ class Service:
     def _settle_for(self, key: str) -> float:
         folder = self.config.folder_for(Path(key))
         return folder.settle_seconds if folder else 0.0
+
+    # --- metrics (called on the metrics thread at each scrape) -----------------------------
+
+    def metrics_sample(self) -> MetricsSample:
+        """Queue per folder and state, oldest waiting file, pauses in force."""
+        wall = self._wall()
+        queue: dict[str, dict[str, int]] = {f.name: {} for f in self.config.folders}
+        since: dict[str, float] = {}
+        first_seen = dict(self._first_seen)
+        for key in self._tracker.pending():
+            folder = self.config.folder_for(Path(key))
+            if folder is not None:
+                counts = queue.setdefault(folder.name, {})
+                counts["waiting"] = counts.get("waiting", 0) + 1
+                seen = first_seen.get(key, wall)
+                since[folder.name] = min(since.get(folder.name, seen), seen)
+        for path, by_state in self._journal.counts().items():
+            counts = queue.setdefault(str(path), {})
+            counts["queued"] = sum(by_state.get(s.value, 0) for s in ACTIVE - IN_FLIGHT)
+            counts["uploading"] = sum(by_state.get(s.value, 0) for s in IN_FLIGHT)
+            counts["failed"] = by_state.get(FileState.FAILED.value, 0)
+        for path, created in self._journal.oldest_active().items():
+            since[str(path)] = min(since.get(str(path), created), created)
+        paused = [(str(path), "folder_unavailable") for path in dict(self._unavailable)]
+        governor_pause = self._governor.paused()
+        if governor_pause is not None:
+            paused.append(("", governor_pause[1]))
+        return MetricsSample(queue=queue,
+                             oldest_waiting_seconds={k: max(0.0, wall - v)
+                                                     for k, v in since.items()},
+                             paused=tuple(paused))
 
 
 def write_snapshot(state_dir: Path, snapshot: dict[str, Any]) -> None:

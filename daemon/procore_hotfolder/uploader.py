@@ -44,6 +44,7 @@ from procore_hotfolder.errors import (
 )
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.ledger import Ledger
+from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.model import (
     ALLOWED_MOVES,
     Backoff,
@@ -204,6 +205,8 @@ class _ProgressLog:
 class Uploader:
     """Advances journal rows through the upload steps (see the module docstring)."""
 
+    metrics: MetricsHooks = NULL_METRICS
+
     def __init__(
         self,
         config: Config,
@@ -259,6 +262,7 @@ class Uploader:
             return self._retry_or_fail(record, folder, ArchiveError(str(exc)), bound)
         finally:
             self._progress.done(record.path)
+        self.metrics.upload_finished(folder.name, "completed", record.observation.size)
         return Outcome("archived", record)
 
     def fail_unsettled(self, folder: FolderSettings, path: Path,
@@ -734,6 +738,7 @@ class Uploader:
                                     attempts=attempts, last_error=sidecar)
         bound.error("upload_failed", failed_path=str(final) if final else None,
                     kept_in_place=final is None, attempts=attempts, **info)
+        self.metrics.upload_finished(folder.name, "failed", record.observation.size)
         return Outcome("failed", record, detail=info.get("detail"))
 
 

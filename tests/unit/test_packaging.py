@@ -48,4 +48,5 @@ def test_console_script_and_dependencies() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["procore-hotfolder"] == "procore_hotfolder.cli:main"
     names = {re.split(r"[<>=\[ ]", d)[0] for d in project["dependencies"]}
-    assert names == {"watchdog", "requests", "requests-toolbelt", "structlog", "sdnotify"}
+    assert names == {"watchdog", "requests", "requests-toolbelt", "structlog", "sdnotify",
+                     "prometheus-client"}
