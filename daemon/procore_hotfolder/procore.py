@@ -611,6 +611,12 @@ class ProcoreClient:
                 return
             query = following
 
+    def get_object(self, path: str, params: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+        """GET one object below ``/rest/`` (Show Project, Show Folder, ...). Raises the typed
+        ``ProcoreError``; ``UnexpectedResponse`` when the answer is not a JSON object."""
+        response = self._call("GET", path, params=params, idempotent=True)
+        return _mapping(_json_body(response), "object", response)
+
     # --- access check ---------------------------------------------------------------------
 
     def check_access(self) -> None:
