@@ -13,9 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -24,93 +22,7 @@ from requests_toolbelt import MultipartEncoder
 from procore_hotfolder.emulator import Emulator
 from procore_hotfolder.emulator.multipart import MultipartError, MultipartParser
 
-COMPANY = 4_000_000_004  # > 32 bits on purpose
-PROJECT = 5_000_000_123
-MIB = 1 << 20
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
-class Client:
-    """A tiny Procore client for the tests: token, JSON calls, storage POST and PUT."""
-
-    def __init__(self, emu: Emulator, company: int = COMPANY) -> None:
-        self.emu = emu
-        self.company = company
-        self.http = requests.Session()
-        self.token = self.new_token()
-
-    def new_token(self) -> str:
-        response = self.http.post(
-            self.emu.url + "/oauth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": "emulator-client",
-                "client_secret": "emulator-secret",
-            },
-        )
-        assert response.status_code == 200, response.text
-        return str(response.json()["access_token"])
-
-    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {
-            "Authorization": f"Bearer {self.token}",
-            "Procore-Company-Id": str(self.company),
-            **kwargs.pop("headers", {}),
-        }
-        return self.http.request(method, self.emu.url + path, headers=headers, **kwargs)
-
-    def create_upload(self, project: int | None = PROJECT, **body: Any) -> dict[str, Any]:
-        body.setdefault("response_filename", "scan.pdf")
-        scope = f"projects/{project}" if project else f"companies/{self.company}"
-        response = self.call("POST", f"/rest/v1.1/{scope}/uploads", json=body)
-        assert response.status_code == 201, response.text
-        return dict(response.json())
-
-    def store(
-        self,
-        upload: dict[str, Any],
-        data: bytes,
-        fields: list[tuple[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> requests.Response:
-        if fields is None:
-            fields = [*upload["fields"].items(), ("file", ("scan.pdf", io.BytesIO(data), "x/y"))]
-        encoder = MultipartEncoder(fields=fields)
-        return self.http.post(  # one keep-alive connection across refusals and successes
-            upload["url"],
-            data=encoder,
-            headers={"Content-Type": encoder.content_type, **(headers or {})},
-        )
-
-    def upload_file(self, data: bytes, project: int | None = PROJECT) -> str:
-        upload = self.create_upload(project, size=len(data))
-        response = self.store(upload, data)
-        assert response.status_code in (200, 201, 204), response.text
-        return str(upload["uuid"])
-
-
-def s3_code(response: requests.Response) -> str:
-    assert response.headers["Content-Type"] == "application/xml"
-    return response.text.split("<Code>")[1].split("</Code>")[0]
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def client(emu: Emulator) -> Client:
-    return Client(emu)
-
+from .support import COMPANY, MIB, PROJECT, Client, s3_code, wait_for
 
 # --- tokens and authentication ---------------------------------------------------------------
 
@@ -470,10 +382,10 @@ def test_images(emu: Emulator, client: Client) -> None:
         json={"upload_uuid": uuid, "image_name": "site.jpg", "image": {"image_category_id": 7}},
     )  # fmt: skip
     assert made.status_code == 201
-    assert made.json()["name"] == "site.jpg"
+    assert made.json()["filename"] == "site.jpg"
     assert made.json()["image_category_id"] == 7
     listed = client.call("GET", "/rest/v1.0/images" + query).json()
-    assert [(i["id"], i["name"]) for i in listed] == [(made.json()["id"], "site.jpg")]
+    assert [(i["id"], i["filename"]) for i in listed] == [(made.json()["id"], "site.jpg")]
     assert emu.associations(uuid) == 1
     assert emu.images[0]["upload_uuid"] == uuid
 

@@ -7,6 +7,8 @@ handlers run (see ``server``); each handler gets a parsed ``ApiRequest`` and ret
 
 from __future__ import annotations
 
+import datetime
+import math
 import mimetypes
 import re
 import secrets
@@ -15,10 +17,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import profiles
+from .pagination import paginate
 from .s3 import S3Error, S3Storage
-from .state import DocumentFile, EmulatorState, FileVersion, Folder, Image, UploadRecord, new_ulid
+from .state import (
+    SERVICE_ACCOUNT,
+    Album,
+    DocumentFile,
+    EmulatorState,
+    FileVersion,
+    Folder,
+    Image,
+    Project,
+    UploadRecord,
+    company_name,
+    new_ulid,
+)
 from .wire import ApiError, Reply, json_reply
 
+_SERVICE_ACCOUNT_ID = SERVICE_ACCOUNT["id"]
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _NOT_FOUND = {"errors": {"base": ["Not found"]}}
 _EXPIRED = {"errors": {"base": ["Upload has expired"]}}
@@ -32,6 +48,7 @@ class ApiRequest:
     company_id: int
     body: Any
     now: float
+    raw_query: str = ""  # as sent, for the pagination links
 
 
 Handler = Callable[[EmulatorState, ApiRequest, tuple[str, ...]], Reply]
@@ -63,25 +80,140 @@ def _object(body: Any, name: str) -> dict[str, Any]:
     return value
 
 
-def _check_project(state: EmulatorState, project_id: int) -> None:
+#: Tools whose switching off makes a project refuse their routes.
+TOOLS = ("documents", "photos")
+
+_TOOL_TITLES = {"documents": "Documents", "photos": "Photos"}
+
+
+def _check_company(state: EmulatorState) -> None:
+    """403 while the app is disconnected from the company (every company and project).
+
+    The message is Procore's, from its Error Code Reference ("App is not connected to this
+    company", ``api_essentials/error_reference.md``); the body's shape is not documented.
+    """
+    if state.faults.app_disconnected:
+        raise ApiError(403, {"errors": "App is not connected to this company"})
+
+
+def project_for(state: EmulatorState, company_id: int, project_id: int, now: float) -> Project:
+    """The project, made up on first use while ``state.auto_create`` holds; else 404.
+
+    Procore answers 404 for a project that does not exist or that the caller may not read
+    ("The requested resource does not exist, or the authenticated user does not have access
+    to it", Error Code Reference).
+    """
+    with state.lock:
+        project = state.projects.get((company_id, project_id))
+        if project is None and state.auto_create and project_id not in state.removed_projects:
+            project = Project(project_id, company_id, f"Emulated Project {project_id}",
+                              str(project_id), True, now, auto=True)
+            state.projects[(company_id, project_id)] = project
+    if project is None:
+        raise ApiError(404, {"errors": {"base": ["Project not found"]}})
+    return project
+
+
+def _check_project(
+    state: EmulatorState, project_id: int, request: ApiRequest | None = None,
+    tool: str | None = None,
+) -> Project | None:
+    """Procore's refusals for a project, in the order it would meet them: the app is not
+    connected to the company (403), the project does not exist (404), the service account
+    has not been granted the project (403), the tool is disabled in the project (403)."""
+    _check_company(state)
+    project = None
+    if request is not None:
+        project = project_for(state, request.company_id, project_id, request.now)
     if project_id in state.faults.forbidden_projects:
         raise _forbidden(f"You do not have access to project {project_id}")
+    if tool is not None and tool in state.faults.disabled_tools.get(project_id, set()):
+        title = _TOOL_TITLES.get(tool, tool)
+        raise ApiError(403, {"errors": {"base": [
+            f"The {title} tool is not enabled for this project"]}})
+    return project
 
 
-def _query_project(state: EmulatorState, request: ApiRequest) -> int:
+def _query_project(state: EmulatorState, request: ApiRequest, tool: str | None = None) -> int:
     project_id = _positive_int(request.query.get("project_id"))
     if project_id is None:
         raise ApiError(400, {"errors": "project_id is missing or invalid"})
-    _check_project(state, project_id)
+    _check_project(state, project_id, request, tool)
     return project_id
+
+
+def _page(state: EmulatorState, request: ApiRequest, items: list[Any]) -> Reply:
+    """A paginated list answer (see ``pagination``)."""
+    chosen, headers = paginate(items, request.query, base_url=state.base_url,
+                               path=request.path, raw_query=request.raw_query)
+    return json_reply(200, chosen, headers)
 
 
 # --- companies -------------------------------------------------------------------------------
 
 
 def list_companies(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
+    _check_company(state)
     company = request.company_id
-    return json_reply(200, [{"id": company, "name": f"Emulated Co {company}", "is_active": True}])
+    return _page(state, request,
+                 [{"id": company, "name": company_name(company), "is_active": True}])
+
+
+# --- projects --------------------------------------------------------------------------------
+
+
+def _query_company(state: EmulatorState, request: ApiRequest) -> int:
+    """The ``company_id`` query parameter (required by List/Show Project); it must name the
+    company of the Procore-Company-Id header."""
+    _check_company(state)
+    company_id = _positive_int(request.query.get("company_id"))
+    if company_id is None:
+        raise ApiError(400, {"errors": "company_id is missing or invalid"})
+    if company_id != request.company_id:
+        raise _forbidden("The company_id does not match Procore-Company-Id")
+    return company_id
+
+
+def _visible(state: EmulatorState, project: Project) -> bool:
+    """A service account sees only the projects it has been granted ("If the user does not
+    have full company admin permissions, the request will only return the projects that the
+    user has been added to", List Projects in Procore's OpenAPI)."""
+    return project.id not in state.faults.forbidden_projects
+
+
+def list_projects(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
+    """List Projects, ``GET /rest/v1.0/projects`` and ``/rest/v1.1/projects`` (both take
+    ``company_id``, ``page``, ``per_page``, ``filters[by_status]`` Active|Inactive|All
+    (default: active only, "Return a list of active Projects"), ``filters[name]``; v1.1 also
+    ``filters[project_number]``)."""
+    company_id = _query_company(state, request)
+    status = request.query.get("filters[by_status]", "Active")
+    if status not in ("Active", "Inactive", "All"):
+        raise _unprocessable("filters[by_status]", "must be one of Active, Inactive, All")
+    name = request.query.get("filters[name]", "").lower()
+    number = request.query.get("filters[project_number]")
+    with state.lock:
+        projects = sorted(
+            (p for p in state.projects.values() if p.company_id == company_id), key=lambda p: p.id
+        )
+        items = [
+            state.project_view(p)
+            for p in projects
+            if _visible(state, p)
+            and (status == "All" or p.active == (status == "Active"))
+            and name in p.name.lower()
+            and (number is None or p.project_number == number)
+        ]
+    return _page(state, request, items)
+
+
+def show_project(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    """Show Project, ``GET /rest/v1.0/projects/{id}?company_id=``."""
+    company_id = _query_company(state, request)
+    project = project_for(state, company_id, int(args[0]), request.now)
+    _check_project(state, project.id)
+    with state.lock:
+        return json_reply(200, state.project_view(project))
 
 
 # --- uploads ---------------------------------------------------------------------------------
@@ -90,11 +222,12 @@ def list_companies(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]
 def _upload_scope(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> int | None:
     """The project id (None for company uploads) named by the path, after access checks."""
     scope, ident = args[0], int(args[1])
+    _check_company(state)
     if scope == "companies":
         if ident != request.company_id:
             raise _forbidden("The company in the path does not match Procore-Company-Id")
         return None
-    _check_project(state, ident)
+    _check_project(state, ident, request)
     return ident
 
 
@@ -369,33 +502,49 @@ def _folder(state: EmulatorState, request: ApiRequest, project_id: int, raw_id: 
 
 
 def show_root(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request)
+    project_id = _query_project(state, request, "documents")
     folder = _folder(state, request, project_id, None)
     with state.lock:
         return json_reply(200, state.folder_view(folder, with_children=True))
 
 
 def show_folder(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request)
+    project_id = _query_project(state, request, "documents")
     folder = _folder(state, request, project_id, args[0])
     with state.lock:
         return json_reply(200, state.folder_view(folder, with_children=True))
 
 
+def add_folder(state: EmulatorState, company_id: int, project_id: int, name: str, *,
+               parent_id: int | None, now: float) -> Folder:
+    """Create a folder under ``parent_id`` (root when None). The name check and the insert
+    happen under one lock, so of two racing creates of one name exactly one wins and the
+    other gets 422 ``{"errors": {"name": ["has already been taken"]}}`` (Rails' uniqueness
+    message in Procore's ``{"errors": {field: [...]}}`` shape). Raises ApiError."""
+    if not name.strip():
+        raise _unprocessable("name", "can't be blank")
+    with state.lock:
+        root = _root_folder(state, company_id, project_id, now)
+        parent = root if parent_id is None else state.folders.get(parent_id)
+        if parent is None or (parent.company_id, parent.project_id) != (company_id, project_id):
+            raise ApiError(404, {"error": {"code": "not_found", "message": "Folder not found"}})
+        if any(f.parent_id == parent.id and f.name == name for f in state.folders.values()):
+            raise _unprocessable("name", "has already been taken")
+        folder = Folder(state.next_id("folder"), company_id, project_id, name, parent.id, now)
+        state.folders[folder.id] = folder
+        return folder
+
+
 def create_folder(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request)
+    project_id = _query_project(state, request, "documents")
     spec = _object(request.body, "folder")
     name = spec.get("name")
     if not isinstance(name, str) or not name.strip():
         raise _unprocessable("name", "can't be blank")
     parent = _folder(state, request, project_id, spec.get("parent_id"))
+    folder = add_folder(state, request.company_id, project_id, name, parent_id=parent.id,
+                        now=request.now)
     with state.lock:
-        if any(f.parent_id == parent.id and f.name == name for f in state.folders.values()):
-            raise _unprocessable("name", "has already been taken")
-        folder = Folder(
-            state.next_id("folder"), request.company_id, project_id, name, parent.id, request.now
-        )
-        state.folders[folder.id] = folder
         return json_reply(201, state.folder_view(folder, with_children=True))
 
 
@@ -445,7 +594,7 @@ def _new_version(
 
 
 def create_file(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request)
+    project_id = _query_project(state, request, "documents")
     spec = _object(request.body, "file")
     name = spec.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -478,14 +627,14 @@ def _document(state: EmulatorState, request: ApiRequest, project_id: int, raw: A
 
 
 def show_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request)
+    project_id = _query_project(state, request, "documents")
     doc = _document(state, request, project_id, args[0])
     with state.lock:
         return json_reply(200, state.file_view(doc))
 
 
 def create_version(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request)
+    project_id = _query_project(state, request, "documents")
     doc = _document(state, request, project_id, request.query.get("file_id"))
     spec = _object(request.body, "file_version")
     with state.lock:
@@ -499,26 +648,49 @@ def create_version(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]
 # --- photos ----------------------------------------------------------------------------------
 
 
+def album_for(state: EmulatorState, request: ApiRequest, project_id: int, raw: Any) -> Album:
+    """The album (image category) ``raw`` of this project; made up on first use while
+    ``state.auto_create`` holds, else 422. What Procore answers for an unknown
+    ``image_category_id`` is not documented: the least convenient reading is a refusal."""
+    album_id = _positive_int(raw)
+    if album_id is None:
+        raise _unprocessable("image_category_id", "is invalid")
+    with state.lock:
+        album = state.albums.get(album_id)
+        if album is None and state.auto_create:
+            album = Album(album_id, request.company_id, project_id, f"Album {album_id}", False,
+                          request.now)
+            state.albums[album_id] = album
+        if album is None or (album.company_id, album.project_id) != (
+            request.company_id, project_id,
+        ):
+            raise _unprocessable("image_category", "must exist")
+        return album
+
+
 def create_image(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request)
+    """Create Image: top-level ``upload_uuid`` and ``image_name`` and an ``image`` object with
+    at least one attribute. ``image_name`` is "Required when using an upload_uuid" (Procore's
+    OpenAPI), so it is refused when missing; it becomes the image's ``filename`` as given
+    (Procore documents no other derivation). The answer is the ``Image`` schema, 201."""
+    project_id = _query_project(state, request, "photos")
     body = request.body if isinstance(request.body, dict) else {}
     attributes = body.get("image")
     if not isinstance(attributes, dict) or not attributes:
         raise _unprocessable("image", "can't be blank")
     name = body.get("image_name")
-    if name is not None and not isinstance(name, str):
-        raise _unprocessable("image_name", "must be a string")
+    if not isinstance(name, str) or not name.strip():
+        raise _unprocessable("image_name", "can't be blank")
     category = attributes.get("image_category_id")
-    if category is not None and _positive_int(category) is None:
-        raise _unprocessable("image_category_id", "is invalid")
+    album = None if category is None else album_for(state, request, project_id, category)
     with state.lock:
         record = _usable_upload(state, request, project_id, body.get("upload_uuid"))
         image = Image(
             state.next_id("image"),
             request.company_id,
             project_id,
-            name or record.response_filename,
-            _positive_int(category),
+            name,
+            album.id if album else None,
             record.uuid,
             record.stored_size or 0,
             dict(attributes),
@@ -529,19 +701,115 @@ def create_image(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) 
         return json_reply(201, state.image_view(image))
 
 
+def _instant(text: str) -> tuple[float, bool]:
+    """An ISO-8601 date or date-time as (Unix seconds, whether it was a bare date)."""
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            day = datetime.date.fromisoformat(value)
+            moment = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
+            return moment.timestamp(), True
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ApiError(400, {"errors": {"filters": [f"invalid date {value!r}"]}}) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp(), False
+
+
+def time_range(raw: str) -> tuple[float, float]:
+    """``A...B`` (ISO-8601 dates or date-times, Procore's range form) as [start, end) over
+    whole seconds, both ends included (a bare date as the end includes that whole day)."""
+    first, dots, second = raw.partition("...")
+    if not dots:
+        second = first
+    start, _ = _instant(first)
+    end, whole_day = _instant(second)
+    return start, end + (86_400 if whole_day else 1)
+
+
+_IMAGE_SORTS = {
+    "created_at": lambda i: (i.created_at, i.id),
+    "updated_at": lambda i: (i.created_at, i.id),
+    "taken_at": lambda i: (i.created_at, i.id),
+    "id": lambda i: (i.id,),
+    "filename": lambda i: (i.name, i.id),
+    "size": lambda i: (i.size, i.id),
+}
+
+
 def list_images(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request)
-    wanted = _positive_int(
-        request.query.get("filters[image_category_id]", request.query.get("image_category_id"))
-    )
+    """List Images, paginated. Filters (Procore's OpenAPI): ``image_category_id`` (also
+    accepted as ``filters[image_category_id]``), ``filters[created_at]`` (``A...B``),
+    ``filters[uploader_id]``, ``filters[query]`` (filename and description), ``filters[id]``
+    (comma-separated); ``sort`` names a field, ``-`` first for reverse. With no ``sort`` the
+    order is not documented: newest first here, so pages shift while images are added."""
+    project_id = _query_project(state, request, "photos")
+    query = request.query
+    wanted = _positive_int(query.get("filters[image_category_id]", query.get("image_category_id")))
+    created = query.get("filters[created_at]")
+    window = time_range(created) if created else None
+    uploader = query.get("filters[uploader_id]")
+    text = query.get("filters[query]", "").lower()
+    ids_raw = query.get("filters[id]")
+    ids = {int(v) for v in ids_raw.split(",") if v.strip().isdigit()} if ids_raw else None
+    sort = query.get("sort", "-created_at")
+    key = _IMAGE_SORTS.get(sort.removeprefix("-"))
+    if key is None:
+        raise ApiError(400, {"errors": {"sort": ["is invalid"]}})
     with state.lock:
-        images = [
-            state.image_view(i)
+        chosen = [
+            i
             for i in state.images.values()
             if (i.company_id, i.project_id) == (request.company_id, project_id)
             and (wanted is None or i.image_category_id == wanted)
+            and (window is None or window[0] <= math.floor(i.created_at) < window[1])
+            and (uploader is None or uploader == str(_SERVICE_ACCOUNT_ID))
+            and (not text or text in i.name.lower()
+                 or text in str(i.attributes.get("description") or "").lower())
+            and (ids is None or i.id in ids)
         ]
-    return json_reply(200, images)
+        chosen.sort(key=key, reverse=sort.startswith("-"))
+        images = [state.image_view(i) for i in chosen]
+    return _page(state, request, images)
+
+
+def list_albums(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
+    """List Image Categories (albums) of a project, ``GET /rest/v1.0/image_categories``,
+    paginated, in ``position`` then id order."""
+    project_id = _query_project(state, request, "photos")
+    with state.lock:
+        albums = sorted(
+            (a for a in state.albums.values()
+             if (a.company_id, a.project_id) == (request.company_id, project_id)),
+            key=lambda a: (a.position, a.id),
+        )
+        items = [state.album_view(a) for a in albums]
+    return _page(state, request, items)
+
+
+def show_album(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    project_id = _query_project(state, request, "photos")
+    with state.lock:
+        album = state.albums.get(int(args[0]))
+        if album is None or (album.company_id, album.project_id) != (
+            request.company_id, project_id,
+        ):
+            raise ApiError(404, {"errors": {"base": ["Image category not found"]}})
+        return json_reply(200, state.album_view(album))
+
+
+def create_album(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
+    """Create Image Category: ``{"image_category": {"name", "private"}}``, 201."""
+    project_id = _query_project(state, request, "photos")
+    spec = _object(request.body, "image_category")
+    name = spec.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise _unprocessable("name", "can't be blank")
+    album = state.add_album(request.company_id, project_id, name, bool(spec.get("private")),
+                            request.now)
+    with state.lock:
+        return json_reply(201, state.album_view(album))
 
 
 # --- routing ---------------------------------------------------------------------------------
@@ -549,6 +817,8 @@ def list_images(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -
 _UPLOADS = r"/rest/v1\.1/(projects|companies)/(\d+)/uploads"
 _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(r"/rest/v1\.0/companies/?"), list_companies),
+    ("GET", re.compile(r"/rest/v1\.[01]/projects/?"), list_projects),
+    ("GET", re.compile(r"/rest/v1\.0/projects/(\d+)/?"), show_project),
     ("POST", re.compile(_UPLOADS + "/?"), create_upload),
     ("GET", re.compile(_UPLOADS + r"/([0-9A-Za-z]+)/?"), show_upload),
     ("PATCH", re.compile(_UPLOADS + r"/([0-9A-Za-z]+)/?"), complete_upload),
@@ -560,6 +830,9 @@ _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("POST", re.compile(r"/rest/v1\.0/file_versions/?"), create_version),
     ("POST", re.compile(r"/rest/v1\.0/images/?"), create_image),
     ("GET", re.compile(r"/rest/v1\.0/images/?"), list_images),
+    ("GET", re.compile(r"/rest/v1\.0/image_categories/?"), list_albums),
+    ("POST", re.compile(r"/rest/v1\.0/image_categories/?"), create_album),
+    ("GET", re.compile(r"/rest/v1\.0/image_categories/(\d+)/?"), show_album),
 ]
 
 

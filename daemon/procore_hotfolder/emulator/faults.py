@@ -47,7 +47,12 @@ class Faults:
             policy or part URLs a minute past their end), as if the client had sat on them.
         outage: every token and API request answers 503 (``outage_mode="503"``) or is
             dropped (``outage_mode="drop"``).
-        forbidden_projects: project ids the service account may not touch (403).
+        forbidden_projects: project ids the service account has not been granted (403, and
+            left out of List Projects).
+        disabled_tools: project id -> tools ("documents", "photos") disabled there (403 on
+            that tool's routes).
+        app_disconnected: the app is not connected to the company: every API call about a
+            company or project answers 403 "App is not connected to this company".
         rate_limit: ``(limit, window_seconds)`` for API calls, or None for no limit.
         failing_segments: part numbers whose PUT answers 500.
     """
@@ -71,6 +76,8 @@ class Faults:
         self.outage = False
         self.outage_mode = "503"
         self.forbidden_projects: set[int] = set()
+        self.disabled_tools: dict[int, set[str]] = {}
+        self.app_disconnected = False
         self.rate_limit: tuple[int, float] | None = (3600, 3600.0)
         self.failing_segments: set[int] = set()
 

@@ -367,7 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 return json_reply(400, {"errors": {"base": ["malformed"]}}, limits)
         request = api.ApiRequest(
-            self.command, path, dict(parse_qsl(query)), int(company), body, now
+            self.command, path, dict(parse_qsl(query)), int(company), body, now, query
         )
         reply = api.route(state, request)
         reply.headers.update(limits)
@@ -416,6 +416,8 @@ class _Handler(BaseHTTPRequestHandler):
                 reply = json_reply(200, self.state.faults.snapshot())
             elif path == "/_emulator/faults" and self.command == "GET":
                 reply = json_reply(200, self.state.faults.snapshot())
+            elif path in _SETUP and self.command == "POST":
+                reply = json_reply(201, _SETUP[path](self.state, _json_object(raw)))
             else:
                 reply = json_reply(404, {"errors": "unknown emulator admin route"})
         except ApiError as exc:
@@ -426,6 +428,43 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         self._send(reply)
+
+
+def _setup_project(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
+    project = state.add_project(
+        int(spec["company_id"]), str(spec["name"]),
+        None if spec.get("project_number") is None else str(spec["project_number"]),
+        active=bool(spec.get("active", True)),
+        project_id=None if spec.get("id") is None else int(spec["id"]),
+    )
+    with state.lock:
+        return state.project_view(project)
+
+
+def _setup_album(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
+    album = state.add_album(int(spec["company_id"]), int(spec["project_id"]), str(spec["name"]),
+                            bool(spec.get("private", False)))
+    with state.lock:
+        return state.album_view(album)
+
+
+def _setup_folder(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
+    parent = spec.get("parent_id")
+    folder = api.add_folder(state, int(spec["company_id"]), int(spec["project_id"]),
+                            str(spec["name"]), parent_id=None if parent is None else int(parent),
+                            now=time.time())
+    with state.lock:
+        view = state.folder_view(folder, with_children=False)
+        view["project_id"] = folder.project_id
+        return view
+
+
+#: Admin set-up routes (POST a JSON object; 201 with the created thing as the API shows it).
+_SETUP: dict[str, Callable[[EmulatorState, dict[str, Any]], dict[str, Any]]] = {
+    "/_emulator/projects": _setup_project,
+    "/_emulator/albums": _setup_album,
+    "/_emulator/folders": _setup_folder,
+}
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
@@ -614,6 +653,47 @@ class Emulator:
     def summary(self) -> dict[str, Any]:
         """What ``GET /_emulator/state`` returns."""
         return self.state.summary()
+
+    # --- setting up a company --------------------------------------------------------------
+
+    @property
+    def auto_create(self) -> bool:
+        """True (the default): any project or album id a client names exists, made up on
+        first use. False: only those created below exist; others answer 404 (422 for an
+        album named in Create Image)."""
+        return self.state.auto_create
+
+    @auto_create.setter
+    def auto_create(self, value: bool) -> None:
+        self.state.auto_create = bool(value)
+
+    def create_project(self, company_id: int, name: str, project_number: str | None = None,
+                       *, active: bool = True, project_id: int | None = None) -> int:
+        """Create a project (a fresh id above 2**32 unless ``project_id``); returns its id."""
+        return self.state.add_project(company_id, name, project_number, active=active,
+                                      project_id=project_id).id
+
+    def remove_project(self, company_id: int, project_id: int) -> None:
+        """Delete a project: it answers 404 from now on, even while ``auto_create`` holds."""
+        self.state.remove_project(company_id, project_id)
+
+    def create_album(self, company_id: int, project_id: int, name: str, *,
+                     private: bool = False) -> int:
+        """Create a Photos album (image category); returns its id."""
+        return self.state.add_album(company_id, project_id, name, private).id
+
+    def create_folder(self, company_id: int, project_id: int, name: str,
+                      parent_id: int | None = None) -> int:
+        """Create a Documents folder (under the root when ``parent_id`` is None); returns its
+        id. Raises ``ApiError`` (422) when the name is taken under that parent."""
+        return api.add_folder(self.state, company_id, project_id, name, parent_id=parent_id,
+                              now=time.time()).id
+
+    @property
+    def projects(self) -> list[dict[str, Any]]:
+        """Every project as Show Project shows it."""
+        with self.lock:
+            return [self.state.project_view(p) for p in self.state.projects.values()]
 
 
 def serve(

@@ -118,10 +118,46 @@ class Image:
 
 
 @dataclass
+class Project:
+    """A project of a company; ``auto`` when the emulator made it up on first use."""
+
+    id: int
+    company_id: int
+    name: str
+    project_number: str | None
+    active: bool
+    created_at: float
+    auto: bool = False
+
+
+@dataclass
+class Album:
+    """A Photos album, which Procore's API calls an Image Category."""
+
+    id: int
+    company_id: int
+    project_id: int
+    name: str
+    private: bool
+    created_at: float
+    position: int = 0
+
+
+#: The user behind the emulator's tokens (a Developer Managed Service Account), as Procore
+#: shows it in ``uploader`` / ``created_by`` objects.
+SERVICE_ACCOUNT = {"id": 9_600_000_001, "name": "Procore Hotfolder (service account)",
+                   "login": "hotfolder-service-account@example.invalid"}
+
+
+@dataclass
 class Token:
     value: str
     expires_at: float
     generation: int
+
+
+def company_name(company_id: int) -> str:
+    return f"Emulated Co {company_id}"
 
 
 def iso_time(when: float) -> str:
@@ -192,6 +228,15 @@ class EmulatorState:
         self.files: dict[int, DocumentFile] = {}
         self.file_names: dict[int, dict[str, int]] = {}  # folder id -> file name -> file id
         self.images: dict[int, Image] = {}
+        # (company id, project id) -> Project. Keyed by company as well, so that a test may
+        # use one project id under several companies without them meeting.
+        self.projects: dict[tuple[int, int], Project] = {}
+        self.albums: dict[int, Album] = {}
+        # True: any project or album id a client names exists (made up on first use), as the
+        # emulator always behaved. False: only those created through ``create_project`` /
+        # ``create_album`` (or the admin API) exist; everything else answers 404.
+        self.auto_create = True
+        self.removed_projects: set[int] = set()  # 404 even while auto_create holds
         self.request_log: list[RequestRecord] = []
         self.rate = RateWindow()
         self.association_counts: Counter[str] = Counter()  # upload uuid -> versions + images
@@ -203,6 +248,8 @@ class EmulatorState:
             "version": itertools.count(6_200_000_001),
             "prostore": itertools.count(7_300_000_001),
             "image": itertools.count(8_400_000_001),
+            "project": itertools.count(9_100_000_001),
+            "album": itertools.count(9_200_000_001),
         }
         for sub in ("objects", "parts", "tmp"):
             (data_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -210,6 +257,37 @@ class EmulatorState:
     def next_id(self, kind: str) -> int:
         with self.lock:
             return next(self._ids[kind])
+
+    # --- set-up (Python and admin API) ----------------------------------------------------
+
+    def add_project(self, company_id: int, name: str, project_number: str | None = None, *,
+                    active: bool = True, project_id: int | None = None,
+                    now: float | None = None) -> Project:
+        """Create (or replace) a project of ``company_id``."""
+        with self.lock:
+            ident = project_id if project_id is not None else self.next_id("project")
+            project = Project(ident, company_id, name, project_number, active,
+                              time.time() if now is None else now)
+            self.projects[(company_id, ident)] = project
+            self.removed_projects.discard(ident)
+            return project
+
+    def add_album(self, company_id: int, project_id: int, name: str, private: bool = False,
+                  now: float | None = None) -> Album:
+        """Create an album (image category) in a project."""
+        with self.lock:
+            position = sum(1 for a in self.albums.values()
+                           if (a.company_id, a.project_id) == (company_id, project_id))
+            album = Album(self.next_id("album"), company_id, project_id, name, private,
+                          time.time() if now is None else now, position)
+            self.albums[album.id] = album
+            return album
+
+    def remove_project(self, company_id: int, project_id: int) -> None:
+        """Make a project not exist (404), even while ``auto_create`` holds."""
+        with self.lock:
+            self.projects.pop((company_id, project_id), None)
+            self.removed_projects.add(project_id)
 
     # --- files on disk ---------------------------------------------------------------------
 
@@ -348,14 +426,84 @@ class EmulatorState:
         }
 
     def image_view(self, image: Image) -> dict[str, Any]:
+        """An image as Procore's API shows it: the ``Image`` schema of Procore's OpenAPI, which
+        List, Show and Create Image all return (see ``docs/Image.md`` of the generated
+        procore_sdk, ``ProjectManagementPhotosImagesApi``). There is NO ``name``, NO
+        ``image_name`` and NO upload uuid; ``filename`` is the ``image_name`` the create named.
+        """
+        album = self.albums.get(image.image_category_id or 0)
+        stamp = iso_time(image.created_at)
         return {
             "id": image.id,
-            "name": image.name,
-            "filename": image.name,
-            "image_category_id": image.image_category_id,
+            "url": f"{self.base_url}/photos/{image.id}/original",
+            "thumbnail_url": f"{self.base_url}/photos/{image.id}/thumbnail",
             "size": image.size,
+            "filename": image.name,
             "description": image.attributes.get("description"),
-            "created_at": iso_time(image.created_at),
+            "taken_at": None,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "location": None,
+            "image_category_id": image.image_category_id,
+            "image_category_name": album.name if album else None,
+            "image_category_private": album.private if album else False,
+            "permanently_deleted": False,
+            "private": bool(image.attributes.get("private", False)),
+            "starred": bool(image.attributes.get("starred", False)),
+            "width": None,
+            "height": None,
+            "origin_id": None,
+            "daily_log_header_id": None,
+            "gps_lat": None,
+            "gps_long": None,
+            "uploader": dict(SERVICE_ACCOUNT),
+            "trades": [],
+            "comments_count": 0,
+        }
+
+    def project_view(self, project: Project) -> dict[str, Any]:
+        """A project as List/Show Project show it (a subset of the ``Project`` schema of
+        Procore's OpenAPI: ``id``, ``name``, ``display_name``, ``project_number``, ``active``,
+        ``company`` {id, name}, timestamps and a few nullable details)."""
+        stamp = iso_time(project.created_at)
+        number = project.project_number
+        return {
+            "id": project.id,
+            "name": project.name,
+            "display_name": f"{number} - {project.name}" if number else project.name,
+            "project_number": number,
+            "active": project.active,
+            "is_demo": False,
+            "address": None,
+            "city": None,
+            "state_code": None,
+            "country_code": None,
+            "zip": None,
+            "time_zone": None,
+            "origin_id": None,
+            "origin_data": None,
+            "origin_code": None,
+            "parent_job_id": None,
+            "photo_id": None,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "company": {"id": project.company_id, "name": company_name(project.company_id)},
+        }
+
+    def album_view(self, album: Album) -> dict[str, Any]:
+        """An album as List/Show Image Category show it (the ``ImageCategory`` schema of
+        Procore's OpenAPI: id, name, count, cover_photo, private, position, timestamps)."""
+        stamp = iso_time(album.created_at)
+        count = sum(1 for i in self.images.values() if i.image_category_id == album.id)
+        return {
+            "id": album.id,
+            "name": album.name,
+            "count": count,
+            "cover_photo": None,
+            "private": album.private,
+            "position": album.position,
+            "created_at": stamp,
+            "updated_at": stamp,
         }
 
     def documents(self) -> list[dict[str, Any]]:
