@@ -185,3 +185,88 @@ def test_check_offline_is_per_folder_too(tmp_path: Path, emulator: Emulator) -> 
 
 def _name(project_id: int) -> str:
     return f"Emulated Project {project_id}"
+
+
+# --- projects and albums, page after page ----------------------------------------------------
+
+
+def test_projects_lists_every_page_with_ids_names_numbers(tmp_path: Path,
+                                                          emulator: Emulator) -> None:
+    emulator.auto_create = False
+    made = {emulator.create_project(COMPANY_ID, f"Site {n:03d}", f"P-{n:03d}")
+            for n in range(130)}
+    hidden = emulator.create_project(COMPANY_ID, "Not granted", "X-1")
+    emulator.faults.forbidden_projects.add(hidden)
+    config = folder_config(tmp_path, emulator, [{"destination": "none"}])
+
+    listed = run_cli("projects", "--json", "-c", str(config))
+    assert listed.returncode == 0, listed.stderr
+    projects = json.loads(listed.stdout)
+    assert {p["id"] for p in projects} == made  # more than one page, none twice
+    assert len(projects) == 130
+    first = next(p for p in projects if p["name"] == "Site 000")
+    assert first["project_number"] == "P-000"
+    pages = [r for r in emulator.request_log if r.path.rstrip("/").endswith("/projects")]
+    assert len(pages) >= 2  # Procore's Link header was followed
+
+    text = run_cli("projects", "-c", str(config))
+    header, *rows = text.stdout.splitlines()
+    assert header.split() == ["ID", "NUMBER", "NAME"]
+    assert len(rows) == 130
+    assert rows[0].split(None, 2) == [str(first["id"]), "P-000", "Site 000"]
+    assert "Not granted" not in text.stdout
+
+
+def test_albums_lists_every_page_and_json(tmp_path: Path, emulator: Emulator) -> None:
+    ids = [emulator.create_album(COMPANY_ID, 31, f"Album {n:03d}") for n in range(105)]
+    private = emulator.create_album(COMPANY_ID, 31, "Owner only", private=True)
+    config = folder_config(tmp_path, emulator, [{"project_id": 31, "destination": "photos"}])
+
+    listed = json.loads(run_cli("albums", "31", "--json", "-c", str(config)).stdout)
+    assert [a["id"] for a in listed if a["id"] != private] == ids
+    assert {"id": private, "name": "Owner only", "count": 0, "private": True} in listed
+
+    text = run_cli("albums", "31", "-c", str(config))
+    assert text.returncode == 0
+    header, *rows = text.stdout.splitlines()
+    assert header.split() == ["ID", "PHOTOS", "ALBUM"]
+    assert len(rows) == 106
+    assert f"{private}  " in next(r for r in rows if "Owner only (private)" in r)
+
+
+def test_albums_of_a_project_that_does_not_exist(tmp_path: Path, emulator: Emulator) -> None:
+    emulator.auto_create = False
+    config = folder_config(tmp_path, emulator, [{"destination": "none"}])
+    result = run_cli("albums", "404404", "-c", str(config))
+    assert result.returncode == 1
+    assert "project 404404: HTTP 404" in result.stderr
+    assert "not found, or not visible to this service account" in result.stderr
+
+
+def test_check_photos_album_and_inactive_project(tmp_path: Path, emulator: Emulator) -> None:
+    emulator.auto_create = False
+    site = emulator.create_project(COMPANY_ID, "Tower A", "A-1")
+    old = emulator.create_project(COMPANY_ID, "Closed job", "Z-9", active=False)
+    album = emulator.create_album(COMPANY_ID, site, "Progress")
+    config = folder_config(tmp_path, emulator, [
+        {"project_id": site, "destination": "photos", "photos_album_id": album},
+        {"project_id": site, "destination": "photos", "photos_album_id": album + 1000},
+        {"project_id": site, "destination": "photos"},
+        {"project_id": old, "destination": "documents"},
+        {"project_id": 999999, "destination": "documents"},
+    ])
+    result = run_cli("check", "-c", str(config))
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert lines_of(out, "folders[0]")[0].endswith(
+        f"ok (project {site} 'Tower A'; Photos album 'Progress')")
+    (head, problem) = lines_of(out, "folders[1]")
+    assert "PROBLEM" in head
+    assert f"photos_album_id {album + 1000} is not among the 1 albums" in problem
+    assert f"procore-hotfolder albums {site}" in problem
+    assert lines_of(out, "folders[2]")[0].endswith(
+        f"ok (project {site} 'Tower A'; Photos, no album (unsorted))")
+    (head, warning) = lines_of(out, "folders[3]")
+    assert "ok, with a warning" in head and "inactive" in warning
+    (head, problem) = lines_of(out, "folders[4]")
+    assert "project 999999: HTTP 404" in problem
