@@ -25,6 +25,7 @@ Gauges (computed from a ``MetricsSample`` the service gives at each scrape):
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 OUTCOMES = ("completed", "failed")
 QUEUE_STATES = ("waiting", "queued", "uploading", "failed")
+PROBE_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,19 @@ class Metrics:
             thread.name = "metrics"
             self._server, self._thread = server, thread
         log.info("metrics_listening", listen=f"{host}:{server.server_port}")
+        self._probe(host, server.server_port)
+
+    @staticmethod
+    def _probe(host: str, port: int) -> None:
+        """Connect once to our own endpoint: under systemd's ``IPAddressDeny=localhost`` the
+        socket is bound but no scrape can reach it, which nothing else would reveal."""
+        try:
+            with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_SECONDS):
+                pass
+        except OSError as exc:
+            log.error("metrics_unreachable", listen=f"{host}:{port}", error=str(exc),  # noqa: TRY400 - no traceback wanted
+                      hint="loopback traffic is blocked; under systemd install "
+                           "systemd/metrics.conf.example as a drop-in (IPAddressAllow=)")
 
     @property
     def port(self) -> int | None:
