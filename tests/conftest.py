@@ -61,7 +61,8 @@ def write_config(tmp_path: Path, emu: Emulator, folders: list[dict[str, Any]],
              f"company_id = {COMPANY_ID}", f'client_id = "{CLIENT_ID}"',
              f'client_secret_file = "{secret}"', "", "[daemon]"]
     lines += [f"{k} = {_toml(v)}" for k, v in settings.items()]
-    for folder in folders:
+    for given in folders:
+        folder = {"destination": "none", **given}  # the tests' default; the daemon has none
         lines += ["", "[[folders]]"] + [f"{k} = {_toml(v)}" for k, v in folder.items()]
     path = tmp_path / "config.toml"
     path.write_text("\n".join(lines) + "\n")

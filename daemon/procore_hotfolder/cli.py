@@ -23,7 +23,6 @@ import structlog
 from procore_hotfolder import __version__
 from procore_hotfolder.config import Config, FolderSettings, default_config_path, load_config
 from procore_hotfolder.discovery import (
-    UNFILED_WARNING,
     FolderCheck,
     check_folder_online,
     describe_error,
@@ -39,10 +38,11 @@ from procore_hotfolder.journal import Journal
 from procore_hotfolder.ledger import Ledger
 from procore_hotfolder.logs import configure_logging
 from procore_hotfolder.metrics import attach_metrics
+from procore_hotfolder.pauses import PauseBoard
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.reporting import StateLock, explain, format_status, retry, status
-from procore_hotfolder.service import Notifier, RunSummary, Service
+from procore_hotfolder.service import UNFILED_WARNING, Notifier, RunSummary, Service
 from procore_hotfolder.uploader import Progress, Uploader
 
 EXIT_OK = 0
@@ -152,7 +152,11 @@ class Engine:
         self.journal.close()
 
 
-def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None) -> Engine:
+def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None,
+                 load_config: Callable[[], Config] | None = None,
+                 on_reload: Sequence[Callable[[Config], None]] = ()) -> Engine:
+    """Everything one daemon needs, from ``config``. ``load_config`` re-reads the
+    configuration file on a reload (SIGHUP); without it a reload is refused."""
     stopping = threading.Event()
     governor = RateGovernor(wait=lambda seconds: not stopping.wait(seconds))
     client = ProcoreClient(config.procore, governor,
@@ -160,9 +164,10 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     journal = Journal.open(config.daemon.state_dir)
     progress = Progress()
     uploader = Uploader(config, journal, Ledger(config.daemon.state_dir), client,
-                        progress=progress, stopping=stopping.is_set)
+                        progress=progress, stopping=stopping.is_set, pauses=PauseBoard())
     service = Service(config, journal, uploader, governor, progress=progress,
-                      notifier=notifier, once=once, on_stop=stopping.set)
+                      notifier=notifier, once=once, on_stop=stopping.set,
+                      load_config=load_config, on_reload=on_reload)
     attach_metrics(config.daemon.metrics_listen, tuple(f.name for f in config.folders),
                    governor, client, uploader, service)
     return Engine(config, journal, client, governor, service)
@@ -190,48 +195,46 @@ def _lock_or_fail(config: Config) -> StateLock | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    config = _config(args)
+    path = args.config or default_config_path()
+    config = load_config(path)
     configure_logging(config.daemon.log_level)
+    return serve_daemon(config, lambda: load_config(path), notifier=_SystemdNotifier())
+
+
+def serve_daemon(config: Config, reload_config: Callable[[], Config], *,
+                 notifier: Notifier | None = None,
+                 on_ready: Callable[[Engine], None] | None = None) -> int:
+    """The daemon, as `run` (and `demo`) run it: the state lock, SIGTERM/SIGINT stop it,
+    SIGHUP reloads the configuration without stopping work in flight. Returns the exit
+    code."""
     lock = _lock_or_fail(config)
     if lock is None:
         return EXIT_FAILURE
-    notifier = _SystemdNotifier()
-    reload_requested = threading.Event()
-    current: list[Engine] = []
+
+    def relog(new: Config) -> None:
+        configure_logging(new.daemon.log_level)
+
+    engine = build_engine(config, once=False, notifier=notifier, load_config=reload_config,
+                          on_reload=[relog])
 
     def on_stop(signum: int, _: FrameType | None) -> None:
         log.info("signal_received", signal=signal.Signals(signum).name)
-        if current:
-            current[0].service.stop()
+        engine.service.stop()
 
     def on_reload(_signum: int, _frame: FrameType | None) -> None:
-        reload_requested.set()
-        if current:
-            current[0].service.stop()
+        engine.service.request_reload()
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_reload)
     try:
-        while True:
-            engine = build_engine(config, once=False, notifier=notifier)
-            current[:] = [engine]
-            try:
-                engine.service.run()
-            finally:
-                engine.close()
-            if not reload_requested.is_set():
-                return EXIT_OK
-            reload_requested.clear()
-            notifier.notify("RELOADING=1")
-            try:
-                config = _config(args)
-                configure_logging(config.daemon.log_level)
-                log.info("configuration_reloaded")
-            except ConfigError as exc:
-                log.error("configuration_reload_failed", problems=exc.problems)  # noqa: TRY400 - no traceback wanted
+        if on_ready is not None:
+            on_ready(engine)
+        engine.service.run()
     finally:
+        engine.close()
         lock.release()
+    return EXIT_OK
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
@@ -478,20 +481,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                                                 encoding="utf-8")
         print(f"\nProcore emulator: {emulator.url}\nDrop files into: {drop}\n"
               f"Archive: {drop / '.archive'}   Ledger: {root / 'state' / 'uploads.jsonl'}\n"
-              "A sample file was dropped already; watch it upload below. Ctrl-C stops.\n",
+              "A sample file was dropped already; watch it upload below. Ctrl-C stops.\n"
+              "In another terminal, try:\n"
+              f"  procore-hotfolder status -c {config_path}\n"
+              f"  procore-hotfolder explain -c {config_path} {drop / 'hello-procore.txt'}\n"
+              f"  kill -HUP {os.getpid()}    # reload the configuration (as systemctl reload)\n",
               flush=True)
-        engine = build_engine(config, once=False)
-
-        def on_stop(_signum: int, _frame: FrameType | None) -> None:
-            engine.service.stop()
-
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
-        try:
-            engine.service.run()
-        finally:
-            engine.close()
-    return EXIT_OK
+        return serve_daemon(config, lambda: load_config(config_path, environ={}))
 
 
 DEMO_CONFIG = """\

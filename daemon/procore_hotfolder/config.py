@@ -26,6 +26,7 @@ MIB = 1024 * 1024
 MIN_SEGMENT_BYTES = 5 * MIB
 
 Destination = Literal["none", "documents", "photos"]
+NameClash = Literal["version", "rename", "fail"]
 WatchMode = Literal["auto", "events", "poll"]
 
 
@@ -63,6 +64,10 @@ class FolderSettings:
     failed_dir: Path
     destination: Destination = "none"
     documents_folder_id: int | None = None
+    #: documents: the drop folder's subfolders become Procore folders below the target.
+    mirror_subfolders: bool = True
+    #: documents: what a name already filed in the Procore folder leads to.
+    on_name_clash: NameClash = "version"
     photos_album_id: int | None = None
     exclude: tuple[str, ...] = ()
     settle_seconds: float = 10.0
@@ -112,6 +117,7 @@ _DAEMON_KEYS = {
 _FOLDER_KEYS = {
     "path", "project_id", "archive_dir", "failed_dir", "destination", "documents_folder_id",
     "photos_album_id", "exclude", "settle_seconds", "watch", "recursive", "response_content_type",
+    "mirror_subfolders", "on_name_clash",
 }
 _TOP_KEYS = {"procore", "daemon", "folders"}
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
@@ -415,15 +421,21 @@ def _folder(
         problems.add(prefix + "failed_dir", "must not be the watched folder or contain it")
     if archive_dir == failed_dir:
         problems.add(prefix + "failed_dir", "must differ from archive_dir")
-    destination_raw = _get(table, "destination", str, prefix, problems) or "none"
+    # No default: Procore deletes an Upload that is filed nowhere within a week, so each
+    # folder must say where its files go (none only on purpose).
+    destination_raw = _get(table, "destination", str, prefix, problems)
+    if "destination" not in table:
+        problems.add(prefix + "destination",
+                     'is required: "documents", "photos" or "none" (Procore deletes an Upload '
+                     "that is filed nowhere within 7 days)")
     destination: Destination = "none"
     if destination_raw == "documents":
         destination = "documents"
     elif destination_raw == "photos":
         destination = "photos"
-    elif destination_raw != "none":
+    elif destination_raw is not None and destination_raw != "none":
         problems.add(prefix + "destination",
-                     f"must be one of none, documents, photos; got {destination_raw!r}")
+                     f"must be one of documents, photos, none; got {destination_raw!r}")
     project_id = _optional_id(table, "project_id", prefix, problems)
     if destination != "none" and project_id is None:
         problems.add(prefix + "destination",
@@ -434,6 +446,20 @@ def _folder(
         problems.add(prefix + "documents_folder_id", 'is used only with destination = "documents"')
     if photos_album_id is not None and destination != "photos":
         problems.add(prefix + "photos_album_id", 'is used only with destination = "photos"')
+    mirror = _get(table, "mirror_subfolders", bool, prefix, problems)
+    if mirror is not None and destination != "documents":
+        problems.add(prefix + "mirror_subfolders", 'is used only with destination = "documents"')
+    clash_raw = _get(table, "on_name_clash", str, prefix, problems)
+    on_name_clash: NameClash = "version"
+    if clash_raw == "rename":
+        on_name_clash = "rename"
+    elif clash_raw == "fail":
+        on_name_clash = "fail"
+    elif clash_raw is not None and clash_raw != "version":
+        problems.add(prefix + "on_name_clash",
+                     f"must be one of version, rename, fail; got {clash_raw!r}")
+    if clash_raw is not None and destination != "documents":
+        problems.add(prefix + "on_name_clash", 'is used only with destination = "documents"')
     exclude_raw = _get(table, "exclude", list, prefix, problems) or []
     exclude: list[str] = []
     for item in exclude_raw:
@@ -456,6 +482,7 @@ def _folder(
     return FolderSettings(
         path=path, project_id=project_id, archive_dir=archive_dir, failed_dir=failed_dir,
         destination=destination, documents_folder_id=documents_folder_id,
+        mirror_subfolders=True if mirror is None else mirror, on_name_clash=on_name_clash,
         photos_album_id=photos_album_id, exclude=tuple(exclude), settle_seconds=settle,
         watch=watch, recursive=True if recursive is None else recursive,
         response_content_type=content_type or None,

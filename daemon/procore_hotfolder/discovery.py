@@ -25,8 +25,6 @@ FORBIDDEN_HINT = (
     "the tool is enabled in the project; Procore resets a service account's projects on every "
     "update of the app")
 NOT_FOUND_HINT = "not found, or not visible to this service account"
-UNFILED_WARNING = ('destination = "none": the files are uploaded but not filed; Procore '
-                   "deletes an Upload that is not filed within 7 days")
 
 
 # --- values ----------------------------------------------------------------------------------

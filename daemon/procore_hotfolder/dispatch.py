@@ -42,9 +42,10 @@ class Dispatcher:
             self._place(record)
             self._cond.notify()
 
-    def _place(self, record: FileRecord) -> None:
-        if record.next_attempt_at > self._clock():
-            heapq.heappush(self._delayed, (record.next_attempt_at, next(self._seq), record))
+    def _place(self, record: FileRecord, at: float | None = None) -> None:
+        at = record.next_attempt_at if at is None else at
+        if at > self._clock():
+            heapq.heappush(self._delayed, (at, next(self._seq), record))
             return
         queue = self._queues.get(record.folder)
         if queue is None:
@@ -85,14 +86,29 @@ class Dispatcher:
                 self._cond.wait(wait)
             return None
 
-    def finished(self, record: FileRecord, retry: bool) -> None:
-        """A worker is done with ``record``; ``retry`` puts it back (at its retry time)."""
+    def finished(self, record: FileRecord, retry_at: float | None) -> None:
+        """A worker is done with ``record``; a ``retry_at`` (wall clock) puts it back, to be
+        handed out again at that time."""
         with self._cond:
             self._in_flight.pop(record.id, None)
-            if retry and not self._closed:
-                self._place(record)
+            if retry_at is not None and not self._closed:
+                self._place(record, retry_at)
             else:
                 self._known.discard(record.id)
+            self._cond.notify_all()
+
+    def release(self, folders: set[Path] | None) -> None:
+        """Hand out the waiting rows of ``folders`` (every folder: None) now, not at their
+        retry time (a reload: a pause they wait for is re-checked at once)."""
+        with self._cond:
+            keep = []
+            for entry in self._delayed:
+                if folders is None or entry[2].folder in folders:
+                    self._place(entry[2], 0.0)
+                else:
+                    keep.append(entry)
+            heapq.heapify(keep)
+            self._delayed = keep
             self._cond.notify_all()
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from procore_hotfolder.errors import (
     PermissionDenied,
     ProcoreError,
     RateLimited,
+    RequestTimeout,
     ServerError,
     ServiceUnavailable,
     StorageRejected,
@@ -190,6 +191,8 @@ def error_from_response(
             cls = ProcoreError
     elif status in (400, 422):
         cls = ValidationFailed
+    elif status == 408:
+        cls = RequestTimeout  # Procore documents 408 as transient (large unfiltered requests)
     elif status == 401:
         cls = AuthenticationError
     elif status == 403:

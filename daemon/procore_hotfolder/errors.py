@@ -43,6 +43,10 @@ class ProcoreError(HotfolderError):
     #: True when the error hits every request alike (network down, 429, 503): work pauses,
     #: the file's attempt counter is not charged.
     outage: bool = False
+    #: Whose problem it is when it is nobody's file's: "account" (the service account's
+    #: credentials: every folder waits) or "folder" (the folder's project or destination in
+    #: Procore: that folder waits). Fixed in Procore, not by the file; None otherwise.
+    pauses: str | None = None
 
     def __init__(
         self,
@@ -103,22 +107,36 @@ class ServerError(ProcoreError):
     retryable = True
 
 
+class RequestTimeout(ProcoreError):
+    """408: Procore gave up on the request (a large unfiltered request, a busy moment)."""
+
+    reason = "request_timeout"
+    retryable = True
+
+
 class AuthenticationError(ProcoreError):
-    """401 after a renewed token, or the token endpoint refused our credentials."""
+    """401 after a renewed token, or the token endpoint refused our credentials (a rotated
+    secret): every folder waits until a token is granted again."""
 
     reason = "authentication"
+    pauses = "account"
 
 
 class PermissionDenied(ProcoreError):
-    """403 from the API: no permission, app not installed, project not permitted."""
+    """403 from the API: the service account is not granted the project (Procore resets a
+    service account's projects on every app update), the tool is disabled, the app is not
+    connected to the company. Fixed in Procore: the folder waits."""
 
     reason = "permission"
+    pauses = "folder"
 
 
 class NotFound(ProcoreError):
-    """404: not found, or no read access."""
+    """404: the folder's project (or its Documents folder, album) is not there, or not
+    visible to the service account: the folder waits."""
 
     reason = "not_found"
+    pauses = "folder"
 
 
 class Conflict(ProcoreError):

@@ -41,8 +41,9 @@ ALLOWED_MOVES: dict[FileState, frozenset[FileState]] = {
     FileState.UPLOADING: frozenset({FileState.QUEUED, FileState.UPLOADING, FileState.STORED,
                                     *_ABANDON}),
     FileState.STORED: frozenset({FileState.ASSOCIATING, FileState.LEDGERED, *_ABANDON}),
-    FileState.ASSOCIATING: frozenset({FileState.ASSOCIATED, FileState.STORED,
-                                      FileState.FAILED}),
+    # Never ASSOCIATING -> FAILED: a filing whose outcome is unknown is looked up first (back
+    # to STORED when Procore does not have it), so a filed file is never failed.
+    FileState.ASSOCIATING: frozenset({FileState.ASSOCIATED, FileState.STORED}),
     FileState.ASSOCIATED: frozenset({FileState.LEDGERED, FileState.CHANGED}),
     FileState.LEDGERED: frozenset({FileState.ARCHIVED, FileState.CHANGED}),
     FileState.ARCHIVED: frozenset(),

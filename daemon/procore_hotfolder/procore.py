@@ -51,6 +51,7 @@ from procore_hotfolder.errors import (
     NotFound,
     ProcoreError,
     RateLimited,
+    RequestTimeout,
     ServerError,
     ServiceUnavailable,
     Stopping,
@@ -71,7 +72,7 @@ SEND_BLOCK_SIZE = 1024 * 1024
 #: ``UnexpectedResponse`` are retryable too, but only by the whole-file scope (a new Upload,
 #: a new read of the file).
 REQUEST_RETRYABLE: tuple[type[ProcoreError], ...] = (
-    NetworkError, RateLimited, ServiceUnavailable, ServerError,
+    NetworkError, RateLimited, ServiceUnavailable, ServerError, RequestTimeout,
 )
 
 
@@ -409,6 +410,23 @@ class ProcoreClient:
         self._storage = _new_session(user_agent, pool_size, storage=True)
         self._token_lock = threading.Lock()
         self._token: _Token | None = None
+
+    def reconfigure(self, settings: ProcoreSettings) -> None:
+        """Use ``settings`` from the next request on (a reload). New credentials or another
+        login server, company or API drop the current token, so a rotated secret is used at
+        once; requests in flight finish with what they started with."""
+        if settings == self._settings:
+            return
+        old = self._settings
+        self._settings = settings
+        self._api_base = settings.api_url.rstrip("/")
+        self._token_url = settings.login_url.rstrip("/") + "/oauth/token"
+        self._timeout = (CONNECT_TIMEOUT, settings.timeout_seconds)
+        self._api.headers["Procore-Company-Id"] = str(settings.company_id)
+        identity = ("client_id", "client_secret", "login_url", "api_url", "company_id")
+        if any(getattr(old, k) != getattr(settings, k) for k in identity):
+            with self._token_lock:
+                self._token = None
 
     def close(self) -> None:
         """Close the connection pools."""

@@ -18,7 +18,8 @@ from procore_hotfolder import archiver, sourcefile
 from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.model import ACTIVE, IN_FLIGHT, FileState, describe_state
-from procore_hotfolder.service import read_snapshot
+from procore_hotfolder.pauses import ACCOUNT
+from procore_hotfolder.service import UNFILED_WARNING, read_snapshot
 from procore_hotfolder.watcher import IgnoreRules
 
 LOCK_NAME = "daemon.lock"
@@ -94,6 +95,8 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
     counts = journal.counts()
     last = journal.last_archived()
     pending = (snapshot or {}).get("pending", {})
+    pauses = {p.get("scope"): p for p in (snapshot or {}).get("pauses") or []
+              if isinstance(p, dict)}
     folders = []
     for folder in config.folders:
         waiting_since = [float(info.get("since", now)) for key, info in pending.items()
@@ -106,6 +109,8 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
             "destination": folder.destination,
             "watch": ((snapshot or {}).get("modes") or {}).get(str(folder.path), folder.watch),
             "unavailable": ((snapshot or {}).get("unavailable") or {}).get(str(folder.path)),
+            "paused": _pause_view(pauses.get(str(folder.path)) or pauses.get(ACCOUNT)),
+            "warning": UNFILED_WARNING if folder.destination == "none" else None,
             "waiting": len(waiting_since),
             "oldest_waiting_seconds": round(now - min(waiting_since), 1) if waiting_since
             else None,
@@ -128,6 +133,15 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
     }
 
 
+def _pause_view(pause: dict[str, Any] | None) -> dict[str, Any] | None:
+    if pause is None:
+        return None
+    return {"scope": "account" if pause.get("scope") == ACCOUNT else "folder",
+            "since": _iso(pause.get("since")), "next_check": _iso(pause.get("next_check")),
+            "reason": pause.get("reason"), "detail": pause.get("detail"),
+            "status": pause.get("status"), "request_id": pause.get("request_id")}
+
+
 def format_status(report: dict[str, Any]) -> str:
     """The human form of ``status``."""
     daemon = report["daemon"]
@@ -145,6 +159,16 @@ def format_status(report: dict[str, Any]) -> str:
                      f"watch {f['watch']})")
         if f["unavailable"]:
             lines.append(f"  UNAVAILABLE: {f['unavailable']}")
+        paused = f.get("paused")
+        if paused:
+            whose = "every folder (the service account)" if paused["scope"] == "account" \
+                else "this folder"
+            status = f" (HTTP {paused['status']})" if paused.get("status") else ""
+            lines.append(f"  PAUSED since {paused['since']}, {whose}: {paused['reason']}"
+                         f"{status}: {paused['detail']}; next check {paused['next_check']}; "
+                         "no file is failed for it")
+        if f.get("warning"):
+            lines.append(f"  WARNING: {f['warning']}")
         oldest = f"; oldest {f['oldest_waiting_seconds']:.0f}s" \
             if f["oldest_waiting_seconds"] is not None else ""
         lines.append(f"  waiting to settle {f['waiting']}{oldest}; queued {f['queued']}; "

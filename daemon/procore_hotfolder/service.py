@@ -28,9 +28,11 @@ import structlog
 from procore_hotfolder import sourcefile
 from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.dispatch import Dispatcher
+from procore_hotfolder.errors import ConfigError
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks, MetricsSample
 from procore_hotfolder.model import ACTIVE, IN_FLIGHT, FileState
+from procore_hotfolder.pauses import ACCOUNT
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.stability import SettleTracker
 from procore_hotfolder.uploader import Outcome, Progress, Uploader
@@ -42,6 +44,10 @@ SNAPSHOT_NAME = "status.json"
 TICK_SECONDS = 0.1
 SNAPSHOT_EVERY_SECONDS = 2.0
 SNAPSHOT_PENDING_LIMIT = 2000
+#: systemd shows STATUS= on one line of `systemctl status`: keep it readable.
+STATUS_MAX_CHARS = 400
+#: A scan request for every folder (a reload, `retry`).
+_FULL_SCAN = Path("\0full-scan")
 #: A loop that has not advanced for this long is stuck: systemd's watchdog is no longer fed,
 #: so systemd restarts the daemon (which resumes from the journal). Long enough for the
 #: slowest honest step without moving bytes: HTTP timeouts with their retries, a verified
@@ -92,11 +98,18 @@ class Service:
         wall: Callable[[], float] = time.time,
         once: bool = False,
         on_stop: Callable[[], None] | None = None,
+        load_config: Callable[[], Config] | None = None,
+        on_reload: Iterable[Callable[[Config], None]] = (),
     ) -> None:
         self.config = config
         self._on_stop = on_stop
+        self._load_config = load_config
+        self._on_reload = tuple(on_reload)
+        self._reload_requested = threading.Event()
+        self._worker_target = config.daemon.workers
         self._journal = journal
         self._uploader = uploader
+        self.pauses = uploader.pauses
         self._governor = governor
         self._progress = progress
         self._notifier = notifier or NullNotifier()
@@ -139,6 +152,11 @@ class Service:
         if self._on_stop is not None:
             self._on_stop()
 
+    def request_reload(self) -> None:
+        """Reload the configuration at the next tick (safe from a signal handler)."""
+        self._reload_requested.set()
+        self._hint_ready.set()
+
     def hint(self, path: Path) -> None:
         """Something may have happened at ``path`` (called from watcher threads; never blocks)."""
         self._hints.put(path)
@@ -159,11 +177,15 @@ class Service:
         self._notifier.notify("READY=1")
         log.info("daemon_ready", folders=len(self.config.folders), once=self._once,
                  workers=self.config.daemon.workers)
+        warn_unfiled(self.config)
         last_snapshot = last_watchdog = 0.0
         # systemd wants a ping at least every WATCHDOG_USEC; ping at twice that rate.
         watchdog_every = self._watchdog_usec / 2e6 if self._watchdog_usec else 0.0
         try:
             while not self._stop.is_set():
+                if self._reload_requested.is_set():
+                    self._reload_requested.clear()
+                    self._reload()
                 self._tick()
                 now = self._now()
                 if now - last_snapshot >= SNAPSHOT_EVERY_SECONDS:
@@ -191,11 +213,80 @@ class Service:
             log.info("journal_recovered", unfinished=len(rows))
 
     def _start_workers(self) -> None:
-        for index in range(self.config.daemon.workers):
-            thread = threading.Thread(target=self._work, name=f"upload-{index}", daemon=True)
+        """Start workers until ``daemon.workers`` run (after a reload: the missing ones)."""
+        running = sum(1 for t in self._threads
+                      if t.name.startswith("upload-") and t.is_alive())
+        for index in range(running, self._worker_target):
+            thread = threading.Thread(target=self._work, args=(index,), name=f"upload-{index}",
+                                      daemon=True)
             self._beats[thread.name] = self._now()
+            self._finished_loops.discard(thread.name)
             thread.start()
             self._threads.append(thread)
+
+    # --- reload ----------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        """SIGHUP: apply the configuration file as it is now, without stopping work in flight.
+
+        sd_notify(3): ``RELOADING=1`` with ``MONOTONIC_USEC=`` first, ``READY=1`` once done.
+        A configuration that does not load (or changes what cannot change while running) is
+        refused and the current one kept. Either way every folder is scanned again, so files
+        that `retry` put back are found, and pauses are re-checked soon (the operator may
+        have fixed what caused them)."""
+        self._notifier.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        log.info("reload_started")
+        try:
+            new = self._reloaded_config()
+        except ConfigError as exc:
+            log.error("configuration_reload_failed", problems=exc.problems)  # noqa: TRY400 - the problems are the message
+        else:
+            self._apply(new)
+        paused = {p.scope for p in self.pauses.current()}
+        if paused:
+            self.pauses.check_soon(self._wall())
+            self._dispatcher.release(None if ACCOUNT in paused else {Path(s) for s in paused})
+        self._scan_requests.put(_FULL_SCAN)
+        self._notifier.notify("READY=1")
+        self._publish_status()
+
+    def _reloaded_config(self) -> Config:
+        """The configuration file as it is now; raises ``ConfigError`` when it does not load
+        or changes what cannot change while running."""
+        if self._load_config is None:
+            raise ConfigError(["this daemon was started without a configuration file"])
+        new = self._load_config()
+        if new.daemon.state_dir != self.config.daemon.state_dir:
+            raise ConfigError([f"daemon.state_dir: cannot change from "
+                               f"{self.config.daemon.state_dir} while running; restart the "
+                               "service to move the state directory"])
+        return new
+
+    def _apply(self, new: Config) -> None:
+        old = {f.path: f for f in self.config.folders}
+        now = {f.path: f for f in new.folders}
+        added = [str(p) for p in now if p not in old]
+        removed = [str(p) for p in old if p not in now]
+        changed = [str(p) for p in now if p in old and now[p] != old[p]]
+        self._rules = {f.path: IgnoreRules(f) for f in new.folders}
+        self._uploader.reconfigure(new)
+        self.config = new
+        for path in removed:
+            self.pauses.forget(path)
+            self._unavailable.pop(Path(path), None)
+        if self._watcher is not None and (added or removed or changed):
+            # Hints only: a fresh observer over the new set; the rescan below catches what
+            # happened in between. Uploads in flight are not touched.
+            self._watcher.stop()
+            self._watcher = FolderWatcher(new.folders, self.hint, new.daemon.poll_seconds)
+            self._watcher.start()
+        self._worker_target = new.daemon.workers
+        self._start_workers()
+        for hook in self._on_reload:
+            hook(new)
+        log.info("configuration_reloaded", added=added, removed=removed, changed=changed,
+                 workers=new.daemon.workers)
+        warn_unfiled(new)
 
     def _start_scanner(self) -> None:
         thread = threading.Thread(target=self._scan_loop, name="scanner", daemon=True)
@@ -222,10 +313,10 @@ class Service:
 
     def _scan_loop(self) -> None:
         """Start-up scan, then periodic rescans; polled folders every ``poll_seconds``."""
-        daemon = self.config.daemon
         next_full = 0.0
         next_poll = 0.0
         while not self._stop.is_set():
+            daemon = self.config.daemon  # a reload may change it
             now = self._now()
             self._beat()
             poll_folders = set(self._watcher.poll_folders) if self._watcher else set()
@@ -249,6 +340,9 @@ class Service:
                 continue
             if request is None:
                 return
+            if request is _FULL_SCAN:
+                next_full = 0.0
+                continue
             folder = self.config.folder_for(request)
             if folder is not None:
                 self._scan_tree(folder, request)
@@ -396,9 +490,13 @@ class Service:
 
     # --- workers ---------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, index: int) -> None:
         name = threading.current_thread().name
         while not self._stop.is_set():
+            if index >= self._worker_target:
+                # A reload lowered daemon.workers: this one ends between files.
+                self._finished_loops.add(name)
+                return
             self._beat()
             record = self._dispatcher.get(timeout=0.5)
             if record is None:
@@ -411,14 +509,14 @@ class Service:
                 outcome = Outcome("retry", record, retry_at=self._wall() + 60)
             finally:
                 self._working.pop(name, None)
-            if outcome.kind == "retry" and self._once and self._once_gives_up(record):
+            retry_at = outcome.retry_at if outcome.kind == "retry" else None
+            if retry_at is not None and self._once and self._once_gives_up(record):
                 # `once` must end: after max_attempts tries (outages included) the file stays
                 # queued in the journal for the daemon and is reported as not uploaded.
-                self._dispatcher.finished(outcome.record, retry=False)
-            elif outcome.kind == "retry":
-                self._dispatcher.finished(outcome.record, retry=True)
-            else:
-                self._dispatcher.finished(outcome.record, retry=False)
+                retry_at = None
+            elif outcome.kind == "retry" and retry_at is None:
+                retry_at = outcome.record.next_attempt_at
+            self._dispatcher.finished(outcome.record, retry_at)
             self._outcomes.put(outcome)
             self._hint_ready.set()
 
@@ -457,7 +555,10 @@ class Service:
                   f"uploading {counts['in_flight']}, last upload {last}")
         if paused is not None:
             status += f", paused: {paused[1]}"
-        self._notifier.notify(f"STATUS={status}")
+        for pause in self.pauses.current():
+            who = "all folders" if pause.scope == ACCOUNT else pause.scope
+            status += f"; PAUSED {who}: {pause.reason}: {pause.detail}"
+        self._notifier.notify(f"STATUS={status[:STATUS_MAX_CHARS]}")
         self._write_snapshot(counts, paused)
 
     def _ping_watchdog(self) -> None:
@@ -517,6 +618,7 @@ class Service:
             "unavailable": {str(k): v for k, v in self._unavailable.items()},
             "modes": {str(k): v for k, v in (self._watcher.modes if self._watcher else {}).items()},
             "paused": {"until": paused[0], "reason": paused[1]} if paused else None,
+            "pauses": [p.as_dict() for p in self.pauses.current()],
             "uploading": self._progress.snapshot(),
             "last_upload": self._last_upload,
         }
@@ -549,6 +651,8 @@ class Service:
         for path, created in self._journal.oldest_active().items():
             since[str(path)] = min(since.get(str(path), created), created)
         paused = [(str(path), "folder_unavailable") for path in dict(self._unavailable)]
+        paused += [("" if p.scope == ACCOUNT else p.scope, p.reason)
+                   for p in self.pauses.current()]
         governor_pause = self._governor.paused()
         if governor_pause is not None:
             paused.append(("", governor_pause[1]))
@@ -556,6 +660,19 @@ class Service:
                              oldest_waiting_seconds={k: max(0.0, wall - v)
                                                      for k, v in since.items()},
                              paused=tuple(paused))
+
+
+def warn_unfiled(config: Config) -> None:
+    """A folder with ``destination = "none"`` files nothing: Procore deletes those Uploads
+    after 7 days (only the ledger's UUIDs remain for an integration to use)."""
+    for index, folder in enumerate(config.folders):
+        if folder.destination == "none":
+            log.warning("destination_none", folder=f"folders[{index}]", path=str(folder.path),
+                        detail=UNFILED_WARNING)
+
+
+UNFILED_WARNING = ("destination is none: these uploads are filed nowhere in Procore, which "
+                   "deletes them after 7 days")
 
 
 def write_snapshot(state_dir: Path, snapshot: dict[str, Any]) -> None:

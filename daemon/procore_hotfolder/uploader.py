@@ -30,12 +30,9 @@ from procore_hotfolder import archiver, sourcefile
 from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.errors import (
     ArchiveError,
-    AuthenticationError,
     ContentMismatch,
     FileChanged,
     FileRefused,
-    FileUnreadable,
-    FileVanished,
     HotfolderError,
     ProcoreError,
     Stopping,
@@ -46,19 +43,22 @@ from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.ledger import Ledger
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.model import (
-    ALLOWED_MOVES,
+    TERMINAL,
     Backoff,
     FileState,
     segment_size_for,
     ticket_reusable,
 )
+from procore_hotfolder.pauses import ACCOUNT, PauseBoard
+from procore_hotfolder.policy import DEFAULT_BACKOFF, Action, Decision, decide
 from procore_hotfolder.procore import ProcoreClient, SegmentSpec, UploadTarget, UploadTicket
 
 log = structlog.get_logger(__name__)
 
 _READ_CHUNK = 1024 * 1024
 PROGRESS_EVERY_SECONDS = 5.0
-DEFAULT_BACKOFF = Backoff(base=2.0, cap=300.0)
+#: A row of a folder that left the configuration is looked at again after this long.
+UNCONFIGURED_RETRY_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,13 @@ class Outcome:
 
     kind: str  # "archived" | "failed" | "retry" | "changed" | "vanished"
     record: FileRecord
-    retry_at: float | None = None
+    retry_at: float | None = None  # "retry": when to try again (wall clock)
     detail: str | None = None
+
+
+#: The outcome kind of each terminal state a row can reach in one ``process`` call.
+_TERMINAL_OUTCOMES = {FileState.ARCHIVED: "archived", FileState.FAILED: "failed",
+                      FileState.CHANGED: "changed", FileState.VANISHED: "vanished"}
 
 
 @dataclass
@@ -219,6 +224,7 @@ class Uploader:
         rand: Callable[[], float] = random.random,
         backoff: Backoff = DEFAULT_BACKOFF,
         stopping: Callable[[], bool] | None = None,
+        pauses: PauseBoard | None = None,
     ) -> None:
         self._config = config
         self._journal = journal
@@ -230,6 +236,14 @@ class Uploader:
         self._backoff = backoff
         self._stopping = stopping or (lambda: False)
         self._folders = {f.path: f for f in config.folders}
+        self.pauses = pauses or PauseBoard()
+
+    def reconfigure(self, config: Config) -> None:
+        """Use ``config`` for every file taken from now on; files in progress keep the
+        settings they started with."""
+        self._folders = {f.path: f for f in config.folders}
+        self._config = config
+        self._client.reconfigure(config.procore)
 
     # --- entry point -----------------------------------------------------------------------
 
@@ -240,30 +254,25 @@ class Uploader:
         if folder is None:
             # The folder left the configuration: keep the row, touch nothing.
             bound.warning("folder_not_configured", folder=str(record.folder))
-            return Outcome("retry", record, retry_at=self._clock() + 3600,
+            return Outcome("retry", record, retry_at=self._clock() + UNCONFIGURED_RETRY_SECONDS,
                            detail="folder no longer configured")
+        scopes = (ACCOUNT, str(folder.path))
+        wait_until = self.pauses.admit(scopes, self._clock())
+        if wait_until is not None:
+            return Outcome("retry", record, retry_at=wait_until, detail="paused")
         try:
             record = self._advance(record, folder, bound)
-        except FileRefused as exc:
-            return self._fail(record, folder, exc, bound)
-        except FileVanished as exc:
-            return self._abandon(record, FileState.VANISHED, exc, bound)
-        except FileChanged as exc:
-            return self._abandon(record, FileState.CHANGED, exc, bound)
-        except Stopping:
-            bound.info("upload_interrupted_by_stop")
-            return self._schedule(self._journal.get(record.id), self._clock(), 0.0,
-                                  {"reason": "stopping", "detail": "daemon stopped"}, bound,
-                                  charge=False)
         except HotfolderError as exc:
-            return self._retry_or_fail(record, folder, exc, bound)
+            return self._after_error(record, folder, exc, bound)
         except OSError as exc:
             # Ledger or archive I/O (disk full, permission): the file stays where it is.
-            return self._retry_or_fail(record, folder, ArchiveError(str(exc)), bound)
+            return self._after_error(record, folder, ArchiveError(str(exc)), bound)
         finally:
             self._progress.done(record.path)
-        self.metrics.upload_finished(folder.name, "completed", record.observation.size)
-        return Outcome("archived", record)
+        self.pauses.lift(scopes, self._clock())
+        if record.state is FileState.ARCHIVED:
+            self.metrics.upload_finished(folder.name, "completed", record.observation.size)
+        return Outcome(_TERMINAL_OUTCOMES[record.state], record)
 
     def fail_unsettled(self, folder: FolderSettings, path: Path,
                        observation: sourcefile.Observation, reason: str, detail: str) -> None:
@@ -278,11 +287,16 @@ class Uploader:
 
     def _advance(self, record: FileRecord, folder: FolderSettings, bound: Any) -> FileRecord:
         redo_budget = 3  # association found not done -> redone; bounded within one call
-        while record.state not in (FileState.ARCHIVED,):
+        while record.state not in TERMINAL:
             state = record.state
             if state in (FileState.QUEUED, FileState.UPLOADING):
                 record = self._upload(record, folder, bound)
             elif state is FileState.STORED:
+                if _changed_since(record):
+                    # Re-saved after its bytes were stored: file nothing of the old version;
+                    # the new one settles and is uploaded (and filed) as what it now is.
+                    raise FileChanged("the file changed after its upload; not filed, it "
+                                      "settles again")
                 if folder.destination == "none":
                     record = self._write_ledger(record, folder, bound)
                 else:
@@ -296,8 +310,6 @@ class Uploader:
                 record = self._write_ledger(record, folder, bound)
             elif state is FileState.LEDGERED:
                 record = self._archive(record, folder, bound)
-            else:
-                raise FileChanged(f"row is {state}; nothing to do")
         return record
 
     def _target(self, folder: FolderSettings) -> UploadTarget:
@@ -613,14 +625,17 @@ class Uploader:
         now = self._clock()
         current = sourcefile.observe(record.path)
         if current is None or not _same_version(current, record.observation):
-            # Uploaded, but the original changed (or went) since: record what was uploaded,
+            # Filed, but the original changed (or went) since: record what was uploaded and
             # archive nothing; a changed file settles again and is uploaded as what it is now.
             if not self._ledger.contains_uuid(record.uuid or ""):
                 self._ledger.append(self._ledger_entry(record, folder, None))
-            bound.warning("file_changed_after_upload", uuid=record.uuid)
             record = self._journal.move(record, FileState.LEDGERED, now)
-            state = FileState.CHANGED if current is not None else FileState.ARCHIVED
-            return self._journal.move(record, state, now, final_path=None)
+            if current is None:
+                bound.warning("original_vanished_after_upload", uuid=record.uuid)
+                return self._finish(record, None, bound)
+            bound.info("file_changed", uuid=record.uuid,
+                       detail="the file changed after it was filed; it settles again")
+            return self._journal.move(record, FileState.CHANGED, now, final_path=None)
         recovering = record.archive_path is not None
         target = record.archive_path or archiver.free_name(
             archiver.archive_path_for(folder, record.path))
@@ -663,61 +678,76 @@ class Uploader:
 
     # --- outcomes --------------------------------------------------------------------------
 
-    def _abandon(self, record: FileRecord, state: FileState, exc: HotfolderError,
-                 bound: Any) -> Outcome:
-        record = self._journal.get(record.id)
-        if state not in _allowed_from(record.state):
-            return self._retry_or_fail(record, self._folders[record.folder], exc, bound)
-        record = self._journal.move(record, state, self._clock(),
-                                    last_error={"reason": exc.reason, "detail": exc.message})
-        bound.info("file_changed" if state is FileState.CHANGED else "file_vanished",
-                   detail=exc.message)
-        return Outcome(state.value, record, detail=exc.message)
-
-    def _retry_or_fail(self, record: FileRecord, folder: FolderSettings, exc: HotfolderError,
-                       bound: Any) -> Outcome:
+    def _after_error(self, record: FileRecord, folder: FolderSettings, exc: HotfolderError,
+                     bound: Any) -> Outcome:
+        """Apply the outcome policy (``policy.decide``) to an attempt that ended in ``exc``."""
         record = self._journal.get(record.id)
         info = _error_info(exc)
         now = self._clock()
-        outage = isinstance(exc, ProcoreError) and (exc.outage
-                                                    or isinstance(exc, AuthenticationError))
-        if isinstance(exc, ArchiveError) or record.state in (
-                FileState.ASSOCIATED, FileState.LEDGERED):
-            # Already uploaded: never fail it; keep retrying the remaining local steps.
-            attempts = record.attempts + 1
-            delay = self._backoff.delay(min(attempts, 8), self._rand())
-            record = self._journal.move(record, record.state, now, next_attempt_at=now + delay,
-                                        attempts=attempts, last_error=info)
-            bound.error("archive_retry_scheduled", retry_in=round(delay, 1), **info)
-            return Outcome("retry", record, retry_at=now + delay, detail=exc.message)
-        if outage:
-            delay = max(exc.retry_after or 0.0, 2.0 + 3.0 * self._rand())
-            return self._schedule(record, now, delay, info, bound, charge=False)
-        retryable = exc.retryable or outage or isinstance(exc, FileUnreadable)
+        decision = decide(record.state, exc, record.attempts, self._config.daemon.max_attempts,
+                          self._rand(), backoff=self._backoff)
+        if decision.unsent:
+            # Refused outright: Procore created nothing, so nothing needs looking up.
+            record = self._journal.move(record, FileState.STORED, now, association=None)
+        action = decision.action
+        if isinstance(exc, Stopping):
+            bound.info("upload_interrupted_by_stop")
+            return self._schedule(record, now, decision, info, bound, log_it=False)
+        if action in (Action.PAUSE_FOLDER, Action.PAUSE_ALL):
+            scope = ACCOUNT if action is Action.PAUSE_ALL else str(folder.path)
+            paused = self.pauses.pause(scope, info, now, self._rand())
+            bound.info("upload_paused", scope=scope, reason=paused.reason)
+            return self._schedule(record, now, Decision(Action.RETRY,
+                                                        delay=paused.next_check - now),
+                                  info, bound, log_it=False)
+        if action in (Action.CHANGED, Action.VANISHED):
+            state = FileState(action.value)
+            record = self._journal.move(record, state, now,
+                                        last_error={"reason": exc.reason, "detail": exc.message})
+            bound.info("file_changed" if state is FileState.CHANGED else "file_vanished",
+                       detail=exc.message)
+            return Outcome(state.value, record, detail=exc.message)
+        if action is Action.FAIL:
+            if decision.resolve_first:
+                return self._fail_after_lookup(record, folder, exc, decision, bound)
+            attempts = record.attempts + (1 if decision.charge else 0)
+            if decision.gave_up:
+                info["detail"] = f"{info['detail']} (gave up after {attempts} attempts)"
+            return self._fail(record, folder, exc, bound, info=info, attempts=attempts)
+        return self._schedule(record, now, decision, info, bound)
+
+    def _fail_after_lookup(self, record: FileRecord, folder: FolderSettings,
+                           exc: HotfolderError, decision: Decision, bound: Any) -> Outcome:
+        """A filing with an unknown outcome ran out of tries: fail the file only once Procore
+        shows it was not filed (a filed file goes on to its ledger line and archive)."""
+        try:
+            record = self._resolve_association(record, folder, bound)
+        except HotfolderError as lookup:
+            retry = Decision(Action.RETRY, charge=True,
+                             delay=self._backoff.delay(record.attempts + 1, self._rand()))
+            return self._schedule(record, self._clock(), retry, _error_info(lookup), bound)
+        if record.state is FileState.ASSOCIATED:
+            return self._schedule(record, self._clock(), Decision(Action.RETRY), {}, bound)
         attempts = record.attempts + 1
-        if retryable and attempts < self._config.daemon.max_attempts:
-            if isinstance(exc, UploadExpired) and attempts == 1:
-                delay = 0.0  # a fresh Upload right away
-            else:
-                delay = self._backoff.delay(attempts, self._rand(), exc.retry_after)
-            return self._schedule(record, now, delay, info, bound, charge=True)
-        if retryable:
-            info["detail"] = f"{info['detail']} (gave up after {attempts} attempts)"
+        info = {**_error_info(exc), "detail": f"{exc.message} (gave up after {attempts} "
+                "attempts)"}
         return self._fail(record, folder, exc, bound, info=info, attempts=attempts)
 
-    def _schedule(self, record: FileRecord, now: float, delay: float, info: dict[str, Any],
-                  bound: Any, *, charge: bool) -> Outcome:
+    def _schedule(self, record: FileRecord, now: float, decision: Decision,
+                  info: dict[str, Any], bound: Any, *, log_it: bool = True) -> Outcome:
+        """Put the row back for a try at ``now + decision.delay`` (an UPLOADING row back in
+        the queue), charging an attempt when the decision says so."""
         state = FileState.QUEUED if record.state is FileState.UPLOADING else record.state
-        attempts = record.attempts + (1 if charge else 0)
-        if state is FileState.QUEUED and record.state is FileState.UPLOADING:
-            record = self._journal.move(record, FileState.QUEUED, now, attempts=attempts,
-                                        next_attempt_at=now + delay, last_error=info)
-        else:
-            record = self._journal.move(record, record.state, now, attempts=attempts,
-                                        next_attempt_at=now + delay, last_error=info)
-        bound.warning("upload_retry_scheduled", retry_in=round(delay, 1), attempts=attempts,
-                      **info)
-        return Outcome("retry", record, retry_at=now + delay, detail=info.get("detail"))
+        attempts = record.attempts + (1 if decision.charge else 0)
+        retry_at = now + decision.delay
+        record = self._journal.move(record, state, now, attempts=attempts,
+                                    next_attempt_at=retry_at, last_error=info or None)
+        if log_it:
+            local = state in (FileState.ASSOCIATED, FileState.LEDGERED)
+            level = bound.error if local else bound.warning
+            level("archive_retry_scheduled" if local else "upload_retry_scheduled",
+                  retry_in=round(decision.delay, 1), attempts=attempts, **info)
+        return Outcome("retry", record, retry_at=retry_at, detail=info.get("detail"))
 
     def _fail(self, record: FileRecord, folder: FolderSettings, exc: HotfolderError,
               bound: Any, *, info: dict[str, Any] | None = None,
@@ -731,8 +761,6 @@ class Uploader:
                    "source": str(record.path)}
         if record.uuid:
             sidecar["uuid"] = record.uuid
-        if FileState.FAILED not in _allowed_from(record.state):
-            return self._schedule(record, self._clock(), 60.0, info, bound, charge=False)
         final = archiver.move_to_failed(folder, record.path, sidecar)
         record = self._journal.move(record, FileState.FAILED, self._clock(), final_path=final,
                                     attempts=attempts, last_error=sidecar)
@@ -740,10 +768,6 @@ class Uploader:
                     kept_in_place=final is None, attempts=attempts, **info)
         self.metrics.upload_finished(folder.name, "failed", record.observation.size)
         return Outcome("failed", record, detail=info.get("detail"))
-
-
-def _allowed_from(state: FileState) -> frozenset[FileState]:
-    return ALLOWED_MOVES[state]
 
 
 def _error_info(exc: HotfolderError) -> dict[str, Any]:
@@ -754,6 +778,13 @@ def _error_info(exc: HotfolderError) -> dict[str, Any]:
 
 def _same_version(a: sourcefile.Observation, b: sourcefile.Observation) -> bool:
     return (a.size, a.mtime_ns, a.ino, a.dev) == (b.size, b.mtime_ns, b.ino, b.dev)
+
+
+def _changed_since(record: FileRecord) -> bool:
+    """The file at ``record.path`` is another version than the one uploaded (a file that is
+    gone is not: its stored bytes are still filed)."""
+    current = sourcefile.observe(record.path)
+    return current is not None and not _same_version(current, record.observation)
 
 
 def _int(value: Any) -> int | None:

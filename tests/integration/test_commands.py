@@ -22,6 +22,30 @@ def test_config_error_exit_78_lists_every_problem(tmp_path: Path) -> None:
         assert key in result.stderr, key
 
 
+def _events(stdout: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def test_a_folder_without_destination_is_exit_78_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[procore]
+api_url = "http://127.0.0.1:9"
+login_url = "http://127.0.0.1:9"
+company_id = 1
+client_id = "id"
+client_secret_file = "secret"
+[daemon]
+state_dir = "{tmp_path / 'state'}"
+[[folders]]
+path = "{tmp_path}"
+""")
+    (tmp_path / "secret").write_text("s\n")
+    result = run_cli("check", "--offline", "-c", str(config))
+    assert result.returncode == 78
+    assert "folders[0].destination: is required" in result.stderr
+
+
 def test_usage_error_exit_2() -> None:
     assert run_cli("frobnicate").returncode == 2
     assert run_cli("explain").returncode == 2
@@ -80,6 +104,10 @@ def test_status_explain_and_retry_of_a_refused_file(tmp_path: Path,
     (folder,) = status["folders"]
     assert folder["failed"] == 1 and folder["archived"] == 1
     assert folder["last_upload"]["source"] == str(good)
+    # destination none: said plainly, Procore deletes unfiled Uploads after 7 days
+    assert "deletes them after 7 days" in folder["warning"]
+    assert "WARNING: destination is none" in run_cli("status", "-c", str(config)).stdout
+    assert any(e["event"] == "destination_none" for e in _events(once.stdout))
 
     explained = run_cli("explain", str(good), "-c", str(config)).stdout
     assert "uploaded as" in explained

@@ -163,7 +163,7 @@ def test_check_names_each_folder_and_each_problem(tmp_path: Path, emulator: Emul
     assert "App Management" in problem and "request id" in problem
     (head, warning) = lines_of(out, "folders[3]")
     assert "ok, with a warning" in head
-    assert "deletes an Upload that is not filed within 7 days" in warning
+    assert "deletes them after 7 days" in warning
     (head, warning) = lines_of(out, "folders[4]")
     assert f"company {COMPANY_ID} reachable" in head and "7 days" in warning
     assert "2 problem(s) found" in out

@@ -192,3 +192,24 @@ def test_no_secret_in_any_output(tmp_path: Path, emulator: Emulator) -> None:
     leaked = [s for s in secrets if s in text]
     assert not leaked
     assert "upload_completed" in text  # the output was really captured
+
+
+def test_408_request_timeouts_are_retried_not_failed(tmp_path: Path, emulator: Emulator) -> None:
+    """Procore documents 408 as transient (a large unfiltered request): retried, never a
+    failed file; a filing answered 408 (outcome unknown) is looked up, not filed twice."""
+    drop = tmp_path / "drop"
+    files = _drop_files(drop, 3)
+    emulator.faults.fail_next(2, status=408, kind="api", path_contains="uploads")
+    emulator.faults.fail_next(1, status=408, kind="api", path_contains="files")
+    config = write_config(tmp_path, emulator, [
+        {"path": str(drop), "project_id": 4, "destination": "documents"}])
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: not any(p.is_file() for p in drop.glob("*.pdf")), timeout=60,
+                 message="all archived")
+    finally:
+        assert daemon.stop() == 0
+    assert emulator.count(status=408) == 3
+    assert not (drop / ".failed").exists()
+    _stored_once(emulator, files)
+    assert all(emulator.associations(r.uuid) == 1 for r in emulator.stored_uploads())

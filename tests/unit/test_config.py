@@ -19,7 +19,7 @@ def _minimal(tmp_path: Path, **procore: object) -> dict[str, object]:
     }
     base.update(procore)
     return {"procore": base, "daemon": {"state_dir": str(tmp_path / "state")},
-            "folders": [{"path": str(tmp_path / "drop")}]}
+            "folders": [{"path": str(tmp_path / "drop"), "destination": "none"}]}
 
 
 def test_example_config_loads() -> None:
@@ -88,13 +88,15 @@ def test_http_only_for_loopback(tmp_path: Path, url: str, ok: bool) -> None:
 
 def test_folder_defaults_and_relative_paths(tmp_path: Path) -> None:
     raw = _minimal(tmp_path)
-    raw["folders"] = [{"path": "drop", "archive_dir": "done", "settle_seconds": 30}]
+    raw["folders"] = [{"path": "drop", "archive_dir": "done", "settle_seconds": 30, "project_id": 5,
+                       "destination": "documents"}]
     config = parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "x"})
     folder = config.folders[0]
     assert folder.path == tmp_path / "drop"
     assert folder.archive_dir == tmp_path / "drop" / "done"
     assert folder.failed_dir == tmp_path / "drop" / ".failed"
     assert folder.settle_seconds == 30
+    assert (folder.mirror_subfolders, folder.on_name_clash) == (True, "version")
     assert config.folder_for(tmp_path / "drop" / "a" / "b.pdf") is folder
     assert config.folder_for(tmp_path / "elsewhere.pdf") is None
 
@@ -105,3 +107,38 @@ def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert "invalid TOML" in caught.value.problems[0]
+
+
+def test_destination_has_no_default(tmp_path: Path) -> None:
+    """Procore deletes an Upload filed nowhere within a week: each folder must say where its
+    files go, and a missing destination names its key (exit 78 through the CLI)."""
+    raw = _minimal(tmp_path)
+    raw["folders"] = [{"path": "a", "destination": "none"}, {"path": "b"}]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "x"})
+    assert [p for p in caught.value.problems if "destination" in p] == [
+        'folders[1].destination: is required: "documents", "photos" or "none" (Procore '
+        "deletes an Upload that is filed nowhere within 7 days)"]
+
+
+@pytest.mark.parametrize("folder,key", [
+    ({"destination": "documents", "on_name_clash": "overwrite"}, "folders[0].on_name_clash"),
+    ({"destination": "photos", "on_name_clash": "rename"}, "folders[0].on_name_clash"),
+    ({"destination": "none", "mirror_subfolders": False}, "folders[0].mirror_subfolders"),
+    ({"destination": "documents", "mirror_subfolders": "yes"}, "folders[0].mirror_subfolders"),
+])
+def test_documents_keys_are_checked(tmp_path: Path, folder: dict[str, object], key: str) -> None:
+    raw = _minimal(tmp_path)
+    raw["folders"] = [{"path": "drop", "project_id": 5, **folder}]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "x"})
+    assert any(p.startswith(key) for p in caught.value.problems), caught.value.problems
+
+
+def test_documents_keys_are_read(tmp_path: Path) -> None:
+    raw = _minimal(tmp_path)
+    raw["folders"] = [{"path": "drop", "project_id": 5, "destination": "documents",
+                       "mirror_subfolders": False, "on_name_clash": "fail"}]
+    folder = parse_config(raw, base_dir=tmp_path,
+                          environ={"PROCORE_CLIENT_SECRET": "x"}).folders[0]
+    assert (folder.mirror_subfolders, folder.on_name_clash) == (False, "fail")

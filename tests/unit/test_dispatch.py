@@ -46,5 +46,20 @@ def test_a_row_is_pushed_once_until_finished() -> None:
     assert dispatcher.get(timeout=0) is not None
     assert dispatcher.get(timeout=0) is None
     assert not dispatcher.idle()
-    dispatcher.finished(record, retry=False)
+    dispatcher.finished(record, None)
     assert dispatcher.idle()
+
+
+def test_release_hands_out_a_folders_waiting_rows_now() -> None:
+    """A reload re-checks a pause at once: the rows waiting for it come out of the heap."""
+    dispatcher = Dispatcher(clock=lambda: 100.0)
+    dispatcher.push(_record(1, "/paused", next_attempt_at=900.0))
+    dispatcher.push(_record(2, "/other", next_attempt_at=900.0))
+    assert dispatcher.get(timeout=0) is None
+    dispatcher.release({Path("/paused")})
+    got = dispatcher.get(timeout=0)
+    assert got is not None and got.id == 1
+    assert dispatcher.get(timeout=0) is None
+    dispatcher.release(None)
+    got = dispatcher.get(timeout=0)
+    assert got is not None and got.id == 2

@@ -1,0 +1,144 @@
+"""PURE: what becomes of a file whose attempt ended in an error, in one table.
+
+``decide(state, error, attempts, max_attempts, rand)`` answers, for the journal state the
+attempt stopped in and the error it met, one ``Decision``: try again later (charging the
+file an attempt or not), wait for a pause of the folder or of the whole account, give the
+file up as failed, or let it settle again because it changed or went away. The uploader
+applies the decision; nothing here touches the journal, a file, a clock or a socket.
+
+The rules, first match wins:
+
+1. The daemon is stopping: resume at the next start, uncharged.
+2. The file changed (or vanished) before it was done: it settles again (or is forgotten),
+   from every state that allows it; nothing is archived.
+3. The file must not be uploaded (symlink, hard links, empty for too long): failed.
+4. The Upload is filed already (ASSOCIATED, LEDGERED) or only local steps failed (ledger,
+   archive): never failed, retried with backoff until the disk lets us.
+5. Procore refuses the account (credentials): every folder pauses; uncharged.
+6. Procore refuses the folder's project or destination (403, 404): that folder pauses;
+   uncharged. Neither is the file's fault, and it is fixed in Procore.
+7. An outage that hits every request (network down, 429, 503): wait, uncharged.
+8. A transient error (5xx, 408, expired Upload, content mismatch, unreadable file): retried
+   with backoff, charged; failed once ``max_attempts`` attempts are spent.
+9. Anything else (validation, storage refusal): failed.
+
+A file whose association POST has an unknown outcome (ASSOCIATING, no certain refusal) is
+failed only after a look at Procore shows it was not filed (``resolve_first``).
+
+And, independently: an association POST whose refusal is certain (an HTTP 4xx answer other
+than 408) did not create anything, so the row goes back from ASSOCIATING to STORED rather
+than paying for a look at what Procore holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from procore_hotfolder.errors import (
+    ArchiveError,
+    FileChanged,
+    FileRefused,
+    FileVanished,
+    HotfolderError,
+    ProcoreError,
+    Stopping,
+    UploadExpired,
+)
+from procore_hotfolder.model import ALLOWED_MOVES, Backoff, FileState
+
+DEFAULT_BACKOFF = Backoff(base=2.0, cap=300.0)
+#: Retries of the local steps (ledger, archive) back off to at most this exponent.
+LOCAL_MAX_EXPONENT = 8
+
+
+class Action(StrEnum):
+    """What the uploader does with the file next."""
+
+    RETRY = "retry"                # try again at ``delay`` from now
+    PAUSE_FOLDER = "pause_folder"  # the folder waits for Procore; the file is untouched
+    PAUSE_ALL = "pause_all"        # every folder waits for Procore
+    FAIL = "fail"                  # to failed_dir with a sidecar (or failed in place)
+    CHANGED = "changed"            # done for this version: it settles again
+    VANISHED = "vanished"          # done: gone before it was uploaded
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one failed attempt; see the module docstring."""
+
+    action: Action
+    #: Whether the attempt counts towards ``max_attempts``.
+    charge: bool = False
+    #: Seconds until the next try (RETRY).
+    delay: float = 0.0
+    #: The association POST certainly created nothing: back from ASSOCIATING to STORED.
+    unsent: bool = False
+    #: The file gave up after ``max_attempts`` attempts of a transient error (FAIL).
+    gave_up: bool = False
+    #: FAIL only after finding out that the association POST, whose outcome is unknown, did
+    #: not file the Upload: a filed file is never failed.
+    resolve_first: bool = False
+
+
+def _settles_again(state: FileState, error: HotfolderError) -> Action | None:
+    target = FileState.VANISHED if isinstance(error, FileVanished) else FileState.CHANGED
+    if target in ALLOWED_MOVES[state]:
+        return Action(target.value)
+    if FileState.CHANGED in ALLOWED_MOVES[state]:
+        return Action.CHANGED  # vanished after its upload: its row ends as changed
+    return None
+
+
+def certainly_unsent(error: HotfolderError) -> bool:
+    """True when the request was answered with a refusal: it did nothing on Procore."""
+    status = error.status if isinstance(error, ProcoreError) else None
+    return status is not None and 400 <= status < 500 and status != 408
+
+
+def decide(
+    state: FileState,
+    error: HotfolderError,
+    attempts: int,
+    max_attempts: int,
+    rand: float,
+    *,
+    backoff: Backoff = DEFAULT_BACKOFF,
+) -> Decision:
+    """The decision for an attempt that stopped in ``state`` on ``error``.
+
+    ``attempts`` is what the file was charged before this attempt; ``rand`` in [0, 1).
+    """
+    unsent = state is FileState.ASSOCIATING and certainly_unsent(error)
+    if isinstance(error, Stopping):
+        return Decision(Action.RETRY, unsent=unsent)
+    if isinstance(error, FileChanged):
+        action = _settles_again(state, error)
+        if action is not None:
+            return Decision(action)
+    if isinstance(error, FileRefused) and FileState.FAILED in ALLOWED_MOVES[state]:
+        return Decision(Action.FAIL)
+    if isinstance(error, ArchiveError) or state in (FileState.ASSOCIATED, FileState.LEDGERED):
+        exponent = min(attempts + 1, LOCAL_MAX_EXPONENT)
+        return Decision(Action.RETRY, charge=True, delay=backoff.delay(exponent, rand))
+    pauses = error.pauses if isinstance(error, ProcoreError) else None
+    if pauses == "account":
+        return Decision(Action.PAUSE_ALL, unsent=unsent)
+    if pauses == "folder":
+        return Decision(Action.PAUSE_FOLDER, unsent=unsent)
+    if isinstance(error, ProcoreError) and error.outage:
+        # The rate governor holds every caller back; this only spaces the file's next try.
+        delay = max(error.retry_after or 0.0, 2.0 + 3.0 * rand)
+        return Decision(Action.RETRY, delay=delay, unsent=unsent)
+    unknown_filing = state is FileState.ASSOCIATING and not unsent
+    if error.retryable:
+        charged = attempts + 1
+        if charged >= max_attempts:
+            return Decision(Action.FAIL, charge=True, gave_up=True,
+                            resolve_first=unknown_filing)
+        if isinstance(error, UploadExpired) and charged == 1:
+            delay = 0.0  # a fresh Upload right away
+        else:
+            delay = backoff.delay(charged, rand, error.retry_after)
+        return Decision(Action.RETRY, charge=True, delay=delay, unsent=unsent)
+    return Decision(Action.FAIL, charge=True, unsent=unsent, resolve_first=unknown_filing)

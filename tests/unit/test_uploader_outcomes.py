@@ -1,0 +1,288 @@
+"""The uploader's outcome policy as applied, against a fake Procore client (no HTTP).
+
+Each row: a destination, what the fake client does at one step, and what must become of the
+file: the journal state and outcome it ends in, whether it is charged an attempt, whether the
+folder or the account is paused, and where the original is. Real journal, ledger and files in
+``tmp_path``; the clock is a number the test moves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from procore_hotfolder import sourcefile
+from procore_hotfolder.config import Config, parse_config
+from procore_hotfolder.errors import (
+    AuthenticationError,
+    NetworkError,
+    NotFound,
+    PermissionDenied,
+    ProcoreError,
+    RequestTimeout,
+    ServerError,
+    ValidationFailed,
+)
+from procore_hotfolder.journal import FileRecord, Journal
+from procore_hotfolder.ledger import Ledger
+from procore_hotfolder.model import FileState
+from procore_hotfolder.pauses import ACCOUNT
+from procore_hotfolder.procore import UploadTicket
+from procore_hotfolder.uploader import Outcome, Uploader
+
+Step = Callable[["FakeClient"], Any]
+
+
+class FakeClient:
+    """Answers like Procore, except where ``faults`` (step name -> action) says otherwise.
+
+    An action is an exception to raise, or a callable run before answering (to change the
+    file at that moment, say)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.faults: dict[str, list[Any]] = {}
+        self.calls: list[str] = []
+        self.documents: dict[int, dict[str, Any]] = {}
+        self.images: list[dict[str, Any]] = []
+        self._next = 100
+
+    def _step(self, name: str) -> None:
+        self.calls.append(name)
+        actions = self.faults.get(name)
+        if not actions:
+            return
+        action = actions.pop(0) if len(actions) > 1 else actions[0]
+        if isinstance(action, BaseException):
+            raise action
+        action()
+
+    def reconfigure(self, settings: object) -> None:
+        self.calls.append("reconfigure")
+
+    def create_upload(self, target: object, filename: str, size: int, **_: Any) -> UploadTicket:
+        self._step("create_upload")
+        self._next += 1
+        return UploadTicket(uuid=f"UUID{self._next}", url="https://storage.invalid/",
+                            fields=(("key", "k"),), segments=(), created_at=0.0)
+
+    def store_file(self, ticket: UploadTicket, body: Any, **_: Any) -> None:
+        while body.read(65536):
+            pass
+        self._step("store_file")
+
+    def show_upload(self, target: object, uuid: str) -> Mapping[str, Any]:
+        self._step("show_upload")
+        return {"uuid": uuid, "status": "ready"}
+
+    def root_folder(self, project_id: int) -> Mapping[str, Any]:
+        self._step("list_folder")
+        return {"id": 1, "folders": [], "files": list(self.documents.values())}
+
+    def folder(self, project_id: int, folder_id: int) -> Mapping[str, Any]:
+        return self.root_folder(project_id)
+
+    def create_document(self, project_id: int, parent_id: int | None, name: str,
+                        upload_uuid: str, **_: Any) -> Mapping[str, Any]:
+        self._step("create_document")
+        self._next += 1
+        self.documents[self._next] = {"id": self._next, "name": name,
+                                      "file_versions": [{"upload_uuid": upload_uuid}]}
+        return {"id": self._next}
+
+    def create_file_version(self, project_id: int, file_id: int,
+                            upload_uuid: str) -> Mapping[str, Any]:
+        self._step("create_file_version")
+        return {"id": file_id}
+
+
+def _config(tmp_path: Path, destination: str) -> Config:
+    raw = {"procore": {"api_url": "http://127.0.0.1:9", "login_url": "http://127.0.0.1:9",
+                       "company_id": 1, "client_id": "id"},
+           "daemon": {"state_dir": str(tmp_path / "state"), "max_attempts": 3},
+           "folders": [{"path": str(tmp_path / "drop"), "destination": destination,
+                        **({"project_id": 7} if destination != "none" else {})}]}
+    return parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "x"})
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, destination: str) -> None:
+        self.config = _config(tmp_path, destination)
+        self.folder = self.config.folders[0]
+        self.folder.path.mkdir()
+        self.file = self.folder.path / "scan.pdf"
+        self.file.write_bytes(b"%PDF-1.7 first version\n")
+        self.journal = Journal.open(self.config.daemon.state_dir)
+        self.ledger = Ledger(self.config.daemon.state_dir)
+        self.client = FakeClient(self.file)
+        self.now = 1_000_000.0
+        self.uploader = Uploader(self.config, self.journal, self.ledger,
+                                 self.client,  # type: ignore[arg-type]
+                                 clock=lambda: self.now, rand=lambda: 0.5)
+        observation = sourcefile.observe(self.file)
+        assert observation is not None
+        self.record = self.journal.enqueue([(self.folder.path, self.file, observation)],
+                                           self.now)[0]
+
+    def process(self) -> Outcome:
+        outcome = self.uploader.process(self.journal.get(self.record.id))
+        self.record = outcome.record
+        return outcome
+
+    def rewrite(self) -> None:
+        self.file.write_bytes(b"%PDF-1.7 second, longer version\n")
+
+    def row(self) -> FileRecord:
+        return self.journal.get(self.record.id)
+
+    def ledger_lines(self) -> list[dict[str, Any]]:
+        path = self.config.daemon.state_dir / "uploads.jsonl"
+        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+    def paused(self) -> set[str]:
+        return {p.scope for p in self.uploader.pauses.current()}
+
+
+def _http(cls: type[ProcoreError], status: int) -> ProcoreError:
+    return cls(f"Procore answered HTTP {status}: refused", status=status)
+
+
+CASES = [
+    # id, destination, step, action, -> state, outcome, attempts, paused, original kept
+    ("none-ok", "none", None, None, FileState.ARCHIVED, "archived", 0, None, False),
+    ("documents-ok", "documents", None, None, FileState.ARCHIVED, "archived", 0, None, False),
+    ("project-403-pauses-folder", "documents", "create_upload", _http(PermissionDenied, 403),
+     FileState.QUEUED, "retry", 0, "folder", True),
+    ("project-404-pauses-folder", "documents", "create_upload", _http(NotFound, 404),
+     FileState.QUEUED, "retry", 0, "folder", True),
+    ("login-refused-pauses-all", "documents", "create_upload",
+     _http(AuthenticationError, 401), FileState.QUEUED, "retry", 0, ACCOUNT, True),
+    ("documents-403-back-to-stored", "documents", "create_document",
+     _http(PermissionDenied, 403), FileState.STORED, "retry", 0, "folder", True),
+    ("408-retried-charged", "documents", "create_upload", _http(RequestTimeout, 408),
+     FileState.QUEUED, "retry", 1, None, True),
+    ("500-retried-charged", "none", "store_file", _http(ServerError, 500),
+     FileState.QUEUED, "retry", 1, None, True),
+    ("422-fails", "none", "create_upload", _http(ValidationFailed, 422),
+     FileState.FAILED, "failed", 1, None, False),
+    ("lost-filing-answer-stays-associating", "documents", "create_document",
+     NetworkError("connection dropped"), FileState.ASSOCIATING, "retry", 0, None, True),
+    ("changed-after-store-settles-again", "documents", "store_file", "rewrite",
+     FileState.CHANGED, "changed", 0, None, True),
+    ("changed-after-filing-settles-again", "documents", "create_document", "rewrite",
+     FileState.CHANGED, "changed", 0, None, True),
+]
+
+
+@pytest.mark.parametrize(("destination", "step", "action", "state", "kind", "attempts",
+                          "paused", "kept"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_outcome_table(tmp_path: Path, destination: str, step: str | None, action: Any,
+                       state: FileState, kind: str, attempts: int, paused: str | None,
+                       kept: bool) -> None:
+    rig = Rig(tmp_path, destination)
+    if step is not None:
+        rig.client.faults[step] = [rig.rewrite if action == "rewrite" else action]
+    outcome = rig.process()
+    assert (outcome.kind, rig.row().state, rig.row().attempts) == (kind, state, attempts)
+    scope = {"folder": str(rig.folder.path), ACCOUNT: ACCOUNT}.get(paused or "")
+    assert rig.paused() == ({scope} if scope else set())
+    assert rig.file.exists() is kept
+    failed = list(rig.folder.failed_dir.glob("*.error.json")) \
+        if rig.folder.failed_dir.exists() else []
+    assert bool(failed) is (kind == "failed")
+
+
+def test_changed_after_store_files_nothing_of_the_old_version(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "documents")
+    rig.client.faults["store_file"] = [rig.rewrite]
+    assert rig.process().kind == "changed"
+    assert "create_document" not in rig.client.calls and rig.ledger_lines() == []
+    assert rig.file.read_bytes().startswith(b"%PDF-1.7 second")
+
+
+def test_changed_after_filing_is_in_the_ledger_and_not_archived(tmp_path: Path) -> None:
+    """The old version is in Procore (ledger line, archived null); the original stays, and its
+    row is finished, so the new version settles and is uploaded as a new row: no loop."""
+    rig = Rig(tmp_path, "documents")
+    rig.client.faults["create_document"] = [rig.rewrite]
+    assert rig.process().kind == "changed"
+    [line] = rig.ledger_lines()
+    assert line["archived"] is None and line["destination"]["kind"] == "documents"
+    observation = sourcefile.observe(rig.file)
+    assert observation is not None
+    again = rig.journal.enqueue([(rig.folder.path, rig.file, observation)], rig.now)
+    assert len(again) == 1  # a fresh row for the new version: the old one is terminal
+
+
+def test_a_paused_folder_files_are_not_tried_until_the_recheck(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "documents")
+    rig.client.faults["create_upload"] = [_http(PermissionDenied, 403), _http(PermissionDenied,
+                                                                              403)]
+    first = rig.process()
+    assert first.retry_at is not None
+    calls = len(rig.client.calls)
+    rig.now += 1
+    assert rig.process().kind == "retry" and len(rig.client.calls) == calls  # not even tried
+    rig.now = first.retry_at
+    rig.client.faults["create_upload"] = []
+    assert rig.process().kind == "archived"  # the re-check went through: pause lifted
+    assert rig.paused() == set()
+    assert not rig.folder.failed_dir.exists()
+
+
+def test_repeated_transient_errors_fail_after_max_attempts(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "none")
+    rig.client.faults["create_upload"] = [_http(ServerError, 500)]
+    kinds = []
+    for _ in range(3):
+        kinds.append(rig.process().kind)
+        rig.now = rig.row().next_attempt_at
+    assert kinds == ["retry", "retry", "failed"]
+    sidecar = json.loads(next(rig.folder.failed_dir.glob("*.error.json")).read_text())
+    assert sidecar["attempts"] == 3 and "gave up after 3 attempts" in sidecar["detail"]
+    assert sidecar["status"] == 500
+
+
+def test_a_lost_filing_answer_out_of_tries_is_looked_up_before_failing(
+        tmp_path: Path) -> None:
+    """Filed on Procore but every answer lost: the look finds the document, the file is
+    archived, never failed."""
+    rig = Rig(tmp_path, "documents")
+
+    def filed_then_dropped() -> None:
+        raise NetworkError("connection dropped")
+
+    rig.client.faults["create_document"] = [filed_then_dropped]
+    original = rig.client.create_document
+
+    def create(*args: Any, **kwargs: Any) -> Mapping[str, Any]:
+        rig.client.faults.pop("create_document", None)
+        original(*args, **kwargs)  # Procore files it ...
+        raise ServerError("Procore answered HTTP 500", status=500)  # ... the answer is lost
+
+    rig.client.create_document = create  # type: ignore[method-assign]
+    rig.process()
+    assert rig.row().state is FileState.ASSOCIATING
+    rig.now = rig.row().next_attempt_at
+    assert rig.process().kind == "archived"
+    assert len(rig.client.documents) == 1
+    assert os.listdir(rig.folder.archive_dir) == ["scan.pdf"]
+
+
+def test_re_saved_while_stored_is_not_filed(tmp_path: Path) -> None:
+    """Bytes stored, the filing refused (folder paused), the file re-saved meanwhile: the
+    next try files nothing of the old version; the row ends changed, the file settles again."""
+    rig = Rig(tmp_path, "documents")
+    rig.client.faults["create_document"] = [_http(PermissionDenied, 403)]
+    rig.process()
+    assert rig.row().state is FileState.STORED
+    rig.rewrite()
+    rig.client.faults.clear()
+    rig.now = rig.row().next_attempt_at
+    assert rig.process().kind == "changed"
+    assert rig.client.calls.count("create_document") == 1 and rig.ledger_lines() == []
