@@ -126,3 +126,29 @@ def test_endpoint_stops_with_the_engine(tmp_path: Path, emulator: Emulator) -> N
         pass
     else:
         raise AssertionError("the endpoint still answers after the engine stopped")
+
+
+def test_a_refused_project_shows_as_a_paused_folder(tmp_path: Path, emulator: Emulator) -> None:
+    refused, fine = tmp_path / "refused", tmp_path / "fine"
+    refused.mkdir()
+    fine.mkdir()
+    emulator.faults.forbidden_projects.add(66)
+    (refused / "plan.pdf").write_bytes(b"%PDF plan")
+    config = load_config(write_config(tmp_path, emulator, [
+        {"path": str(refused), "project_id": 66, "destination": "none"},
+        {"path": str(fine), "project_id": 67, "destination": "none"}]), environ={})
+    key = ("procore_hotfolder_paused", (("folder", str(refused)), ("reason", "permission")))
+    with running_engine(with_metrics(config)) as (engine, _):
+        port = port_of(engine)
+        got = wait_for(lambda: (s := scrape(port)).get(key) == 1 and s,
+                       message="the folder's pause in the metrics")
+        assert got[("procore_hotfolder_api_requests_total", (("status", "403"),))] >= 1
+        assert not [k for k in got if k[0] == "procore_hotfolder_paused" and k != key]
+        # The file waits (it is not failed): it shows as queued and ageing.
+        assert got[("procore_hotfolder_queue_files",
+                    (("folder", str(refused)), ("state", "failed")))] == 0
+        emulator.faults.forbidden_projects.discard(66)  # the admin grants the project
+        engine.service.request_reload()  # what `systemctl reload` does: re-check now
+        wait_for((refused / ".archive" / "plan.pdf").exists, timeout=60,
+                 message="uploaded once the project is granted")
+        wait_for(lambda: key not in scrape(port), message="the pause gone from the metrics")

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from procore_hotfolder.config import parse_config
 from procore_hotfolder.errors import ConfigError
@@ -181,3 +183,20 @@ def test_metrics_are_off_without_the_key(tmp_path: Path) -> None:
     del raw["daemon"]["metrics_listen"]  # type: ignore[attr-defined]
     config = parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "s"})
     assert config.daemon.metrics_listen is None
+
+
+def test_an_unreachable_endpoint_is_logged_with_the_fix() -> None:
+    # What IPAddressDeny=localhost does to our own connection: refused. A port nobody
+    # listens on gives the same answer.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    with capture_logs() as logs:
+        Metrics._probe("127.0.0.1", free)
+    (event,) = [e for e in logs if e["event"] == "metrics_unreachable"]
+    assert event["log_level"] == "error" and "IPAddressAllow" in event["hint"]
+    with capture_logs() as logs:
+        metrics = Metrics(("127.0.0.1", 0), ())
+        metrics.serve(MetricsSample)
+        metrics.close()
+    assert [e["event"] for e in logs] == ["metrics_listening"]
