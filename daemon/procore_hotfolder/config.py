@@ -439,7 +439,9 @@ def _folder(
     project_id = _optional_id(table, "project_id", prefix, problems)
     if destination != "none" and project_id is None:
         problems.add(prefix + "destination",
-                     f"{destination!r} needs a project_id (Documents and Photos are per project)")
+                     f"{destination!r} needs a project_id: a company-level folder (no "
+                     'project_id) works only with destination = "none" (procore-hotfolder '
+                     "files into project Documents and Photos, not Company Documents)")
     documents_folder_id = _optional_id(table, "documents_folder_id", prefix, problems)
     photos_album_id = _optional_id(table, "photos_album_id", prefix, problems)
     if documents_folder_id is not None and destination != "documents":

@@ -270,3 +270,12 @@ def test_check_photos_album_and_inactive_project(tmp_path: Path, emulator: Emula
     assert "ok, with a warning" in head and "inactive" in warning
     (head, problem) = lines_of(out, "folders[4]")
     assert "project 999999: HTTP 404" in problem
+
+
+def test_check_says_plainly_a_company_folder_uploads_only(tmp_path: Path,
+                                                         emulator: Emulator) -> None:
+    config = folder_config(tmp_path, emulator, [{"destination": "documents"}])
+    result = run_cli("check", "-c", str(config))
+    assert result.returncode == 78
+    assert 'folders[0].destination: \'documents\' needs a project_id' in result.stderr
+    assert 'works only with destination = "none"' in result.stderr
