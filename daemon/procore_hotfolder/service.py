@@ -31,7 +31,7 @@ from procore_hotfolder.dispatch import Dispatcher
 from procore_hotfolder.errors import ConfigError
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks, MetricsSample
-from procore_hotfolder.model import ACTIVE, IN_FLIGHT, FileState
+from procore_hotfolder.model import IN_FLIGHT, FileState
 from procore_hotfolder.pauses import ACCOUNT
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.stability import SettleTracker
@@ -643,13 +643,14 @@ class Service:
                 counts["waiting"] = counts.get("waiting", 0) + 1
                 seen = first_seen.get(key, wall)
                 since[folder.name] = min(since.get(folder.name, seen), seen)
-        for path, by_state in self._journal.counts().items():
+        for path, by_state in self._journal.queue_summary().items():
             counts = queue.setdefault(str(path), {})
-            counts["queued"] = sum(by_state.get(s.value, 0) for s in ACTIVE - IN_FLIGHT)
-            counts["uploading"] = sum(by_state.get(s.value, 0) for s in IN_FLIGHT)
-            counts["failed"] = by_state.get(FileState.FAILED.value, 0)
-        for path, created in self._journal.oldest_active().items():
-            since[str(path)] = min(since.get(str(path), created), created)
+            for state, (n, oldest) in by_state.items():
+                kind = ("failed" if state == FileState.FAILED.value else "uploading"
+                        if FileState(state) in IN_FLIGHT else "queued")
+                counts[kind] = counts.get(kind, 0) + n
+                if kind != "failed":
+                    since[str(path)] = min(since.get(str(path), oldest), oldest)
         paused = [(str(path), "folder_unavailable") for path in dict(self._unavailable)]
         paused += [("" if p.scope == ACCOUNT else p.scope, p.reason)
                    for p in self.pauses.current()]

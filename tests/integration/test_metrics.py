@@ -145,8 +145,13 @@ def test_a_refused_project_shows_as_a_paused_folder(tmp_path: Path, emulator: Em
         assert got[("procore_hotfolder_api_requests_total", (("status", "403"),))] >= 1
         assert not [k for k in got if k[0] == "procore_hotfolder_paused" and k != key]
         # The file waits (it is not failed): it shows as queued and ageing.
-        assert got[("procore_hotfolder_queue_files",
-                    (("folder", str(refused)), ("state", "failed")))] == 0
+        r = (("folder", str(refused)),)
+        assert got[("procore_hotfolder_queue_files", (*r, ("state", "failed")))] == 0
+        got = wait_for(lambda: (s := scrape(port))[
+            ("procore_hotfolder_queue_files", (*r, ("state", "queued")))] == 1 and s,
+            message="the refused file counted as queued")
+        assert got[("procore_hotfolder_oldest_waiting_seconds", r)] > 0
+        assert got[("procore_hotfolder_oldest_waiting_seconds", (("folder", str(fine)),))] == 0
         emulator.faults.forbidden_projects.discard(66)  # the admin grants the project
         engine.service.request_reload()  # what `systemctl reload` does: re-check now
         wait_for((refused / ".archive" / "plan.pdf").exists, timeout=60,
