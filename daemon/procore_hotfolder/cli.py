@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "http://127.0.0.1:8333); its secret key in EMULATOR_S3_SECRET_KEY")
     em.add_argument("--s3-bucket", default="procore-uploads", metavar="NAME")
     em.add_argument("--s3-access-key", default="", metavar="KEY")
+    em.add_argument("--api-latency-ms", type=float, default=0.0, metavar="MS",
+                    help="delay every API answer by MS milliseconds (a simulated round trip)")
     demo = sub.add_parser("demo", parents=[common],
                           help="emulator + daemon over a temporary drop folder")
     demo.add_argument("--settle-seconds", type=float, default=2.0)
@@ -158,7 +160,8 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     """Everything one daemon needs, from ``config``. ``load_config`` re-reads the
     configuration file on a reload (SIGHUP); without it a reload is refused."""
     stopping = threading.Event()
-    governor = RateGovernor(wait=lambda seconds: not stopping.wait(seconds))
+    governor = RateGovernor(wait=lambda seconds: not stopping.wait(seconds),
+                            ceiling_per_hour=config.daemon.max_api_calls_per_hour)
     client = ProcoreClient(config.procore, governor,
                            sleep=lambda seconds: not stopping.wait(seconds))
     journal = Journal.open(config.daemon.state_dir)
@@ -456,8 +459,12 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     where = f", storage {args.s3_endpoint}/{args.s3_bucket}" if s3 else ""
     print(f"Procore emulator on http://{args.host}:{args.port} "
           f"(client_id {args.client_id!r}{where}); Ctrl-C stops it", flush=True)
+    if args.api_latency_ms < 0:
+        print("procore-hotfolder: --api-latency-ms must be >= 0", file=sys.stderr)
+        return EXIT_USAGE
     serve(host=args.host, port=args.port, client_id=args.client_id,
-          client_secret=args.client_secret, s3=s3)
+          client_secret=args.client_secret, s3=s3,
+          api_latency_seconds=args.api_latency_ms / 1000)
     return EXIT_OK
 
 

@@ -53,6 +53,8 @@ class DaemonSettings:
     segment_size_bytes: int = 16 * MIB
     segment_parallelism: int = 4
     log_level: str = "info"
+    #: A ceiling below Procore's own limit (None: Procore's headers alone pace the calls).
+    max_api_calls_per_hour: int | None = None
     metrics_listen: tuple[str, int] | None = None  # loopback (host, port); None: no metrics
 
 
@@ -112,7 +114,7 @@ _PROCORE_KEYS = {
 _DAEMON_KEYS = {
     "state_dir", "settle_seconds", "rescan_seconds", "workers", "max_attempts",
     "empty_file_timeout_seconds", "poll_seconds", "segment_threshold_mib", "segment_size_mib",
-    "segment_parallelism", "log_level", "metrics_listen",
+    "segment_parallelism", "log_level", "max_api_calls_per_hour", "metrics_listen",
 }
 _FOLDER_KEYS = {
     "path", "project_id", "archive_dir", "failed_dir", "destination", "documents_folder_id",
@@ -362,6 +364,8 @@ def _daemon(table: Mapping[str, Any], base_dir: Path, problems: _Problems) -> Da
         segment_parallelism=_positive_int(table, "segment_parallelism", 4, p, problems,
                                           maximum=32),
         log_level=log_level.lower(),
+        max_api_calls_per_hour=_positive_int(table, "max_api_calls_per_hour", 0, p, problems,
+                                             maximum=1_000_000) or None,
         metrics_listen=_metrics_listen(table, problems),
     )
 

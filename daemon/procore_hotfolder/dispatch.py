@@ -13,9 +13,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from procore_hotfolder.journal import FileRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A journal row waiting for a worker: its id and folder, nothing more. The journal is
+    the queue's memory; a backlog of 50,000 files costs a few MiB here, not a row each."""
+
+    id: int
+    folder: Path
 
 
 class Dispatcher:
@@ -24,46 +34,46 @@ class Dispatcher:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._cond = threading.Condition()
-        self._queues: dict[Path, deque[FileRecord]] = {}
+        self._queues: dict[Path, deque[Job]] = {}
         self._order: list[Path] = []
         self._turn = 0
-        self._delayed: list[tuple[float, int, FileRecord]] = []
+        self._delayed: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
         self._known: set[int] = set()      # queued, delayed or in flight
-        self._in_flight: dict[int, FileRecord] = {}
+        self._in_flight: dict[int, Job] = {}
         self._closed = False
 
-    def push(self, record: FileRecord) -> None:
-        """Queue ``record`` now, or at its ``next_attempt_at``. A row already known is ignored."""
+    def push(self, record: FileRecord | Job, at: float | None = None) -> None:
+        """Queue a row now, or at ``at`` (a record: its ``next_attempt_at``). A row already
+        known is ignored."""
+        if isinstance(record, FileRecord):
+            at = record.next_attempt_at if at is None else at
+            record = Job(record.id, record.folder)
         with self._cond:
             if record.id in self._known:
                 return
             self._known.add(record.id)
-            self._place(record)
+            self._place(record, at or 0.0)
             self._cond.notify()
 
-    def _place(self, record: FileRecord, at: float | None = None) -> None:
-        at = record.next_attempt_at if at is None else at
+    def _place(self, job: Job, at: float) -> None:
         if at > self._clock():
-            heapq.heappush(self._delayed, (at, next(self._seq), record))
+            heapq.heappush(self._delayed, (at, next(self._seq), job))
             return
-        queue = self._queues.get(record.folder)
+        queue = self._queues.get(job.folder)
         if queue is None:
-            queue = self._queues[record.folder] = deque()
-            self._order.append(record.folder)
-        queue.append(record)
+            # One Path object per folder, shared by all its jobs.
+            queue = self._queues[job.folder] = deque()
+            self._order.append(job.folder)
+        queue.append(job)
 
     def _release_due(self) -> None:
         now = self._clock()
         while self._delayed and self._delayed[0][0] <= now:
-            _, _, record = heapq.heappop(self._delayed)
-            queue = self._queues.get(record.folder)
-            if queue is None:
-                queue = self._queues[record.folder] = deque()
-                self._order.append(record.folder)
-            queue.append(record)
+            _, _, job = heapq.heappop(self._delayed)
+            self._place(job, 0.0)
 
-    def get(self, timeout: float) -> FileRecord | None:
+    def get(self, timeout: float) -> Job | None:
         """The next row, round-robin across folders; None after ``timeout`` or when closed."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -74,9 +84,9 @@ class Dispatcher:
                     self._turn += 1
                     queue = self._queues[folder]
                     if queue:
-                        record = queue.popleft()
-                        self._in_flight[record.id] = record
-                        return record
+                        job = queue.popleft()
+                        self._in_flight[job.id] = job
+                        return job
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
@@ -86,15 +96,15 @@ class Dispatcher:
                 self._cond.wait(wait)
             return None
 
-    def finished(self, record: FileRecord, retry_at: float | None) -> None:
-        """A worker is done with ``record``; a ``retry_at`` (wall clock) puts it back, to be
+    def finished(self, job: Job | FileRecord, retry_at: float | None) -> None:
+        """A worker is done with ``job``; a ``retry_at`` (wall clock) puts it back, to be
         handed out again at that time."""
         with self._cond:
-            self._in_flight.pop(record.id, None)
+            self._in_flight.pop(job.id, None)
             if retry_at is not None and not self._closed:
-                self._place(record, retry_at)
+                self._place(Job(job.id, job.folder), retry_at)
             else:
-                self._known.discard(record.id)
+                self._known.discard(job.id)
             self._cond.notify_all()
 
     def release(self, folders: set[Path] | None) -> None:
@@ -120,6 +130,11 @@ class Dispatcher:
         """Nothing queued, delayed or in flight."""
         with self._cond:
             return not self._known
+
+    def ready(self) -> int:
+        """Rows waiting for a worker now (not those waiting for their retry time)."""
+        with self._cond:
+            return sum(len(q) for q in self._queues.values())
 
     def counts(self) -> dict[str, int]:
         with self._cond:

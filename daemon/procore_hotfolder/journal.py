@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS parts (
 );
 """
 
+_UNFINISHED_SQL = ("SELECT id, folder, path, next_attempt_at FROM files "  # noqa: S608 - constant
+                   f"WHERE state IN ({_ACTIVE_SQL}) ORDER BY id")
+
 _COLUMNS = (
     "sha256", "uuid", "ticket", "segments", "association", "resource_id", "archive_path",
     "final_path", "attempts", "next_attempt_at", "last_error",
@@ -171,6 +174,15 @@ class Journal:
                 f"SELECT * FROM files WHERE state IN ({_ACTIVE_SQL}) ORDER BY id"  # noqa: S608 - constant
             ).fetchall()
         return [FileRecord.from_row(r) for r in rows]
+
+    def unfinished(self) -> list[tuple[int, Path, str, float]]:
+        """``(id, folder, path, next_attempt_at)`` of every unfinished row, oldest first:
+        what a restart needs to queue them, without loading whole rows."""
+        folders: dict[bytes, Path] = {}
+        with self._lock:
+            rows = self._db.execute(_UNFINISHED_SQL).fetchall()
+        return [(r[0], folders.setdefault(r[1], Path(os.fsdecode(r[1]))), os.fsdecode(r[2]),
+                 r[3]) for r in rows]
 
     def active_for(self, path: Path) -> FileRecord | None:
         with self._lock:

@@ -27,6 +27,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 
@@ -70,8 +71,14 @@ class RateGovernor:
         wait: Callable[[float], bool] | None = None,
         *,
         rand: Callable[[], float] = random.random,
+        ceiling_per_hour: int | None = None,
     ) -> None:
         self._clock = clock
+        self._ceiling = ceiling_per_hour
+        self._recent: deque[float] = deque()  # starts of the calls of the last hour (ceiling)
+        #: Seconds callers were held back by the quota (server windows or our ceiling): what
+        #: `status` reads to tell whether the quota bounds the pace.
+        self.quota_wait_seconds = 0.0
         self._stop = threading.Event()
         self._wait = wait if wait is not None else self._event_wait
         self._rand = rand
@@ -103,7 +110,11 @@ class RateGovernor:
                     if self._estimate is not None:
                         self._estimate -= 1
                     self._last_start = now
+                    if self._ceiling is not None:
+                        self._recent.append(now)
                     return
+                if self._paused_until <= now:
+                    self.quota_wait_seconds += delay
             if not self._wait(delay):
                 raise Stopping("stopping: API call not sent")
 
@@ -170,6 +181,13 @@ class RateGovernor:
                 return self._paused_until, self._pause_reason
             return None
 
+    def set_ceiling(self, per_hour: int | None) -> None:
+        """``daemon.max_api_calls_per_hour`` (a reload may change it; None: no ceiling)."""
+        with self._lock:
+            self._ceiling = per_hour
+            if per_hour is None:
+                self._recent.clear()
+
     def stop(self) -> None:
         """Make every waiting and later ``acquire()`` (and ``sleep()``) raise/return at once."""
         self._stop.set()
@@ -191,6 +209,9 @@ class RateGovernor:
         """Seconds the next call must still wait (<= 0: go now). Lock held."""
         if self._paused_until > now:
             return self._paused_until - now
+        ceiling = self._ceiling_delay(now)
+        if ceiling > 0:
+            return ceiling
         if self._limit is None or self._estimate is None or self._reset is None:
             return 0.0  # nothing known yet: the first answers will tell
         if now >= self._reset:
@@ -207,6 +228,16 @@ class RateGovernor:
             return 0.0
         interval = (self._reset - now) / usable
         return self._last_start + interval - now
+
+    def _ceiling_delay(self, now: float) -> float:
+        """Our own ceiling: at most ``ceiling`` calls in any hour (sliding). Lock held."""
+        if self._ceiling is None:
+            return 0.0
+        while self._recent and self._recent[0] <= now - 3600.0:
+            self._recent.popleft()
+        if len(self._recent) < self._ceiling:
+            return 0.0
+        return self._recent[0] + 3600.0 - now
 
     def _jitter(self) -> float:
         return 0.01 + (MAX_JITTER_SECONDS - 0.01) * self._rand()

@@ -123,14 +123,40 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
                 "source": str(record.path),
                 "archived": str(record.final_path) if record.final_path else None},
         })
+    pace = (snapshot or {}).get("pace") or {}
+    _estimate(folders, pace.get("files_per_hour"))
     paused = (snapshot or {}).get("paused")
     return {
         "daemon": {"running": snapshot is not None,
                    "pid": snapshot.get("pid") if snapshot else None,
                    "paused": paused},
         "uploading": (snapshot or {}).get("uploading", {}),
+        "pace": {"files_per_hour": pace.get("files_per_hour"), "bound_by": pace.get("bound_by")},
         "folders": folders,
     }
+
+
+def _estimate(folders: list[dict[str, Any]], files_per_hour: float | None) -> None:
+    """Each folder's ``estimate_seconds``: how long its waiting files take at the current
+    pace. Workers take from the folders in turn, so while a folder has files left every busy
+    folder moves at the same speed: a folder with W waiting is done once every folder has
+    moved min(its own waiting, W)."""
+    waiting = [f["waiting"] + f["queued"] + f["uploading"] for f in folders]
+    for folder, mine in zip(folders, waiting, strict=True):
+        folder["estimate_seconds"] = None
+        if mine and files_per_hour:
+            ahead = sum(min(theirs, mine) for theirs in waiting)
+            folder["estimate_seconds"] = round(ahead / files_per_hour * 3600.0)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def _pause_view(pause: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -174,6 +200,17 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append(f"  waiting to settle {f['waiting']}{oldest}; queued {f['queued']}; "
                      f"uploading {f['uploading']}; failed {f['failed']}; "
                      f"archived {f['archived']}")
+        left = f["waiting"] + f["queued"] + f["uploading"]
+        pace = report.get("pace") or {}
+        if left and f.get("estimate_seconds") is not None:
+            bound = {"quota": "bound by Procore's API quota", "pause": "held by a pause",
+                     "uploads": "bound by the uploads themselves"}.get(
+                         str(pace.get("bound_by")), "")
+            lines.append(f"  {left:,} waiting, about {_duration(f['estimate_seconds'])} at "
+                         f"{pace['files_per_hour']:,.0f} files/h ({bound})")
+        elif left and daemon["running"]:
+            lines.append(f"  {left:,} waiting; the pace is not known yet (a minute of uploads "
+                         "tells)")
         last = f["last_upload"]
         lines.append(f"  last upload: {last['time']} {last['source']} as {last['uuid']}"
                      if last else "  last upload: none")

@@ -18,6 +18,7 @@ import queue
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import structlog
 
 from procore_hotfolder import sourcefile
 from procore_hotfolder.config import Config, FolderSettings
-from procore_hotfolder.dispatch import Dispatcher
+from procore_hotfolder.dispatch import Dispatcher, Job
 from procore_hotfolder.errors import ConfigError
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks, MetricsSample
@@ -44,6 +45,11 @@ SNAPSHOT_NAME = "status.json"
 TICK_SECONDS = 0.1
 SNAPSHOT_EVERY_SECONDS = 2.0
 SNAPSHOT_PENDING_LIMIT = 2000
+#: At most this many files wait in memory between the scan and a worker (hints not yet
+#: looked at, files settling, rows ready for a worker). At 200 uploads/s and a 10 s settle
+#: time about 2,000 settle at once; past the window the scan waits, so a backlog of 50,000
+#: costs what 5,000 do.
+SCAN_WINDOW = 5000
 #: systemd shows STATUS= on one line of `systemctl status`: keep it readable.
 STATUS_MAX_CHARS = 400
 #: A scan request for every folder (a reload, `retry`).
@@ -119,11 +125,12 @@ class Service:
         self._stop = threading.Event()
         self._hints: queue.SimpleQueue[Path] = queue.SimpleQueue()
         self._hint_ready = threading.Event()
+        self._room = threading.Event()  # the scan may go on (see _wait_for_room)
         self._tracker = SettleTracker()
         self._dispatcher = Dispatcher(clock=wall)
         self._rules = {f.path: IgnoreRules(f) for f in config.folders}
         self._health = FolderHealth()
-        self._active_paths: set[Path] = set()
+        self._active_paths: set[str] = set()  # paths with an unfinished journal row
         self._active_lock = threading.Lock()
         self._skipped: dict[str, str] = {}
         self._first_seen: dict[str, float] = {}
@@ -142,6 +149,9 @@ class Service:
         self._working: dict[str, Path] = {}
         self._finished_loops: set[str] = set()  # ended as they should (once's single scan)
         self._stalled: list[str] = []
+        self._pace = PaceMeter()
+        self._quota_sample = (monotonic(), 0.0)
+        self._bound_by = "uploads"
 
     # --- control ---------------------------------------------------------------------------
 
@@ -149,6 +159,7 @@ class Service:
         """Ask every loop to end (safe from a signal handler)."""
         self._stop.set()
         self._hint_ready.set()
+        self._room.set()
         if self._on_stop is not None:
             self._on_stop()
 
@@ -204,11 +215,11 @@ class Service:
 
     def _recover(self) -> None:
         """Resume every unfinished row where it stopped."""
-        rows = self._journal.active()
-        for record in rows:
+        rows = self._journal.unfinished()
+        for file_id, folder, path, next_attempt_at in rows:
             with self._active_lock:
-                self._active_paths.add(record.path)
-            self._dispatcher.push(record)
+                self._active_paths.add(path)
+            self._dispatcher.push(Job(file_id, folder), next_attempt_at)
         if rows:
             log.info("journal_recovered", unfinished=len(rows))
 
@@ -282,6 +293,7 @@ class Service:
             self._watcher.start()
         self._worker_target = new.daemon.workers
         self._start_workers()
+        self._governor.set_ceiling(new.daemon.max_api_calls_per_hour)
         for hook in self._on_reload:
             hook(new)
         log.info("configuration_reloaded", added=added, removed=removed, changed=changed,
@@ -370,7 +382,23 @@ class Service:
             if entry.reason is not None:
                 self._note_skip(entry.path, entry.reason)
             else:
+                self._wait_for_room()
                 self.hint(entry.path)
+
+    def _waiting_in_memory(self) -> int:
+        """Files between the scan and a worker: hints not yet looked at, files settling,
+        rows ready for a worker (not those waiting for a retry time or a pause: a paused
+        folder must not hold back the scans of the others)."""
+        return self._hints.qsize() + len(self._tracker) + self._dispatcher.ready()
+
+    def _wait_for_room(self) -> None:
+        """Hold the scan back while ``SCAN_WINDOW`` files wait in memory: a backlog of any
+        size costs the same memory (the journal is the queue), and settling goes at the pace
+        of the uploads. Events from the watcher are not held back."""
+        while self._waiting_in_memory() >= SCAN_WINDOW and not self._stop.is_set():
+            self._room.clear()
+            self._room.wait(0.5)
+            self._beat()
 
     # --- scheduler tick --------------------------------------------------------------------
 
@@ -386,6 +414,8 @@ class Service:
         self._reobserve(now)
         self._queue_settled(now)
         self._fail_empty(now)
+        if self._waiting_in_memory() < SCAN_WINDOW // 2:
+            self._room.set()
 
     def _note_skip(self, path: Path, reason: str) -> None:
         key = str(path)
@@ -415,7 +445,7 @@ class Service:
             self._note_skip(path, f"{kind}: never opened or uploaded")
             return
         with self._active_lock:
-            if path in self._active_paths:
+            if str(path) in self._active_paths:
                 return
         observation = sourcefile.observation_of(st)
         if self._journal.failed_version(path, observation) is not None:
@@ -426,13 +456,13 @@ class Service:
 
     def _reobserve(self, now: float) -> None:
         """Look again at files whose quiet period has run: unchanged ones become due."""
-        for key, pending in self._tracker.pending().items():
-            settle = pending.settle_seconds
-            if now - pending.last_change >= settle:
-                observation = sourcefile.observe(Path(key))
-                self._tracker.observe(key, observation, now, settle)
-                if observation is None:
-                    self._first_seen.pop(key, None)
+        for key in self._tracker.to_recheck(now):
+            folder = self.config.folder_for(Path(key))
+            observation = sourcefile.observe(Path(key)) if folder is not None else None
+            self._tracker.observe(key, observation, now,
+                                  folder.settle_seconds if folder is not None else 0.0)
+            if observation is None:
+                self._first_seen.pop(key, None)
 
     def _queue_settled(self, now: float) -> None:
         due = self._tracker.due(now)
@@ -447,7 +477,7 @@ class Service:
                 entries.append((folder.path, path, observation))
         for record in self._journal.enqueue(entries, self._wall()):
             with self._active_lock:
-                self._active_paths.add(record.path)
+                self._active_paths.add(str(record.path))
             log.info("file_settled", path=str(record.path), size=record.observation.size)
             self._dispatcher.push(record)
 
@@ -477,8 +507,9 @@ class Service:
             if outcome.kind == "retry":
                 continue
             with self._active_lock:
-                self._active_paths.discard(record.path)
+                self._active_paths.discard(str(record.path))
             if outcome.kind == "archived":
+                self._pace.completed(self._now())
                 if self._once:  # the daemon keeps no per-file list: it runs for months
                     self._summary.archived.append(record.path)
                 self._last_upload = {"path": str(record.path), "uuid": record.uuid,
@@ -498,12 +529,13 @@ class Service:
                 self._finished_loops.add(name)
                 return
             self._beat()
-            record = self._dispatcher.get(timeout=0.5)
-            if record is None:
+            job = self._dispatcher.get(timeout=0.5)
+            if job is None:
                 continue
+            record = self._journal.get(job.id)
             self._working[name] = record.path
             try:
-                outcome = self._uploader.process(self._journal.get(record.id))
+                outcome = self._uploader.process(record)
             except Exception:
                 log.exception("worker_error", path=str(record.path))
                 outcome = Outcome("retry", record, retry_at=self._wall() + 60)
@@ -533,11 +565,9 @@ class Service:
             return False
         if not self._outcomes.empty():
             return False
-        pending = self._tracker.pending()
-        waiting = [k for k, p in pending.items() if p.observation.size > 0]
-        if waiting or not self._dispatcher.idle():
+        if self._tracker.waiting_with_content() or not self._dispatcher.idle():
             return False
-        for key in pending:
+        for key in self._tracker.pending():
             self._summary.empty.append(Path(key))
         for record in self._journal.active():
             self._summary.not_uploaded.append(
@@ -603,7 +633,7 @@ class Service:
     def _write_snapshot(self, counts: dict[str, int], paused: tuple[float, str] | None) -> None:
         wall = self._wall()
         pending = {}
-        for key, info in list(self._tracker.pending().items())[:SNAPSHOT_PENDING_LIMIT]:
+        for key, info in self._tracker.sample(SNAPSHOT_PENDING_LIMIT):
             pending[key] = {"since": self._first_seen.get(key, wall),
                             "size": info.observation.size,
                             "settle_seconds": self._settle_for(key)}
@@ -619,10 +649,26 @@ class Service:
             "modes": {str(k): v for k, v in (self._watcher.modes if self._watcher else {}).items()},
             "paused": {"until": paused[0], "reason": paused[1]} if paused else None,
             "pauses": [p.as_dict() for p in self.pauses.current()],
+            "pace": {"files_per_hour": self._pace.files_per_hour(self._now()),
+                     "bound_by": self._pace_bound(paused is not None)},
             "uploading": self._progress.snapshot(),
             "last_upload": self._last_upload,
         }
         write_snapshot(self.config.daemon.state_dir, snapshot)
+
+    def _pace_bound(self, outage: bool) -> str:
+        """What holds the pace back now: a pause (Procore refusing, an outage), the quota
+        (workers kept waiting by the rate governor more than a quarter of the time since the
+        last look), or the uploads themselves (bandwidth, Procore's answer times)."""
+        if outage or self.pauses.current():
+            return "pause"
+        now, waited = self._now(), self._governor.quota_wait_seconds
+        then, waited_then = self._quota_sample
+        if now - then >= 10.0:
+            share = (waited - waited_then) / max(1e-6, (now - then) * self._worker_target)
+            self._bound_by = "quota" if share > 0.25 else "uploads"
+            self._quota_sample = (now, waited)
+        return self._bound_by
 
     def _settle_for(self, key: str) -> float:
         folder = self.config.folder_for(Path(key))
@@ -661,6 +707,37 @@ class Service:
                              oldest_waiting_seconds={k: max(0.0, wall - v)
                                                      for k, v in since.items()},
                              paused=tuple(paused))
+
+
+class PaceMeter:
+    """Uploads completed over the last ``WINDOW`` seconds, in 10-second buckets (bounded
+    memory, whatever the rate): the pace `status` quotes for its estimates."""
+
+    WINDOW = 900.0
+    BUCKET = 10.0
+
+    def __init__(self) -> None:
+        self._buckets: deque[list[float]] = deque()  # [bucket start, count]
+        self._started: float | None = None
+
+    def completed(self, now: float) -> None:
+        if self._started is None:
+            self._started = now
+        start = now - now % self.BUCKET
+        if self._buckets and self._buckets[-1][0] == start:
+            self._buckets[-1][1] += 1
+        else:
+            self._buckets.append([start, 1])
+        while self._buckets and self._buckets[0][0] < now - self.WINDOW:
+            self._buckets.popleft()
+
+    def files_per_hour(self, now: float) -> float | None:
+        """None until a minute of uploads has been seen."""
+        if self._started is None or now - self._started < 60.0:
+            return None
+        span = min(self.WINDOW, now - self._started)
+        count = sum(n for start, n in self._buckets if start >= now - span)
+        return round(count * 3600.0 / span, 1)
 
 
 def warn_unfiled(config: Config) -> None:

@@ -11,6 +11,9 @@ time, so tests advance a fake clock instead of sleeping.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -69,6 +72,10 @@ class SettleTracker:
         self._ready: dict[str, None] = {}
         # Keys whose size is 0 -> when the size was first seen as 0 (consecutively).
         self._empty_since: dict[str, float] = {}
+        # When each file's quiet period ends (it is worth an lstat() then), as a heap: a
+        # tick looks at the files whose time has come, not at every file waiting.
+        self._checks: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
 
     def observe(
         self, key: str, obs: Observation | None, now: float, settle_seconds: float,
@@ -94,6 +101,8 @@ class SettleTracker:
                 first_seen=old.first_seen, last_change=old.last_change, observation=obs,
                 last_seen=max(now, old.last_seen), settle_seconds=settle_seconds)
         self._pending[key] = entry
+        if entry.last_change == now:
+            self._schedule(key, now + settle_seconds)
         if obs.size == 0:
             if old is None or old.observation.size != 0:
                 self._empty_since[key] = now
@@ -104,6 +113,27 @@ class SettleTracker:
             self._ready[key] = None
         else:
             self._ready.pop(key, None)
+
+    def _schedule(self, key: str, at: float) -> None:
+        heapq.heappush(self._checks, (at, next(self._seq), key))
+
+    def to_recheck(self, now: float) -> list[str]:
+        """Files whose quiet period has run by ``now``: look at each again (``observe``); an
+        unchanged one becomes due. An empty one is looked at again every quiet period."""
+        out: list[str] = []
+        seen: set[str] = set()
+        while self._checks and self._checks[0][0] <= now:
+            _, _, key = heapq.heappop(self._checks)
+            entry = self._pending.get(key)
+            if entry is None or key in self._ready or key in seen:
+                continue  # forgotten, already due, or listed twice
+            if now - entry.last_change < entry.settle_seconds:
+                continue  # changed since: its own, later check is in the heap
+            seen.add(key)
+            out.append(key)
+            if entry.observation.size == 0:
+                self._schedule(key, now + max(entry.settle_seconds, 1.0))
+        return out
 
     def due(self, now: float) -> list[tuple[str, Observation]]:
         """Settled, non-empty files (removed from the tracker as they are returned).
@@ -135,6 +165,14 @@ class SettleTracker:
     def pending(self) -> dict[str, PendingFile]:
         """A snapshot of every tracked file (a copy: safe to iterate while observing)."""
         return dict(self._pending)
+
+    def sample(self, limit: int) -> Iterator[tuple[str, PendingFile]]:
+        """At most ``limit`` tracked files, oldest first (for the status snapshot)."""
+        return itertools.islice(self._pending.items(), limit)
+
+    def waiting_with_content(self) -> int:
+        """Tracked files that are not empty (an empty one is a scanner still to write)."""
+        return len(self._pending) - len(self._empty_since)
 
     def next_deadline(self) -> float | None:
         """The earliest time at which re-observing something could make it due.

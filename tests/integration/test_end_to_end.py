@@ -12,8 +12,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from procore_hotfolder import service
+from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
-from tests.conftest import CLIENT_SECRET, COMPANY_ID, cli_env, run_cli, wait_for, write_config
+from tests.conftest import (
+    CLIENT_SECRET,
+    COMPANY_ID,
+    cli_env,
+    run_cli,
+    running_engine,
+    wait_for,
+    write_config,
+)
 
 
 def _drop(path: Path, data: bytes) -> str:
@@ -126,3 +138,27 @@ def test_run_notifies_systemd_uploads_and_stops_cleanly(tmp_path: Path,
     assert all({"event", "level", "timestamp"} <= set(e) for e in events)
     assert CLIENT_SECRET.encode() not in out + err
     assert b"Bearer " not in out + err
+
+
+def test_a_backlog_is_scanned_in_a_bounded_window(tmp_path: Path, emulator: Emulator,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder holding far more files than the window: the scan waits for room, memory
+    holds at most the window of files settling or ready (the watcher's hints of archived
+    originals come on top and are forgotten at once), and every file is uploaded."""
+    monkeypatch.setattr(service, "SCAN_WINDOW", 10)
+    drop = tmp_path / "drop"
+    for n in range(120):
+        (drop / f"batch{n % 4}").mkdir(parents=True, exist_ok=True)
+        (drop / f"batch{n % 4}" / f"scan-{n:03d}.pdf").write_bytes(b"%PDF " + bytes([n]) * 99)
+    config = load_config(write_config(tmp_path, emulator, [{"path": str(drop)}],
+                                      settle_seconds=0.1), environ={})
+    seen: list[int] = []
+    with running_engine(config) as (engine, _):
+
+        def all_archived() -> bool:
+            seen.append(len(engine.service._tracker) + engine.service._dispatcher.ready())
+            return sum(1 for _ in (drop / ".archive").rglob("*.pdf")) == 120
+
+        wait_for(all_archived, timeout=60, message="120 files archived")
+    assert max(seen) <= 10
+    assert len(emulator.stored_uploads()) == 120

@@ -322,3 +322,23 @@ def test_sustained_run_stays_under_the_limit_and_near_the_rate(
     allowed = limit / window * elapsed
     assert server.refused == 0
     assert server.ok >= minimum_share * allowed
+
+
+def test_our_ceiling_caps_calls_in_any_hour(fake: FakeTime) -> None:
+    """daemon.max_api_calls_per_hour: at most N calls in any sliding hour, whatever Procore's
+    headers would allow, leaving the rest of the company's quota to other integrations."""
+    governor = RateGovernor(clock=fake.clock, wait=fake.wait, rand=lambda: 0.0,
+                            ceiling_per_hour=5)
+    starts = []
+    for _ in range(12):
+        governor.acquire()
+        governor.observe(200, limits(3600, 3000, fake.now + 3600))
+        starts.append(fake.now)
+        fake.now += 1.0
+    for i in range(len(starts) - 5):
+        assert starts[i + 5] - starts[i] >= 3600.0  # any 6 calls span more than an hour
+    assert governor.quota_wait_seconds > 0
+    governor.set_ceiling(None)
+    before = fake.now
+    governor.acquire()
+    assert fake.now == before  # lifted by a reload

@@ -396,6 +396,8 @@ def upload_view(record: UploadRecord) -> dict[str, Any]:
 def _find_upload(
     state: EmulatorState, request: ApiRequest, project_id: int | None, uuid: str
 ) -> UploadRecord:
+    # An Upload deleted for being left unfiled past its retention is simply gone: 404.
+    state.purge_unfiled(request.now, uuid)
     with state.lock:
         record = state.uploads.get(uuid)
     if record is None or record.company_id != request.company_id or record.project_id != project_id:
@@ -501,18 +503,66 @@ def _folder(state: EmulatorState, request: ApiRequest, project_id: int, raw_id: 
     return folder
 
 
-def show_root(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request, "documents")
-    folder = _folder(state, request, project_id, None)
+#: The ``project_id`` of company-level Documents folders and files.
+COMPANY_SCOPE = 0
+
+
+def _documents_scope(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> int:
+    """Whose Documents a request addresses: a project's (``?project_id=``, after the project
+    checks) or, on ``/rest/v1.0/companies/{company_id}/...`` (Company Folders and Files in
+    Procore's OpenAPI), the company's own: ``COMPANY_SCOPE``. Company Documents take company
+    Uploads (``/rest/v1.1/companies/{id}/uploads``)."""
+    if request.path.startswith("/rest/v1.0/companies/"):
+        _check_company(state)
+        if int(args[0]) != request.company_id:
+            raise _forbidden("The company in the path does not match Procore-Company-Id")
+        return COMPANY_SCOPE
+    return _query_project(state, request, "documents")
+
+
+def _flag(request: ApiRequest, name: str) -> bool:
+    return request.query.get(name, "").lower() in ("true", "1")
+
+
+def _listing(state: EmulatorState, request: ApiRequest, folder: Folder) -> Reply:
+    """List/Show Project Folder: the folder with its children. Not paginated ("List Project
+    Files and Folders" is among the endpoints that "currently do not support pagination",
+    Procore's pagination page). Documented filters: ``exclude_folders``, ``exclude_files``,
+    ``show_latest_file_version_only``; no name or search filter is documented for the v1.0
+    project folder endpoints, so none is offered. A large request without any of those
+    filters may answer 408 (``faults.listing_timeout_entries``)."""
+    exclude_folders = _flag(request, "exclude_folders")
+    exclude_files = _flag(request, "exclude_files")
+    latest_only = _flag(request, "show_latest_file_version_only")
+    limit = state.faults.listing_timeout_entries
     with state.lock:
-        return json_reply(200, state.folder_view(folder, with_children=True))
+        if (limit is not None and not (exclude_folders or exclude_files or latest_only)
+                and state.listing_entries(folder) > limit):
+            return Reply(408, b"Request Timeout", "text/plain; charset=utf-8", close=True)
+        return json_reply(200, state.folder_view(
+            folder, with_children=True, exclude_folders=exclude_folders,
+            exclude_files=exclude_files, latest_only=latest_only))
+
+
+def show_root(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    project_id = _documents_scope(state, request, args)
+    return _listing(state, request, _folder(state, request, project_id, None))
 
 
 def show_folder(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request, "documents")
-    folder = _folder(state, request, project_id, args[0])
-    with state.lock:
-        return json_reply(200, state.folder_view(folder, with_children=True))
+    project_id = _documents_scope(state, request, args)
+    return _listing(state, request, _folder(state, request, project_id, args[-1]))
+
+
+def delete_folder(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    """Delete Project Folder. Its id (and those below it) answer 404 afterwards; its files
+    go to the recycle bin. 200 with an empty body ("void", Procore's OpenAPI)."""
+    project_id = _documents_scope(state, request, args)
+    folder = _folder(state, request, project_id, args[-1])
+    if folder.parent_id is None:
+        raise _unprocessable("base", "The root folder cannot be deleted")
+    state.delete_folder(folder.id)
+    return Reply(200, b"", None)
 
 
 def add_folder(state: EmulatorState, company_id: int, project_id: int, name: str, *,
@@ -535,8 +585,8 @@ def add_folder(state: EmulatorState, company_id: int, project_id: int, name: str
         return folder
 
 
-def create_folder(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request, "documents")
+def create_folder(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    project_id = _documents_scope(state, request, args)
     spec = _object(request.body, "folder")
     name = spec.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -551,7 +601,14 @@ def create_folder(state: EmulatorState, request: ApiRequest, _: tuple[str, ...])
 def _usable_upload(
     state: EmulatorState, request: ApiRequest, project_id: int, raw_uuid: Any
 ) -> UploadRecord:
-    """A stored Upload of this company and project, or 422 ``upload_uuid is invalid``."""
+    """A stored Upload of this company and project, or 422 ``upload_uuid is invalid``.
+
+    An Upload deleted by retention is refused like one that never existed: Procore does not
+    document the answer, and a plain validation error (not a 404 or 410 that says "gone")
+    is the least convenient for a client, which must work out by itself that the Upload
+    expired and that it has to upload the bytes again."""
+    if isinstance(raw_uuid, str):
+        state.purge_unfiled(request.now, raw_uuid)
     with state.lock:
         record = state.uploads.get(raw_uuid) if isinstance(raw_uuid, str) else None
     if record is not None:
@@ -560,7 +617,7 @@ def _usable_upload(
         if (
             record is None
             or record.company_id != request.company_id
-            or record.project_id != project_id
+            or record.project_id != (project_id or None)  # COMPANY_SCOPE: company Uploads
             or record.status != "complete"
         ):
             raise _unprocessable("upload_uuid", "is invalid")
@@ -593,8 +650,8 @@ def _new_version(
     )
 
 
-def create_file(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request, "documents")
+def create_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    project_id = _documents_scope(state, request, args)
     spec = _object(request.body, "file")
     name = spec.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -602,6 +659,12 @@ def create_file(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -
     parent = _folder(state, request, project_id, spec.get("parent_id"))
     with state.lock:
         record = _usable_upload(state, request, project_id, spec.get("upload_uuid"))
+        if parent.id not in state.folders:  # deleted since it was looked up
+            raise ApiError(404, {"error": {"code": "not_found", "message": "Folder not found"}})
+        # "unique_name: Toggles automatic renaming if the file name is already taken in a
+        # folder (unique_name = true). Returns a name taken error if a file name is taken in
+        # a folder (unique_name = false)" (Create project File, Procore's OpenAPI). Only live
+        # files take a name: one in the recycle bin does not, so its name makes a new file.
         taken = state.file_names.setdefault(parent.id, {})
         if name in taken:
             if not spec.get("unique_name"):
@@ -627,16 +690,29 @@ def _document(state: EmulatorState, request: ApiRequest, project_id: int, raw: A
 
 
 def show_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request, "documents")
-    doc = _document(state, request, project_id, args[0])
+    project_id = _documents_scope(state, request, args)
+    doc = _document(state, request, project_id, args[-1])
     with state.lock:
-        return json_reply(200, state.file_view(doc))
+        return json_reply(200, state.file_view(
+            doc, latest_only=_flag(request, "show_latest_version_only")))
 
 
-def create_version(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    project_id = _query_project(state, request, "documents")
+def delete_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    """Delete Project File: "Delete the specified File by moving it to the recycle bin"
+    (Procore's OpenAPI); 200 with an empty body. It stays visible with ``is_deleted``."""
+    project_id = _documents_scope(state, request, args)
+    doc = _document(state, request, project_id, args[-1])
+    state.recycle_file(doc.id)
+    return Reply(200, b"", None)
+
+
+def create_version(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
+    project_id = _documents_scope(state, request, args)
     doc = _document(state, request, project_id, request.query.get("file_id"))
     spec = _object(request.body, "file_version")
+    # A file in the recycle bin still takes versions: Procore documents no refusal, and a
+    # version that lands out of sight in the recycle bin is the worst case for a client
+    # that cached the file id (it must check ``is_deleted`` itself).
     with state.lock:
         record = _usable_upload(state, request, project_id, spec.get("upload_uuid"))
         version = _new_version(state, len(doc.versions) + 1, record, doc.name, request.now)
@@ -815,6 +891,7 @@ def create_album(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) 
 # --- routing ---------------------------------------------------------------------------------
 
 _UPLOADS = r"/rest/v1\.1/(projects|companies)/(\d+)/uploads"
+_COMPANY_DOCS = r"/rest/v1\.0/companies/(\d+)"
 _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(r"/rest/v1\.0/companies/?"), list_companies),
     ("GET", re.compile(r"/rest/v1\.[01]/projects/?"), list_projects),
@@ -825,9 +902,19 @@ _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(r"/rest/v1\.0/folders/?"), show_root),
     ("POST", re.compile(r"/rest/v1\.0/folders/?"), create_folder),
     ("GET", re.compile(r"/rest/v1\.0/folders/(\d+)/?"), show_folder),
+    ("DELETE", re.compile(r"/rest/v1\.0/folders/(\d+)/?"), delete_folder),
     ("POST", re.compile(r"/rest/v1\.0/files/?"), create_file),
     ("GET", re.compile(r"/rest/v1\.0/files/(\d+)/?"), show_file),
+    ("DELETE", re.compile(r"/rest/v1\.0/files/(\d+)/?"), delete_file),
     ("POST", re.compile(r"/rest/v1\.0/file_versions/?"), create_version),
+    ("GET", re.compile(_COMPANY_DOCS + r"/folders/?"), show_root),
+    ("POST", re.compile(_COMPANY_DOCS + r"/folders/?"), create_folder),
+    ("GET", re.compile(_COMPANY_DOCS + r"/folders/(\d+)/?"), show_folder),
+    ("DELETE", re.compile(_COMPANY_DOCS + r"/folders/(\d+)/?"), delete_folder),
+    ("POST", re.compile(_COMPANY_DOCS + r"/files/?"), create_file),
+    ("GET", re.compile(_COMPANY_DOCS + r"/files/(\d+)/?"), show_file),
+    ("DELETE", re.compile(_COMPANY_DOCS + r"/files/(\d+)/?"), delete_file),
+    ("POST", re.compile(_COMPANY_DOCS + r"/file_versions/?"), create_version),
     ("POST", re.compile(r"/rest/v1\.0/images/?"), create_image),
     ("GET", re.compile(r"/rest/v1\.0/images/?"), list_images),
     ("GET", re.compile(r"/rest/v1\.0/image_categories/?"), list_albums),

@@ -16,6 +16,9 @@ from typing import Any
 #: Request kinds a scripted failure can target.
 FAILURE_KINDS = frozenset({"api", "token", "storage", "segment"})
 
+#: Tools a project can have switched off (see ``refuse_project``).
+REFUSABLE_TOOLS = frozenset({"documents", "photos"})
+
 #: Status meaning "drop the connection without answering" in a scripted failure.
 DROP = 0
 
@@ -53,7 +56,16 @@ class Faults:
             that tool's routes).
         app_disconnected: the app is not connected to the company: every API call about a
             company or project answers 403 "App is not connected to this company".
-        rate_limit: ``(limit, window_seconds)`` for API calls, or None for no limit.
+        rate_limit: ``(limit, window_seconds)`` of the hourly window, or None for no limit.
+        spike_limit: ``(limit, window_seconds)`` of the 10-second spike window, or None (the
+            default: Procore's numbers change without notice, and a spike window on by
+            default would slow every test; switch it on where a test wants it).
+        timeout_rate: share of API calls answered 408 Request Timeout.
+        listing_timeout_entries: a folder listing asked for without ``exclude_folders``,
+            ``exclude_files`` or ``show_latest_file_version_only`` that would hold more than
+            this many entries (folders + files + file versions) answers 408; None = never.
+        upload_retention: seconds after which an Upload not associated with a Documents file,
+            file version or image is deleted (Procore: "within a week").
         failing_segments: part numbers whose PUT answers 500.
     """
 
@@ -80,6 +92,10 @@ class Faults:
         self.app_disconnected = False
         self.rate_limit: tuple[int, float] | None = (3600, 3600.0)
         self.failing_segments: set[int] = set()
+        self.spike_limit: tuple[int, float] | None = None
+        self.timeout_rate = 0.0
+        self.listing_timeout_entries: int | None = None
+        self.upload_retention: float = 7 * 86_400
 
     # --- randomness ------------------------------------------------------------------------
 
@@ -118,6 +134,41 @@ class Faults:
         """Invalidate every token issued so far."""
         with self._lock:
             self.token_generation += 1
+
+    # --- per-project refusals ---------------------------------------------------------------
+
+    def refuse_project(self, project_id: int, reason: str = "not_granted",
+                       tool: str | None = None) -> None:
+        """Make a project answer 403 from now on, as Procore does when ``reason`` is
+        "not_granted" (the service account has not been granted the project: also left out
+        of List Projects) or "tool_disabled" (``tool``, "documents" or "photos", is off in
+        the project). Sets are replaced, never changed in place, so readers need no lock."""
+        if reason == "not_granted":
+            with self._lock:
+                self.forbidden_projects = self.forbidden_projects | {project_id}
+        elif reason == "tool_disabled":
+            if tool not in REFUSABLE_TOOLS:
+                raise ValueError(f"tool must be one of {sorted(REFUSABLE_TOOLS)}")
+            with self._lock:
+                tools = self.disabled_tools.get(project_id, set()) | {tool}
+                self.disabled_tools = {**self.disabled_tools, project_id: tools}
+        else:
+            raise ValueError("reason must be 'not_granted' or 'tool_disabled'")
+
+    def allow_project(self, project_id: int, tool: str | None = None) -> None:
+        """Lift a project's refusals (only that tool's being off when ``tool`` is given)."""
+        with self._lock:
+            tools = dict(self.disabled_tools)
+            if tool is None:
+                self.forbidden_projects = self.forbidden_projects - {project_id}
+                tools.pop(project_id, None)
+            else:
+                rest = tools.get(project_id, set()) - {tool}
+                if rest:
+                    tools[project_id] = rest
+                else:
+                    tools.pop(project_id, None)
+            self.disabled_tools = tools
 
     # --- scripted failures -----------------------------------------------------------------
 
@@ -170,14 +221,18 @@ class Faults:
         "storage_delay_seconds",
         "token_lifetime",
         "upload_ttl",
+        "timeout_rate",
+        "upload_retention",
     )
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply a JSON object of settings (the admin endpoint); raises ValueError on bad input.
 
         Besides the attributes, accepts ``seed`` (int), ``revoke_tokens`` (true),
-        ``fail_next`` (an object or list of objects with the arguments of ``fail_next``)
-        and ``clear_fail_next`` (true).
+        ``fail_next`` (an object or list of objects with the arguments of ``fail_next``),
+        ``clear_fail_next`` (true), ``refuse_project`` (``{"project_id", "reason", "tool"}``
+        or a list of them) and ``allow_project`` (a project id, ``{"project_id", "tool"}``,
+        or a list of them).
         """
         for name, value in values.items():
             if name in self._FLOATS:
@@ -197,8 +252,27 @@ class Faults:
                 self.outage_mode = str(value)
             elif name in ("forbidden_projects", "failing_segments"):
                 setattr(self, name, {int(v) for v in value})
-            elif name == "rate_limit":
-                self.rate_limit = None if value is None else (int(value[0]), float(value[1]))
+            elif name in ("rate_limit", "spike_limit"):
+                setattr(self, name, _window(value))
+            elif name == "listing_timeout_entries":
+                self.listing_timeout_entries = None if value is None else max(0, int(value))
+            elif name == "app_disconnected":
+                self.app_disconnected = bool(value)
+            elif name == "disabled_tools":
+                tools = {int(k): {str(t) for t in v} for k, v in dict(value).items()}
+                if any(t - REFUSABLE_TOOLS for t in tools.values()):
+                    raise ValueError(f"tools must be among {sorted(REFUSABLE_TOOLS)}")
+                self.disabled_tools = {k: v for k, v in tools.items() if v}
+            elif name == "refuse_project":
+                for spec in value if isinstance(value, list) else [value]:
+                    self.refuse_project(int(spec["project_id"]),
+                                        str(spec.get("reason", "not_granted")), spec.get("tool"))
+            elif name == "allow_project":
+                for spec in value if isinstance(value, list) else [value]:
+                    if isinstance(spec, dict):
+                        self.allow_project(int(spec["project_id"]), spec.get("tool"))
+                    else:
+                        self.allow_project(int(spec))
             elif name == "seed":
                 self.seed(int(value))
             elif name == "revoke_tokens":
@@ -239,7 +313,21 @@ class Faults:
             forbidden_projects=sorted(self.forbidden_projects),
             failing_segments=sorted(self.failing_segments),
             rate_limit=list(self.rate_limit) if self.rate_limit else None,
+            spike_limit=list(self.spike_limit) if self.spike_limit else None,
+            listing_timeout_entries=self.listing_timeout_entries,
+            app_disconnected=self.app_disconnected,
+            disabled_tools={str(k): sorted(v) for k, v in self.disabled_tools.items()},
             token_generation=self.token_generation,
             fail_next=scripted,
         )
         return out
+
+
+def _window(value: Any) -> tuple[int, float] | None:
+    """``[limit, seconds]`` from the admin API (None switches the window off)."""
+    if value is None:
+        return None
+    limit, seconds = int(value[0]), float(value[1])
+    if limit < 0 or not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError("a rate window is [limit >= 0, seconds > 0]")
+    return limit, seconds

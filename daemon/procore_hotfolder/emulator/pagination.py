@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import TypeVar
-from urllib.parse import parse_qsl, urlencode
 
 from .wire import ApiError
 
@@ -42,13 +41,14 @@ def _positive(raw: str | None, name: str, default: int) -> int:
 
 
 def page_url(base_url: str, path: str, raw_query: str, page: int) -> str:
-    """The absolute URL of ``page``: same path and query, ``page`` replaced (or appended)."""
-    pairs = parse_qsl(raw_query, keep_blank_values=True)
-    if any(name == "page" for name, _ in pairs):
-        pairs = [(name, str(page) if name == "page" else value) for name, value in pairs]
-    else:
-        pairs.append(("page", str(page)))
-    return f"{base_url}{path}?{urlencode(pairs)}"
+    """The absolute URL of ``page``: the same path and query, byte for byte, with only the
+    ``page`` parameter replaced (or appended when the request had none)."""
+    pieces = [piece for piece in raw_query.split("&") if piece]
+    replaced = [f"page={page}" if piece.split("=", 1)[0] == "page" else piece
+                for piece in pieces]
+    if not any(piece.split("=", 1)[0] == "page" for piece in pieces):
+        replaced.append(f"page={page}")
+    return f"{base_url}{path}?{'&'.join(replaced)}"
 
 
 def paginate(

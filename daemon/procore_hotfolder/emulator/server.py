@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -39,6 +40,7 @@ _S3_CODES = {
     400: "BadRequest",
     403: "AccessDenied",
     404: "NoSuchKey",
+    408: "RequestTimeout",
     500: "InternalError",
     503: "SlowDown",
 }
@@ -231,10 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
                 reply = exc.reply
             reply.headers["x-request-id"] = new_request_id()
             if kind == "api" and "X-Rate-Limit-Limit" not in reply.headers:
-                with self.state.lock:
-                    reply.headers.update(
-                        self.state.rate.headers(self.state.faults.rate_limit, time.time())
-                    )
+                reply.headers.update(self.state.rate_headers(time.time()))
             status = reply.status
             record()  # before the answer leaves: a client that has it finds it in the log
             self._send(reply)
@@ -259,20 +258,30 @@ class _Handler(BaseHTTPRequestHandler):
         return json_reply(503, {"errors": "Service Unavailable: maintenance"}, {"Retry-After": "1"})
 
     def _injected_error(self, status: int) -> Reply:
+        """An injected failure in one of the body shapes Procore uses (JSON ``errors``,
+        JSON ``error`` object, plain text, empty), worded for its status."""
         headers = {"Retry-After": "1"} if status in (429, 503) else {}
         if status == 429:
             # As from a spent spike window: its headers, not the roomy hourly window's.
-            headers.update({"X-Rate-Limit-Limit": "25", "X-Rate-Limit-Remaining": "0",
+            limit = self.state.faults.spike_limit
+            headers.update({"X-Rate-Limit-Limit": str(limit[0] if limit else 25),
+                            "X-Rate-Limit-Remaining": "0",
                             "X-Rate-Limit-Reset": str(math.ceil(time.time() + 1))})
+        phrase = _phrase(status)
         shape = self.state.faults.choice(4)
         if shape == 0:
-            return json_reply(status, {"errors": "Internal Server Error"}, headers)
-        if shape == 1:
-            body = {"error": {"code": "internal_error", "message": "Something went wrong"}}
-            return json_reply(status, body, headers)
-        if shape == 2:
-            return Reply(status, b"Internal Server Error", "text/plain; charset=utf-8", headers)
-        return Reply(status, b"", None, headers)
+            reply = json_reply(status, {"errors": phrase}, headers)
+        elif shape == 1:
+            code = phrase.lower().replace(" ", "_")
+            body = {"error": {"code": code, "message": f"{phrase}: please try again"}}
+            reply = json_reply(status, body, headers)
+        elif shape == 2:
+            reply = Reply(status, phrase.encode(), "text/plain; charset=utf-8", headers)
+        else:
+            reply = Reply(status, b"", None, headers)
+        # A request cut off for running too long leaves the connection closed behind it.
+        reply.close = status == 408
+        return reply
 
     # --- token -----------------------------------------------------------------------------
 
@@ -343,17 +352,23 @@ class _Handler(BaseHTTPRequestHandler):
             return self._injected_error(scripted)
         if faults.chance(faults.error_rate):
             return self._injected_error(faults.error_status)
+        if faults.chance(faults.timeout_rate):
+            return self._injected_error(408)
         problem = _bearer_problem(state, self.headers.get("Authorization", ""))
         if problem is not None:
             return problem
         now = time.time()
-        with state.lock:
-            admitted, limits = state.rate.admit(faults.rate_limit, now)
-            retry = state.rate.retry_after(now)
-        if not admitted:
-            return json_reply(
-                429, {"errors": "Rate limit exceeded"}, {**limits, "Retry-After": str(retry)}
-            )
+        decision = state.admit_call(now)
+        limits = decision.headers
+        if not decision.admitted:
+            # Procore's rate-limiting page: 429 with the three headers and the body "You have
+            # surpassed the max number of requests for an hour. Please wait until your limit
+            # resets." (plain text). The spike window's wording is not documented.
+            period = "an hour" if decision.window == "hourly" else "this period"
+            text = (f"You have surpassed the max number of requests for {period}. "
+                    "Please wait until your limit resets.")
+            return Reply(429, text.encode(), "text/plain; charset=utf-8",
+                         {**limits, "Retry-After": str(decision.retry_after)})
         company_raw = self.headers.get("Procore-Company-Id")
         if company_raw is None or not company_raw.strip():
             return json_reply(400, {"errors": "Missing Procore-Company-Id header!"}, limits)
@@ -459,12 +474,32 @@ def _setup_folder(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
         return view
 
 
+def _recycle_document(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
+    state.recycle_file(int(spec["file_id"]))
+    with state.lock:
+        return state.file_view(state.files[int(spec["file_id"])])
+
+
+def _delete_folder(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
+    state.delete_folder(int(spec["folder_id"]))
+    return {"deleted": int(spec["folder_id"])}
+
+
 #: Admin set-up routes (POST a JSON object; 201 with the created thing as the API shows it).
 _SETUP: dict[str, Callable[[EmulatorState, dict[str, Any]], dict[str, Any]]] = {
     "/_emulator/projects": _setup_project,
     "/_emulator/albums": _setup_album,
     "/_emulator/folders": _setup_folder,
+    "/_emulator/recycle_document": _recycle_document,
+    "/_emulator/delete_folder": _delete_folder,
 }
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
@@ -534,10 +569,16 @@ class Emulator:
         data_dir: str | Path | None = None,
         *,
         s3: S3Storage | None = None,
+        api_latency_seconds: float = 0.0,
     ) -> None:
+        """``api_latency_seconds`` delays every API answer (not token or storage requests),
+        for benchmarks of a simulated round trip; it is ``faults.delay_seconds``."""
         self.host = host
         self.port = port
         self.faults = Faults()
+        if api_latency_seconds < 0:
+            raise ValueError("api_latency_seconds must be >= 0")
+        self.faults.delay_seconds = float(api_latency_seconds)
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
             self._tempdir = tempfile.TemporaryDirectory(prefix="procore-emulator-")
@@ -654,6 +695,46 @@ class Emulator:
         """What ``GET /_emulator/state`` returns."""
         return self.state.summary()
 
+    @property
+    def rate_limited(self) -> dict[str, int]:
+        """429s the rate windows gave so far, by window ("hourly", "spike"); injected 429s
+        (``fail_next(status=429)``) are not in it but are in ``count(status=429)``."""
+        with self.lock:
+            return dict(self.state.rate_limited)
+
+    def purge_unfiled_uploads(self) -> list[str]:
+        """Delete now every Upload left unfiled past ``faults.upload_retention``; their uuids.
+        (The API also deletes such an Upload lazily, whenever a request names it.)"""
+        return self.state.purge_unfiled(time.time())
+
+    @property
+    def purged_uploads(self) -> dict[str, float]:
+        """uuid -> Unix time at which retention deleted the Upload."""
+        with self.lock:
+            return dict(self.state.purged_uploads)
+
+    # --- refusals --------------------------------------------------------------------------
+
+    def refuse_project(self, project_id: int, reason: str = "not_granted",
+                       tool: str | None = None) -> None:
+        """From now on the project answers 403: ``reason`` "not_granted" (the service
+        account has not been granted it; it also drops out of List Projects) or
+        "tool_disabled" with ``tool`` "documents" or "photos". See ``Faults.refuse_project``.
+        """
+        self.faults.refuse_project(project_id, reason, tool)
+
+    def allow_project(self, project_id: int, tool: str | None = None) -> None:
+        """Lift the project's refusals (just ``tool``'s when given)."""
+        self.faults.allow_project(project_id, tool)
+
+    def disconnect_app(self) -> None:
+        """The app is no longer connected to the company: every company and project call
+        answers 403 "App is not connected to this company" until ``connect_app``."""
+        self.faults.app_disconnected = True
+
+    def connect_app(self) -> None:
+        self.faults.app_disconnected = False
+
     # --- setting up a company --------------------------------------------------------------
 
     @property
@@ -684,10 +765,21 @@ class Emulator:
 
     def create_folder(self, company_id: int, project_id: int, name: str,
                       parent_id: int | None = None) -> int:
-        """Create a Documents folder (under the root when ``parent_id`` is None); returns its
-        id. Raises ``ApiError`` (422) when the name is taken under that parent."""
+        """Create a Documents folder (under the root when ``parent_id`` is None; ``project_id``
+        0, ``api.COMPANY_SCOPE``, for company Documents); returns its id. Raises ``ApiError``
+        (422) when the name is taken under that parent."""
         return api.add_folder(self.state, company_id, project_id, name, parent_id=parent_id,
                               now=time.time()).id
+
+    def recycle_document(self, file_id: int) -> None:
+        """Move a Documents file to the recycle bin (as Delete Project File does): it stays
+        listed with ``is_deleted`` true and its name is free for a new file."""
+        self.state.recycle_file(file_id)
+
+    def delete_folder(self, folder_id: int) -> None:
+        """Delete a Documents folder and its subfolders: a cached id answers 404 from now
+        on; their files go to the recycle bin."""
+        self.state.delete_folder(folder_id)
 
     @property
     def projects(self) -> list[dict[str, Any]]:
@@ -705,6 +797,7 @@ def serve(
     ready: Callable[[Emulator], object] | None = None,
     data_dir: str | Path | None = None,
     s3: S3Storage | None = None,
+    api_latency_seconds: float = 0.0,
 ) -> None:
     """Serve the emulator until SIGINT/SIGTERM (or KeyboardInterrupt); ``ready(emulator)`` is
     called once it accepts connections. Raises OSError when the address cannot be bound."""
@@ -714,7 +807,8 @@ def serve(
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    with Emulator(client_id, client_secret, host, port, data_dir, s3=s3) as emulator:
+    with Emulator(client_id, client_secret, host, port, data_dir, s3=s3,
+                  api_latency_seconds=api_latency_seconds) as emulator:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous[signum] = signal.signal(signum, on_signal)

@@ -102,6 +102,7 @@ class DocumentFile:
     name: str
     created_at: float
     versions: list[FileVersion] = field(default_factory=list)
+    deleted: bool = False  # in the recycle bin
 
 
 @dataclass
@@ -187,6 +188,25 @@ class RateWindow:
             self._count += 1
         return admitted, self._headers(limit, window)
 
+    def allows(self, config: tuple[int, float] | None, now: float) -> bool:
+        """Whether one more call fits, without counting it."""
+        limit, _ = self._roll(config, now)
+        return self._count < limit
+
+    def take(self) -> None:
+        """Count one call (after ``allows``)."""
+        self._count += 1
+
+    def room(self, config: tuple[int, float] | None, now: float) -> float:
+        """Share of the window's calls still left (0 = exhausted)."""
+        limit, _ = self._roll(config, now)
+        return max(0, limit - self._count) / limit if limit else 0.0
+
+    def reset_at(self, config: tuple[int, float] | None, now: float) -> float:
+        """When the current window ends (Unix seconds)."""
+        _, window = self._roll(config, now)
+        return self._start + window
+
     def retry_after(self, now: float) -> int:
         """Whole seconds until the current window ends (at least 1)."""
         window = (self._config or (0, 3600.0))[1]
@@ -203,6 +223,16 @@ class RateWindow:
             "X-Rate-Limit-Remaining": str(max(0, limit - self._count)),
             "X-Rate-Limit-Reset": str(math.ceil(self._start + window)),
         }
+
+
+@dataclass
+class RateDecision:
+    """What the rate windows made of one API call."""
+
+    admitted: bool
+    window: str  # "hourly" or "spike": whose headers these are
+    headers: dict[str, str]
+    retry_after: int = 0
 
 
 class EmulatorState:
@@ -226,7 +256,8 @@ class EmulatorState:
         self.root_folders: dict[tuple[int, int], int] = {}
         self.folders: dict[int, Folder] = {}
         self.files: dict[int, DocumentFile] = {}
-        self.file_names: dict[int, dict[str, int]] = {}  # folder id -> file name -> file id
+        # folder id -> name -> id of the LIVE file of that name (recycled ones are not here)
+        self.file_names: dict[int, dict[str, int]] = {}
         self.images: dict[int, Image] = {}
         # (company id, project id) -> Project. Keyed by company as well, so that a test may
         # use one project id under several companies without them meeting.
@@ -238,9 +269,12 @@ class EmulatorState:
         self.auto_create = True
         self.removed_projects: set[int] = set()  # 404 even while auto_create holds
         self.request_log: list[RequestRecord] = []
-        self.rate = RateWindow()
+        self.rate = RateWindow()  # the hourly window (Faults.rate_limit)
+        self.spike = RateWindow()  # the 10-second spike window (Faults.spike_limit)
+        self.rate_limited: Counter[str] = Counter()  # window name -> 429s it caused
         self.association_counts: Counter[str] = Counter()  # upload uuid -> versions + images
         self._assembled: set[str] = set()
+        self.purged_uploads: dict[str, float] = {}  # uuid -> when retention deleted it
         # Ids above 2**32 on purpose: clients must not squeeze them into 32 bits.
         self._ids = {
             "folder": itertools.count(4_300_000_001),
@@ -282,6 +316,38 @@ class EmulatorState:
                           time.time() if now is None else now, position)
             self.albums[album.id] = album
             return album
+
+    def recycle_file(self, file_id: int) -> None:
+        """Move a Documents file to the recycle bin: it stays listed with ``is_deleted`` true,
+        and its name is free again in its folder. Raises KeyError for an unknown file."""
+        with self.lock:
+            doc = self.files[file_id]
+            if not doc.deleted:
+                doc.deleted = True
+                names = self.file_names.get(doc.parent_id, {})
+                if names.get(doc.name) == doc.id:
+                    del names[doc.name]
+
+    def delete_folder(self, folder_id: int) -> None:
+        """Delete a folder and everything below it: its id (and theirs) answer 404 from now
+        on, and their files go to the recycle bin. Raises KeyError for an unknown folder,
+        ValueError for a project's root folder."""
+        with self.lock:
+            folder = self.folders[folder_id]
+            if folder.parent_id is None:
+                raise ValueError("a project's root folder cannot be deleted")
+            doomed = {folder_id}
+            grew = True
+            while grew:
+                below = {f.id for f in self.folders.values() if f.parent_id in doomed}
+                grew = not below <= doomed
+                doomed |= below
+            for doc in self.files.values():
+                if doc.parent_id in doomed:
+                    doc.deleted = True
+            for gone in doomed:
+                del self.folders[gone]
+                self.file_names.pop(gone, None)
 
     def remove_project(self, company_id: int, project_id: int) -> None:
         """Make a project not exist (404), even while ``auto_create`` holds."""
@@ -328,6 +394,34 @@ class EmulatorState:
                     size += len(chunk)
         return size, digest.hexdigest()
 
+    # --- retention of unfiled Uploads --------------------------------------------------------
+
+    def _unfiled_past_retention(self, record: UploadRecord, now: float) -> bool:
+        return (self.association_counts[record.uuid] == 0
+                and now >= record.created_at + self.faults.upload_retention)
+
+    def purge_unfiled(self, now: float, uuid: str | None = None) -> list[str]:
+        """Delete Uploads (all, or just ``uuid``) that no Documents file, version or image
+        uses ``faults.upload_retention`` seconds after their creation ("An Upload not
+        associated to a resource within a week is deleted by Procore"); their uuids.
+
+        Deletion is lazy: the API calls this for an Upload it is about to use, and tests may
+        call it (``Emulator.purge_unfiled_uploads``) to sweep everything.
+        """
+        with self.lock:
+            candidates = [self.uploads[uuid]] if uuid in self.uploads else (
+                [] if uuid is not None else list(self.uploads.values()))
+            purged = [r.uuid for r in candidates if self._unfiled_past_retention(r, now)]
+            for gone in purged:
+                record = self.uploads.pop(gone)
+                self.uploads_by_key.pop((record.bucket, record.key), None)
+                self.purged_uploads[gone] = now
+                self._assembled.discard(gone)
+                self.object_path(gone).unlink(missing_ok=True)
+                for number in record.parts:
+                    self.part_path(gone, number).unlink(missing_ok=True)
+            return purged
+
     # --- tokens ----------------------------------------------------------------------------
 
     def issue_token(self, now: float) -> Token:
@@ -355,6 +449,46 @@ class EmulatorState:
             return "expired"
         return None
 
+    # --- rate limits ---------------------------------------------------------------------
+
+    def _windows(self) -> list[tuple[str, RateWindow, tuple[int, float] | None]]:
+        windows = [("hourly", self.rate, self.faults.rate_limit)]
+        if self.faults.spike_limit is not None:
+            windows.append(("spike", self.spike, self.faults.spike_limit))
+        return windows
+
+    def admit_call(self, now: float) -> RateDecision:
+        """Count one API call against both windows, or refuse it (429).
+
+        Procore: "Every response carries X-Rate-Limit-* for the window closest to
+        exhaustion" (our spec, from Procore's rate-limiting pages). Closest = the smaller
+        share of calls left. A refused call gets the headers of the window that refused it
+        (of both, the one that resets later) and counts against neither: Procore does not
+        say whether refused calls count.
+        """
+        with self.lock:
+            windows = self._windows()
+            refused = [w for w in windows if not w[1].allows(w[2], now)]
+            if refused:
+                name, window, config = max(refused, key=lambda w: w[1].reset_at(w[2], now))
+                self.rate_limited[name] += 1
+                return RateDecision(False, name, window.headers(config, now),
+                                    max(1, math.ceil(window.reset_at(config, now) - now)))
+            for _, window, _ in windows:
+                window.take()
+            return self._closest(windows, now)
+
+    def rate_headers(self, now: float) -> dict[str, str]:
+        """The headers of the window closest to exhaustion, without counting a call."""
+        with self.lock:
+            return self._closest(self._windows(), now).headers
+
+    @staticmethod
+    def _closest(windows: list[tuple[str, RateWindow, tuple[int, float] | None]],
+                 now: float) -> RateDecision:
+        name, window, config = min(windows, key=lambda w: w[1].room(w[2], now))
+        return RateDecision(True, name, window.headers(config, now))
+
     # --- requests --------------------------------------------------------------------------
 
     def log_request(self, record: RequestRecord) -> None:
@@ -376,39 +510,84 @@ class EmulatorState:
         with self.lock:
             return self.association_counts[uuid]
 
-    def folder_view(self, folder: Folder, with_children: bool) -> dict[str, Any]:
+    def path_of(self, folder: Folder) -> str:
+        """``name_with_path``: the folder's names from the root down, joined by "/"."""
+        names: list[str] = []
+        current: Folder | None = folder
+        while current is not None:
+            names.append(current.name)
+            current = self.folders.get(current.parent_id) if current.parent_id else None
+        return "/".join(reversed(names))
+
+    def folder_view(self, folder: Folder, with_children: bool, *, exclude_folders: bool = False,
+                    exclude_files: bool = False, latest_only: bool = False) -> dict[str, Any]:
+        """A folder as List/Show Project Folder show it (the ``Folder`` schema of Procore's
+        OpenAPI). Children listed inside a listing carry empty ``folders``/``files``: "For any
+        folders that are nested more deeply an empty array [] will be returned" (List
+        project folders and files). Files in the recycle bin are listed, with ``is_deleted``
+        true. ``exclude_folders``/``exclude_files`` empty those arrays;
+        ``latest_only`` (``show_latest_file_version_only``) keeps each file's last version.
+        """
         root = self.root_folders.get((folder.company_id, folder.project_id)) == folder.id
+        subfolders = [f for f in self.folders.values() if f.parent_id == folder.id]
+        files = [d for d in self.files.values() if d.parent_id == folder.id]
         view: dict[str, Any] = {
             "id": folder.id,
             "name": folder.name,
             "parent_id": folder.parent_id,
+            "name_with_path": self.path_of(folder),
             "is_root": root,
             "is_deleted": False,
+            "is_recycle_bin": False,
+            "private": False,
+            "read_only": False,
+            "is_tracked": False,
+            "has_children": bool(subfolders or files),
+            "has_children_files": bool(files),
+            "has_children_folders": bool(subfolders),
             "created_at": iso_time(folder.created_at),
             "updated_at": iso_time(folder.created_at),
+            "folders": [],
+            "files": [],
         }
         if with_children:
-            view["folders"] = [
-                self.folder_view(f, with_children=False)
-                for f in self.folders.values()
-                if f.parent_id == folder.id
-            ]
-            view["files"] = [
-                self.file_view(self.files[i]) for i in self.file_names.get(folder.id, {}).values()
-            ]
+            if not exclude_folders:
+                view["folders"] = [self.folder_view(f, with_children=False) for f in subfolders]
+            if not exclude_files:
+                view["files"] = [self.file_view(d, latest_only=latest_only) for d in files]
         return view
 
-    def file_view(self, doc: DocumentFile) -> dict[str, Any]:
+    def listing_entries(self, folder: Folder) -> int:
+        """How big an unfiltered listing of ``folder`` is: subfolders, files and versions."""
+        entries = sum(1 for f in self.folders.values() if f.parent_id == folder.id)
+        for doc in self.files.values():
+            if doc.parent_id == folder.id:
+                entries += 1 + len(doc.versions)
+        return entries
+
+    def file_view(self, doc: DocumentFile, *, latest_only: bool = False) -> dict[str, Any]:
+        """A file as Procore shows it (the project ``File`` schema: ``is_deleted`` is true
+        while it is in the recycle bin)."""
         latest = doc.versions[-1]
+        parent = self.folders.get(doc.parent_id)
+        path = f"{self.path_of(parent)}/{doc.name}" if parent else doc.name
+        versions = doc.versions[-1:] if latest_only else doc.versions
         return {
             "id": doc.id,
             "name": doc.name,
             "parent_id": doc.parent_id,
+            "name_with_path": path,
             "size": latest.size,
-            "is_deleted": False,
+            "description": None,
+            "private": False,
+            "is_tracked": False,
+            "checked_out_until": None,
+            "checked_out_by": None,
+            "file_type": doc.name.rpartition(".")[2].upper() if "." in doc.name else None,
+            "is_deleted": doc.deleted,
             "created_at": iso_time(doc.created_at),
             "updated_at": iso_time(latest.created_at),
-            "file_versions": [self.version_view(v, doc.id) for v in doc.versions],
+            "file_versions": [self.version_view(v, doc.id) for v in versions],
         }
 
     def version_view(self, version: FileVersion, file_id: int) -> dict[str, Any]:
@@ -513,7 +692,7 @@ class EmulatorState:
             out = []
             for doc in self.files.values():
                 view = self.file_view(doc)
-                view["project_id"] = doc.project_id
+                view["project_id"] = doc.project_id or None  # None: company Documents
                 view["company_id"] = doc.company_id
                 view["upload_uuids"] = [v.upload_uuid for v in doc.versions]
                 out.append(view)
@@ -537,7 +716,7 @@ class EmulatorState:
             out = []
             for folder in self.folders.values():
                 view = self.folder_view(folder, with_children=False)
-                view["project_id"] = folder.project_id
+                view["project_id"] = folder.project_id or None  # None: company Documents
                 out.append(view)
             return out
 
@@ -565,6 +744,7 @@ class EmulatorState:
             by_kind = Counter(r.kind for r in self.request_log)
             return {
                 "uploads": uploads,
+                "purged_uploads": sorted(self.purged_uploads),
                 "documents": self.documents(),
                 "images": self.image_list(),
                 "folders": self.folder_list(),
