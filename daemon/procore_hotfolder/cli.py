@@ -16,20 +16,33 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import structlog
 
 from procore_hotfolder import __version__
-from procore_hotfolder.config import Config, default_config_path, load_config
+from procore_hotfolder.config import Config, FolderSettings, default_config_path, load_config
+from procore_hotfolder.discovery import (
+    FolderCheck,
+    check_folder_online,
+    describe_error,
+    folder_tree,
+    format_albums,
+    format_projects,
+    format_tree,
+    list_albums,
+    list_projects,
+)
 from procore_hotfolder.errors import ConfigError, ProcoreError
 from procore_hotfolder.journal import Journal
 from procore_hotfolder.ledger import Ledger
 from procore_hotfolder.logs import configure_logging
+from procore_hotfolder.metrics import attach_metrics
 from procore_hotfolder.pauses import PauseBoard
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.reporting import StateLock, explain, format_status, retry, status
-from procore_hotfolder.service import Notifier, RunSummary, Service
+from procore_hotfolder.service import UNFILED_WARNING, Notifier, RunSummary, Service
 from procore_hotfolder.uploader import Progress, Uploader
 
 EXIT_OK = 0
@@ -56,6 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", parents=[common],
                            help="validate configuration, folders and Procore access")
     check.add_argument("--offline", action="store_true", help="do not contact Procore")
+    pr = sub.add_parser("projects", parents=[common],
+                        help="the company's projects this service account can see (ids)")
+    pr.add_argument("--json", action="store_true", help="machine-readable output")
+    fo = sub.add_parser("folders", parents=[common],
+                        help="a project's Documents folder tree with folder ids")
+    fo.add_argument("project_id", type=int, metavar="PROJECT_ID")
+    fo.add_argument("--depth", type=int, default=None, metavar="N",
+                    help="list N levels below the root only (each folder with subfolders "
+                         "costs one API call)")
+    fo.add_argument("--json", action="store_true", help="machine-readable output")
+    al = sub.add_parser("albums", parents=[common],
+                        help="a project's Photos albums (image categories) with their ids")
+    al.add_argument("project_id", type=int, metavar="PROJECT_ID")
+    al.add_argument("--json", action="store_true", help="machine-readable output")
     st = sub.add_parser("status", parents=[common], help="per-folder queue and upload status")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     ex = sub.add_parser("explain", parents=[common], help="why a file is or is not uploaded")
@@ -91,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "run": _cmd_run, "once": _cmd_once, "check": _cmd_check, "status": _cmd_status,
         "explain": _cmd_explain, "retry": _cmd_retry, "emulator": _cmd_emulator,
-        "demo": _cmd_demo,
+        "demo": _cmd_demo, "projects": _cmd_projects, "folders": _cmd_folders,
+        "albums": _cmd_albums,
     }
     try:
         return handlers[args.command](args)
@@ -143,6 +171,8 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     service = Service(config, journal, uploader, governor, progress=progress,
                       notifier=notifier, once=once, on_stop=stopping.set,
                       load_config=load_config, on_reload=on_reload)
+    attach_metrics(config.daemon.metrics_listen, tuple(str(f.path) for f in config.folders),
+                   governor, client, uploader, service)
     return Engine(config, journal, client, governor, service)
 
 
@@ -253,45 +283,117 @@ def _report_summary(summary: RunSummary) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    """Per folder: exists, readable, archive/failed writable; unless ``--offline``, Procore
+    reachable for its project (or the company) and its destination present. One line per
+    folder, then every problem; exit 1 when any."""
     config = _config(args)
-    problems = check_folders(config)
+    problems = check_state_dir(config)
+    results = [FolderCheck(index, folder, problems=folder_problems(index, folder))
+               for index, folder in enumerate(config.folders)]
+    for result in results:
+        if result.folder.destination == "none":
+            result.warnings.append(UNFILED_WARNING)
+    reachable = ""
     if not args.offline:
         configure_logging("warning", stream=sys.stderr)
-        governor = RateGovernor()
-        client = ProcoreClient(config.procore, governor)
+        client = ProcoreClient(config.procore, RateGovernor())
         try:
-            client.check_access()
+            client.ensure_token()
         except ProcoreError as exc:
-            detail = f" (HTTP {exc.status})" if exc.status else ""
-            problems.append(f"procore: {exc.reason}{detail}: {exc.message}")
+            problems.append(describe_error(exc, f"procore ({exc.reason})"))
+        else:
+            reachable = f"; Procore reachable at {config.procore.api_url}"
+            for result in results:
+                check_folder_online(client, config, result)
         finally:
             client.close()
-    if problems:
-        for problem in problems:
-            print(f"problem: {problem}")
+    for problem in problems:
+        print(f"problem: {problem}")
+    for result in results:
+        print("\n".join(result.lines()))
+    failed = len(problems) + sum(1 for r in results if r.problems)
+    if failed:
+        print(f"{failed} problem(s) found")
         return EXIT_FAILURE
-    print(f"ok: {len(config.folders)} folder(s)"
-          + ("" if args.offline else f"; Procore reachable at {config.procore.api_url}"))
+    print(f"ok: {len(config.folders)} folder(s){reachable}")
     return EXIT_OK
 
 
 def check_folders(config: Config) -> list[str]:
-    """Every problem with the folders and the state directory (nothing is created)."""
-    problems: list[str] = []
+    """Every offline problem with the folders and the state directory (nothing is
+    created), each naming its key."""
+    problems = check_state_dir(config)
+    for index, folder in enumerate(config.folders):
+        problems += folder_problems(index, folder)
+    return problems
+
+
+def check_state_dir(config: Config) -> list[str]:
     state = config.daemon.state_dir
     if not _writable_or_creatable(state):
-        problems.append(f"daemon.state_dir: {state} is not writable")
-    for index, folder in enumerate(config.folders):
-        key = f"folders[{index}]"
-        if not folder.path.is_dir():
-            problems.append(f"{key}.path: {folder.path} does not exist or is not a folder")
-        elif not os.access(folder.path, os.R_OK | os.X_OK):
-            problems.append(f"{key}.path: {folder.path} is not readable")
-        for name, target in (("archive_dir", folder.archive_dir),
-                             ("failed_dir", folder.failed_dir)):
-            if not _writable_or_creatable(target):
-                problems.append(f"{key}.{name}: {target} is not writable")
+        return [f"daemon.state_dir: {state} is not writable"]
+    return []
+
+
+def folder_problems(index: int, folder: FolderSettings) -> list[str]:
+    """The folder exists and is readable; its archive and failed folders are writable."""
+    problems = []
+    key = f"folders[{index}]"
+    if not folder.path.is_dir():
+        problems.append(f"{key}.path: {folder.path} does not exist or is not a folder")
+    elif not os.access(folder.path, os.R_OK | os.X_OK):
+        problems.append(f"{key}.path: {folder.path} is not readable")
+    for name, target in (("archive_dir", folder.archive_dir),
+                         ("failed_dir", folder.failed_dir)):
+        if not _writable_or_creatable(target):
+            problems.append(f"{key}.{name}: {target} is not writable")
     return problems
+
+
+# --- discovery: projects, folders, albums -----------------------------------------------
+
+
+def _discover(args: argparse.Namespace,
+              read: Callable[[ProcoreClient, Config], tuple[Any, str]]) -> int:
+    """Run one read against Procore; print its JSON (``--json``) or its text."""
+    config = _config(args)
+    configure_logging("warning", stream=sys.stderr)
+    client = ProcoreClient(config.procore, RateGovernor())
+    try:
+        data, text = read(client, config)
+    except ProcoreError as exc:
+        subject = (f"project {args.project_id}" if getattr(args, "project_id", None)
+                   else f"company {config.procore.company_id}")
+        print(f"procore-hotfolder: {describe_error(exc, subject)}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        client.close()
+    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else text)
+    return EXIT_OK
+
+
+def _cmd_projects(args: argparse.Namespace) -> int:
+    def read(client: ProcoreClient, config: Config) -> tuple[Any, str]:
+        projects = list_projects(client, config.procore.company_id)
+        return [p.to_json() for p in projects], format_projects(projects)
+
+    return _discover(args, read)
+
+
+def _cmd_folders(args: argparse.Namespace) -> int:
+    def read(client: ProcoreClient, _config: Config) -> tuple[Any, str]:
+        tree = folder_tree(client, args.project_id, max_depth=args.depth)
+        return tree.to_json(), format_tree(tree)
+
+    return _discover(args, read)
+
+
+def _cmd_albums(args: argparse.Namespace) -> int:
+    def read(client: ProcoreClient, _config: Config) -> tuple[Any, str]:
+        albums = list_albums(client, args.project_id)
+        return [a.to_json() for a in albums], format_albums(albums)
+
+    return _discover(args, read)
 
 
 def _writable_or_creatable(path: Path) -> bool:

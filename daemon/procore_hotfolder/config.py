@@ -55,6 +55,7 @@ class DaemonSettings:
     log_level: str = "info"
     #: A ceiling below Procore's own limit (None: Procore's headers alone pace the calls).
     max_api_calls_per_hour: int | None = None
+    metrics_listen: tuple[str, int] | None = None  # loopback (host, port); None: no metrics
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ _PROCORE_KEYS = {
 _DAEMON_KEYS = {
     "state_dir", "settle_seconds", "rescan_seconds", "workers", "max_attempts",
     "empty_file_timeout_seconds", "poll_seconds", "segment_threshold_mib", "segment_size_mib",
-    "segment_parallelism", "log_level", "max_api_calls_per_hour",
+    "segment_parallelism", "log_level", "max_api_calls_per_hour", "metrics_listen",
 }
 _FOLDER_KEYS = {
     "path", "project_id", "archive_dir", "failed_dir", "destination", "documents_folder_id",
@@ -360,7 +361,27 @@ def _daemon(table: Mapping[str, Any], base_dir: Path, problems: _Problems) -> Da
         log_level=log_level.lower(),
         max_api_calls_per_hour=_positive_int(table, "max_api_calls_per_hour", 0, p, problems,
                                              maximum=1_000_000) or None,
+        metrics_listen=_metrics_listen(table, problems),
     )
+
+
+def _metrics_listen(table: Mapping[str, Any], problems: _Problems) -> tuple[str, int] | None:
+    """``daemon.metrics_listen``: ``host:port`` (``[::1]:port`` for IPv6) on loopback only:
+    the endpoint has no authentication, so it must not be reachable from the network."""
+    value = _get(table, "metrics_listen", str, "daemon.", problems)
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        problems.add("daemon.metrics_listen",
+                     f'must be "host:port", e.g. "127.0.0.1:9464"; got {value!r}')
+        return None
+    if not _is_loopback(host):
+        problems.add("daemon.metrics_listen",
+                     f"must be a loopback address (127.0.0.1, ::1 or localhost); got {value!r}")
+        return None
+    return host, int(port)
 
 
 def _resolve(value: str, base_dir: Path) -> Path:

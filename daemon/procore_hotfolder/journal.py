@@ -269,6 +269,21 @@ class Journal:
             out.setdefault(folder, {})[row["state"]] = row["n"]
         return out
 
+    def queue_summary(self) -> dict[Path, dict[str, tuple[int, float]]]:
+        """Per folder and unfinished or failed state: how many rows, and when the oldest of
+        them was queued. Reads only those rows (the state index), not the whole history."""
+        out: dict[Path, dict[str, tuple[int, float]]] = {}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT folder, state, COUNT(*) AS n, MIN(created_at) AS oldest "  # noqa: S608 - constant
+                f"FROM files WHERE state IN ({_ACTIVE_SQL}, 'failed') GROUP BY folder, state"
+            ).fetchall()
+        for row in rows:
+            folder = _p(row["folder"])
+            assert folder is not None
+            out.setdefault(folder, {})[row["state"]] = (int(row["n"]), float(row["oldest"]))
+        return out
+
     def last_archived(self) -> dict[Path, FileRecord]:
         """The most recent archived row per folder."""
         with self._lock:

@@ -60,6 +60,7 @@ from procore_hotfolder.errors import (
     UploadExpired,
     ValidationFailed,
 )
+from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.retry import RetryPolicy
 
@@ -381,6 +382,8 @@ class _Token:
 class ProcoreClient:
     """Thread-safe Procore client shared by every worker; see the module docstring."""
 
+    metrics: MetricsHooks = NULL_METRICS
+
     def __init__(
         self,
         settings: ProcoreSettings,
@@ -603,11 +606,13 @@ class ProcoreClient:
                     headers={"Authorization": f"Bearer {token}"})
             except requests.RequestException as exc:
                 self._governor.observe(0, {})
+                self.metrics.api_request(None)
                 did_not_run = never_sent(exc)
                 error = error_from_exception(exc, url=url)
             else:
                 self._governor.observe(response.status_code, response.headers)
                 self._note_procore_time(response)
+                self.metrics.api_request(response.status_code)
                 if response.status_code in expect:
                     return response
                 error = error_from_response(response, now=self._clock())
@@ -660,6 +665,12 @@ class ProcoreClient:
             if following is None:
                 return
             query = following
+
+    def get_object(self, path: str, params: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+        """GET one object below ``/rest/`` (Show Project, Show Folder, ...). Raises the typed
+        ``ProcoreError``; ``UnexpectedResponse`` when the answer is not a JSON object."""
+        response = self._call("GET", path, params=params, idempotent=True)
+        return _mapping(_json_body(response), "object", response)
 
     # --- access check ---------------------------------------------------------------------
 

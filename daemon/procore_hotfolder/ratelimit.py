@@ -34,6 +34,7 @@ from email.utils import parsedate_to_datetime
 import structlog
 
 from procore_hotfolder.errors import Stopping
+from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.retry import parse_retry_after
 
 log = structlog.get_logger(__name__)
@@ -61,6 +62,8 @@ class RateGovernor:
     sleeps and returns False when the daemon is stopping; by default it waits on an event
     that ``stop()`` sets. ``rand`` returns a number in [0, 1) for jitter.
     """
+
+    metrics: MetricsHooks = NULL_METRICS
 
     def __init__(
         self,
@@ -142,6 +145,8 @@ class RateGovernor:
                     current = candidate if self._estimate is None else self._estimate
                     self._estimate = min(current, candidate)
                 # An older window's answer arriving late (reset < ours) says nothing new.
+            if status == 429:
+                self.metrics.rate_limited()
             if status == 429 or (status == 503 and "retry-after" in lower):
                 asked = parse_retry_after(lower.get("retry-after"), now) or 0.0
                 until = now + asked

@@ -31,6 +31,8 @@ from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.dispatch import Dispatcher, Job
 from procore_hotfolder.errors import ConfigError
 from procore_hotfolder.journal import FileRecord, Journal
+from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks, MetricsSample
+from procore_hotfolder.model import IN_FLIGHT, FileState
 from procore_hotfolder.pauses import ACCOUNT
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.stability import SettleTracker
@@ -86,6 +88,8 @@ class RunSummary:
 
 class Service:
     """Runs the engine until stopped (``run``) or until everything present is done (``once``)."""
+
+    metrics: MetricsHooks = NULL_METRICS
 
     def __init__(
         self,
@@ -183,6 +187,7 @@ class Service:
                                           self.config.daemon.poll_seconds)
             self._watcher.start()
         self._start_scanner()
+        self.metrics.serve(self.metrics_sample)
         self._notifier.notify("READY=1")
         log.info("daemon_ready", folders=len(self.config.folders), once=self._once,
                  workers=self.config.daemon.workers)
@@ -317,6 +322,7 @@ class Service:
             self._watcher.stop()
         for thread in self._threads:
             thread.join()
+        self.metrics.close()
         self._publish_status()
         log.info("daemon_stopped")
 
@@ -667,6 +673,41 @@ class Service:
     def _settle_for(self, key: str) -> float:
         folder = self.config.folder_for(Path(key))
         return folder.settle_seconds if folder else 0.0
+
+    # --- metrics (called on the metrics thread at each scrape) -----------------------------
+
+    def metrics_sample(self) -> MetricsSample:
+        """Queue per folder and state, oldest waiting file, pauses in force."""
+        wall = self._wall()
+        queue: dict[str, dict[str, int]] = {str(f.path): {} for f in self.config.folders}
+        since: dict[str, float] = {}
+        monotonic_now = self._now()
+        for key, pending in self._tracker.pending().items():
+            folder = self.config.folder_for(Path(key))
+            if folder is not None:
+                label = str(folder.path)
+                counts = queue.setdefault(label, {})
+                counts["waiting"] = counts.get("waiting", 0) + 1
+                seen = wall - (monotonic_now - pending.first_seen)
+                since[label] = min(since.get(label, seen), seen)
+        for path, by_state in self._journal.queue_summary().items():
+            counts = queue.setdefault(str(path), {})
+            for state, (n, oldest) in by_state.items():
+                kind = ("failed" if state == FileState.FAILED.value else "uploading"
+                        if FileState(state) in IN_FLIGHT else "queued")
+                counts[kind] = counts.get(kind, 0) + n
+                if kind != "failed":
+                    since[str(path)] = min(since.get(str(path), oldest), oldest)
+        paused = [(str(path), "folder_unavailable") for path in dict(self._unavailable)]
+        paused += [("" if p.scope == ACCOUNT else p.scope, p.reason)
+                   for p in self.pauses.current()]
+        governor_pause = self._governor.paused()
+        if governor_pause is not None:
+            paused.append(("", governor_pause[1]))
+        return MetricsSample(queue=queue,
+                             oldest_waiting_seconds={k: max(0.0, wall - v)
+                                                     for k, v in since.items()},
+                             paused=tuple(paused))
 
 
 class PaceMeter:

@@ -41,6 +41,7 @@ from procore_hotfolder.errors import (
 )
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.ledger import Ledger
+from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.model import (
     TERMINAL,
     Backoff,
@@ -204,6 +205,8 @@ class _ProgressLog:
 class Uploader:
     """Advances journal rows through the upload steps (see the module docstring)."""
 
+    metrics: MetricsHooks = NULL_METRICS
+
     def __init__(
         self,
         config: Config,
@@ -263,6 +266,8 @@ class Uploader:
         finally:
             self._progress.done(record.path)
         self.pauses.lift(scopes, self._clock())
+        if record.state is FileState.ARCHIVED:
+            self.metrics.upload_finished(str(folder.path), "completed", record.observation.size)
         return Outcome(_TERMINAL_OUTCOMES[record.state], record)
 
     def fail_unsettled(self, folder: FolderSettings, path: Path,
@@ -657,6 +662,7 @@ class Uploader:
                                     attempts=attempts, last_error=sidecar)
         bound.error("upload_failed", failed_path=str(final) if final else None,
                     kept_in_place=final is None, attempts=attempts, **info)
+        self.metrics.upload_finished(str(folder.path), "failed", record.observation.size)
         return Outcome("failed", record, detail=info.get("detail"))
 
 

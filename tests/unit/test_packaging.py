@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -48,4 +49,64 @@ def test_console_script_and_dependencies() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["procore-hotfolder"] == "procore_hotfolder.cli:main"
     names = {re.split(r"[<>=\[ ]", d)[0] for d in project["dependencies"]}
-    assert names == {"watchdog", "requests", "requests-toolbelt", "structlog", "sdnotify"}
+    assert names == {"watchdog", "requests", "requests-toolbelt", "structlog", "sdnotify",
+                     "prometheus-client"}
+
+
+METRICS_DROP_IN = ROOT / "systemd" / "metrics.conf.example"
+
+
+def _with_metrics_drop_in(tmp_path: Path) -> Path:
+    """The unit as systemd sees it with the metrics drop-in installed (its [Service] lines
+    added to the unit's: every directive it sets adds to a list), and an ExecStart that
+    exists here so that `verify` judges the unit, not this machine."""
+    drop_in = METRICS_DROP_IN.read_text().split("[Service]\n", 1)[1]
+    unit = UNIT.read_text().replace("\n[Install]\n", "\n" + drop_in + "\n[Install]\n")
+    unit = re.sub(r"^ExecStart=\S+", f"ExecStart={sys.executable} -m procore_hotfolder",
+                  unit, flags=re.MULTILINE)
+    path = tmp_path / UNIT.name
+    path.write_text(unit)
+    return path
+
+
+def _exposure(unit: Path) -> float:
+    analyze = shutil.which("systemd-analyze")
+    assert analyze is not None, "systemd-analyze comes with systemd on every supported host"
+    result = subprocess.run([analyze, "security", "--offline=true", str(unit)],
+                            capture_output=True, text=True, check=False)
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    return float(match.group(1))
+
+
+def test_metrics_drop_in_lets_loopback_in_and_nothing_else() -> None:
+    settings: dict[str, list[str]] = {}
+    for line in METRICS_DROP_IN.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key, []).append(value)
+    assert settings["IPAddressAllow"] == ["127.0.0.1 ::1"]
+    assert settings["SocketBindDeny"] == ["any"]
+    assert settings["SocketBindAllow"] == ["tcp:9464"]
+    # The port matches the one README and product.md give for metrics_listen.
+    assert '"127.0.0.1:9464"' in (ROOT / "README.md").read_text()
+    # The base unit still keeps loopback out while metrics are off.
+    assert "localhost" in _settings()["IPAddressDeny"][0].split()
+
+
+def test_unit_with_metrics_drop_in_stays_within_target(tmp_path: Path) -> None:
+    assert _exposure(_with_metrics_drop_in(tmp_path)) <= 2.0
+
+
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    assert analyze is not None
+    plain = tmp_path / "plain" / UNIT.name
+    plain.parent.mkdir()
+    plain.write_text(re.sub(r"^ExecStart=\S+", f"ExecStart={sys.executable} -m procore_hotfolder",
+                            UNIT.read_text(), flags=re.MULTILINE))
+    for unit in (plain, _with_metrics_drop_in(tmp_path)):
+        result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
+                                check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not result.stderr.strip(), result.stderr
