@@ -71,6 +71,9 @@ class Outcome:
     detail: str | None = None
 
 
+#: States whose next step is a call to Procore (STORED too, unless nothing is filed).
+_ASKS_PROCORE = frozenset({FileState.QUEUED, FileState.UPLOADING, FileState.ASSOCIATING})
+
 #: The outcome kind of each terminal state a row can reach in one ``process`` call.
 _TERMINAL_OUTCOMES = {FileState.ARCHIVED: "archived", FileState.FAILED: "failed",
                       FileState.CHANGED: "changed", FileState.VANISHED: "vanished"}
@@ -253,7 +256,11 @@ class Uploader:
             return Outcome("retry", record, retry_at=self._clock() + UNCONFIGURED_RETRY_SECONDS,
                            detail="folder no longer configured")
         scopes = (ACCOUNT, str(folder.path))
-        wait_until = self.pauses.admit(scopes, self._clock())
+        # Only a step that talks to Procore waits for a pause (and only its answer lifts
+        # one): a filed file's ledger line and archive move go ahead.
+        asks_procore = record.state in _ASKS_PROCORE or (
+            record.state is FileState.STORED and folder.destination != "none")
+        wait_until = self.pauses.admit(scopes, self._clock()) if asks_procore else None
         if wait_until is not None:
             return Outcome("retry", record, retry_at=wait_until, detail="paused")
         try:
@@ -265,7 +272,8 @@ class Uploader:
             return self._after_error(record, folder, ArchiveError(str(exc)), bound)
         finally:
             self._progress.done(record.path)
-        self.pauses.lift(scopes, self._clock())
+        if asks_procore:
+            self.pauses.lift(scopes, self._clock())
         if record.state is FileState.ARCHIVED:
             self.metrics.upload_finished(str(folder.path), "completed", record.observation.size)
         return Outcome(_TERMINAL_OUTCOMES[record.state], record)

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from tests.benchmarks import (
     bench_api_calls,
+    bench_backlog,
     bench_idle,
     bench_large_file,
     bench_latency,
+    bench_shaped_link,
     bench_small_files,
+    bench_soak,
 )
 
 
 def main() -> None:
-    for bench in (bench_large_file, bench_small_files, bench_idle, bench_latency,
-                  bench_api_calls):
+    for bench in (bench_large_file, bench_shaped_link, bench_small_files, bench_idle,
+                  bench_latency, bench_api_calls, bench_backlog, bench_soak):
         print(f"\n## {bench.__name__.rsplit('.', 1)[-1]}", flush=True)
         bench.main()
 

@@ -160,5 +160,7 @@ def test_a_backlog_is_scanned_in_a_bounded_window(tmp_path: Path, emulator: Emul
             return sum(1 for _ in (drop / ".archive").rglob("*.pdf")) == 120
 
         wait_for(all_archived, timeout=60, message="120 files archived")
-    assert max(seen) <= 10
+    # The two counts are read one after the other while the scheduler moves files from the
+    # one to the other, so a sample may count a file twice: at most the window again.
+    assert max(seen) <= 2 * 10  # unbounded, 120 files would all settle at once
     assert len(emulator.stored_uploads()) == 120

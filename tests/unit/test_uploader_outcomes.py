@@ -287,3 +287,24 @@ def test_re_saved_while_stored_is_not_filed(tmp_path: Path) -> None:
     rig.now = rig.row().next_attempt_at
     assert rig.process().kind == "changed"
     assert rig.client.calls.count("create_document") == 1 and rig.ledger_lines() == []
+
+
+def test_a_pause_holds_back_only_steps_that_ask_procore(tmp_path: Path) -> None:
+    """A filed file is archived during a pause of its folder, and that local step (no answer
+    from Procore) does not lift the pause."""
+    rig = Rig(tmp_path, "documents")
+    rig.client.faults["create_document"] = []
+    original = rig.uploader._write_ledger
+
+    def disk_full(*args: Any) -> Any:
+        rig.uploader._write_ledger = original  # type: ignore[method-assign]
+        raise OSError(28, "No space left on device")
+
+    rig.uploader._write_ledger = disk_full  # type: ignore[method-assign]
+    assert rig.process().kind == "retry"
+    assert rig.row().state is FileState.ASSOCIATED
+    rig.uploader.pauses.pause(str(rig.folder.path), {"reason": "permission", "detail": "x"},
+                              rig.now, 0.5)
+    rig.now = rig.row().next_attempt_at
+    assert rig.process().kind == "archived"
+    assert rig.paused() == {str(rig.folder.path)}
