@@ -131,9 +131,13 @@ class Dispatcher:
         with self._cond:
             return not self._known
 
-    def ready(self) -> int:
-        """Rows waiting for a worker now (not those waiting for their retry time)."""
+    def ready(self, folder: Path | None = None) -> int:
+        """Rows waiting for a worker now (not those waiting for their retry time), of
+        ``folder`` or of all."""
         with self._cond:
+            if folder is not None:
+                queue = self._queues.get(folder)
+                return len(queue) if queue is not None else 0
             return sum(len(q) for q in self._queues.values())
 
     def counts(self) -> dict[str, int]:

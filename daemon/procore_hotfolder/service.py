@@ -45,10 +45,10 @@ SNAPSHOT_NAME = "status.json"
 TICK_SECONDS = 0.1
 SNAPSHOT_EVERY_SECONDS = 2.0
 SNAPSHOT_PENDING_LIMIT = 2000
-#: At most this many files wait in memory between the scan and a worker (hints not yet
-#: looked at, files settling, rows ready for a worker). At 200 uploads/s and a 10 s settle
-#: time about 2,000 settle at once; past the window the scan waits, so a backlog of 50,000
-#: costs what 5,000 do.
+#: At most this many files of one folder wait in memory between the scan and a worker
+#: (files settling, rows ready for a worker). At 200 uploads/s and a 10 s settle time about
+#: 2,000 settle at once; past the window the folder's scan stops and resumes once there is
+#: room, so a backlog of 50,000 costs what 5,000 do; the journal holds the rest.
 SCAN_WINDOW = 5000
 #: systemd shows STATUS= on one line of `systemctl status`: keep it readable.
 STATUS_MAX_CHARS = 400
@@ -126,7 +126,8 @@ class Service:
         self._stop = threading.Event()
         self._hints: queue.SimpleQueue[Path] = queue.SimpleQueue()
         self._hint_ready = threading.Event()
-        self._room = threading.Event()  # the scan may go on (see _wait_for_room)
+        # Scans stopped for want of room: (folder, top) -> None, resumed once there is room.
+        self._unfinished: dict[tuple[Path, Path], None] = {}
         self._tracker = SettleTracker()
         self._dispatcher = Dispatcher(clock=wall)
         self._rules = {f.path: IgnoreRules(f) for f in config.folders}
@@ -162,7 +163,6 @@ class Service:
             self._stopped_by = signal_name
         self._stop.set()
         self._hint_ready.set()
-        self._room.set()
         if self._on_stop is not None:
             self._on_stop()
 
@@ -339,7 +339,6 @@ class Service:
             poll_folders = set(self._watcher.poll_folders) if self._watcher else set()
             if now >= next_full:
                 self._scan_folders(self.config.folders)
-                self._scan_done.set()
                 next_full = now + daemon.rescan_seconds
                 next_poll = now + daemon.poll_seconds
                 if self._watcher is not None:
@@ -347,10 +346,15 @@ class Service:
             elif poll_folders and now >= next_poll:
                 self._scan_folders([f for f in self.config.folders if f.path in poll_folders])
                 next_poll = now + daemon.poll_seconds
-            if self._once:
-                self._finished_loops.add(threading.current_thread().name)  # by design
-                return
+            self._resume_scans()
+            if not self._unfinished:
+                self._scan_done.set()  # every file present was seen at least once
+                if self._once:
+                    self._finished_loops.add(threading.current_thread().name)  # by design
+                    return
             wait = min(next_full, next_poll if poll_folders else next_full) - self._now()
+            if self._unfinished:
+                wait = min(wait, 0.2)  # look for room again soon
             try:
                 request = self._scan_requests.get(timeout=max(0.05, min(wait, 1.0)))
             except queue.Empty:
@@ -380,30 +384,43 @@ class Service:
             self._scan_tree(folder, folder.path)
 
     def _scan_tree(self, folder: FolderSettings, top: Path) -> None:
+        """Hint every candidate below ``top`` that has no journal row yet. Stops once the
+        folder has ``SCAN_WINDOW`` files in memory (settling or ready for a worker): the
+        scan is then resumed, from the top, once the folder has room again (rows already
+        in the journal are skipped without a look, so a resumed scan costs the walk)."""
+        self._unfinished.pop((folder.path, top), None)
         for entry in scan(folder, self._rules[folder.path], top=top):
             if self._stop.is_set():
                 return
             self._beat()
             if entry.reason is not None:
                 self._note_skip(entry.path, entry.reason)
-            else:
-                self._wait_for_room()
+            elif str(entry.path) not in self._active_paths:
+                if not self._has_room(folder):
+                    self._unfinished[(folder.path, top)] = None
+                    return
                 self.hint(entry.path)
 
-    def _waiting_in_memory(self) -> int:
-        """Files between the scan and a worker: hints not yet looked at, files settling,
-        rows ready for a worker (not those waiting for a retry time or a pause: a paused
-        folder must not hold back the scans of the others)."""
-        return self._hints.qsize() + len(self._tracker) + self._dispatcher.ready()
+    def _has_room(self, folder: FolderSettings, share: float = 1.0) -> bool:
+        """Fewer than ``share`` of ``SCAN_WINDOW`` files of ``folder`` wait in memory:
+        settling, or ready for a worker (rows waiting for a retry time or a pause do not
+        count: a paused folder holds nobody back), plus the hints not looked at yet. Each
+        folder has its own window, so one folder's backlog does not hold back another's
+        scans."""
+        waiting = (self._hints.qsize() + self._tracker.count(str(folder.path))
+                   + self._dispatcher.ready(folder.path))
+        return waiting < SCAN_WINDOW * share
 
-    def _wait_for_room(self) -> None:
-        """Hold the scan back while ``SCAN_WINDOW`` files wait in memory: a backlog of any
-        size costs the same memory (the journal is the queue), and settling goes at the pace
-        of the uploads. Events from the watcher are not held back."""
-        while self._waiting_in_memory() >= SCAN_WINDOW and not self._stop.is_set():
-            self._room.clear()
-            self._room.wait(0.5)
-            self._beat()
+    def _resume_scans(self) -> None:
+        """Go on with the scans that stopped for want of room, where there is room now."""
+        for folder_path, top in list(self._unfinished):
+            folder = self.config.folder_for(folder_path)
+            if folder is None or folder.path != folder_path:
+                self._unfinished.pop((folder_path, top), None)  # left the configuration
+            elif self._has_room(folder, share=0.5):
+                # Half the window free: a resumed scan walks the tree again from the top,
+                # so it should bring in many files, not one.
+                self._scan_tree(folder, top)
 
     # --- scheduler tick --------------------------------------------------------------------
 
@@ -419,8 +436,6 @@ class Service:
         self._reobserve(now)
         self._queue_settled(now)
         self._fail_empty(now)
-        if self._waiting_in_memory() < SCAN_WINDOW // 2:
-            self._room.set()
 
     def _note_skip(self, path: Path, reason: str) -> None:
         key = str(path)
@@ -455,7 +470,7 @@ class Service:
         if self._journal.failed_version(path, observation) is not None:
             return
         key = str(path)
-        self._tracker.observe(key, observation, now, folder.settle_seconds)
+        self._tracker.observe(key, observation, now, folder.settle_seconds, str(folder.path))
 
     def _reobserve(self, now: float) -> None:
         """Look again at files whose quiet period has run: unchanged ones become due."""

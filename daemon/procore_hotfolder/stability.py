@@ -53,6 +53,7 @@ class PendingFile:
     observation: Observation
     last_seen: float = 0.0
     settle_seconds: float = 0.0
+    group: str = ""  # the watched folder it belongs to (counted per group)
 
     @property
     def settled(self) -> bool:
@@ -76,9 +77,11 @@ class SettleTracker:
         # tick looks at the files whose time has come, not at every file waiting.
         self._checks: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
+        self._per_group: dict[str, int] = {}
 
     def observe(
         self, key: str, obs: Observation | None, now: float, settle_seconds: float,
+        group: str = "",
     ) -> None:
         """Record what an ``lstat()`` of ``key`` saw at ``now``.
 
@@ -94,12 +97,15 @@ class SettleTracker:
             entry = PendingFile(
                 first_seen=old.first_seen if old is not None else now,
                 last_change=now, observation=obs, last_seen=now,
-                settle_seconds=settle_seconds)
+                settle_seconds=settle_seconds, group=old.group if old is not None else group)
             self._ready.pop(key, None)
         else:
             entry = PendingFile(
                 first_seen=old.first_seen, last_change=old.last_change, observation=obs,
-                last_seen=max(now, old.last_seen), settle_seconds=settle_seconds)
+                last_seen=max(now, old.last_seen), settle_seconds=settle_seconds,
+                group=old.group)
+        if old is None:
+            self._per_group[entry.group] = self._per_group.get(entry.group, 0) + 1
         self._pending[key] = entry
         if entry.last_change == now:
             self._schedule(key, now + settle_seconds)
@@ -158,7 +164,13 @@ class SettleTracker:
 
     def forget(self, key: str) -> None:
         """Stop tracking ``key`` (a no-op when it is not tracked)."""
-        self._pending.pop(key, None)
+        entry = self._pending.pop(key, None)
+        if entry is not None:
+            left = self._per_group[entry.group] - 1
+            if left:
+                self._per_group[entry.group] = left
+            else:
+                del self._per_group[entry.group]
         self._ready.pop(key, None)
         self._empty_since.pop(key, None)
 
@@ -169,6 +181,10 @@ class SettleTracker:
     def sample(self, limit: int) -> Iterator[tuple[str, PendingFile]]:
         """At most ``limit`` tracked files, oldest first (for the status snapshot)."""
         return itertools.islice(self._pending.items(), limit)
+
+    def count(self, group: str) -> int:
+        """Files tracked for ``group`` (a watched folder)."""
+        return self._per_group.get(group, 0)
 
     def waiting_with_content(self) -> int:
         """Tracked files that are not empty (an empty one is a scanner still to write)."""

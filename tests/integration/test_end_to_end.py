@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from procore_hotfolder import service
+from procore_hotfolder.cli import build_engine
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
 from tests.conftest import (
@@ -164,3 +165,43 @@ def test_a_backlog_is_scanned_in_a_bounded_window(tmp_path: Path, emulator: Emul
     # one to the other, so a sample may count a file twice: at most the window again.
     assert max(seen) <= 2 * 10  # unbounded, 120 files would all settle at once
     assert len(emulator.stored_uploads()) == 120
+
+
+def test_one_folders_backlog_does_not_hold_back_another(tmp_path: Path, emulator: Emulator,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each folder has its own window: while a backlog fills one folder's window, a file
+    dropped into another folder is taken in turn, long before the backlog is through."""
+    monkeypatch.setattr(service, "SCAN_WINDOW", 5)
+    backlog, fresh = tmp_path / "backlog", tmp_path / "fresh"
+    backlog.mkdir()
+    fresh.mkdir()
+    for n in range(80):
+        (backlog / f"old-{n:03d}.pdf").write_bytes(b"%PDF " + bytes([n]) * 50)
+    emulator.faults.delay_seconds = 0.05  # Procore's round trip: the backlog takes a while
+    config = load_config(write_config(tmp_path, emulator, [
+        {"path": str(backlog)}, {"path": str(fresh), "watch": "poll"}],
+        settle_seconds=0.1, workers=1, poll_seconds=0.2), environ={})
+    with running_engine(config):
+        wait_for(lambda: any((backlog / ".archive").glob("*.pdf")), message="backlog moving")
+        (fresh / "new.pdf").write_bytes(b"%PDF fresh")
+        wait_for((fresh / ".archive" / "new.pdf").exists, timeout=30, message="fresh file")
+        left = sum(1 for _ in backlog.glob("*.pdf"))
+        assert left > 40, "the fresh file waited for most of the backlog"
+        wait_for(lambda: not any(backlog.glob("*.pdf")), timeout=60, message="backlog done")
+
+
+def test_once_sees_every_file_of_a_backlog_larger_than_the_window(
+        tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service, "SCAN_WINDOW", 5)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    for n in range(40):
+        (drop / f"scan-{n:03d}.pdf").write_bytes(b"%PDF " + bytes([n]) * 50)
+    config = load_config(write_config(tmp_path, emulator, [{"path": str(drop)}],
+                                      settle_seconds=0.1), environ={})
+    engine = build_engine(config, once=True)
+    try:
+        summary = engine.service.run()
+    finally:
+        engine.close()
+    assert len(summary.archived) == 40 and summary.exit_code == 0
