@@ -68,8 +68,9 @@ class Backoff:
     cap: float = 600.0
     jitter: float = 0.2
 
-    def delay(self, attempt: int, rand: float, retry_after: float | None = None) -> float:
-        """Seconds to wait before attempt ``attempt + 1``; ``rand`` in [0, 1)."""
+    def delay(self, attempt: int, *, rand: float, retry_after: float | None = None) -> float:
+        """Seconds to wait before attempt ``attempt + 1``; ``rand`` in [0, 1). Keyword-only
+        like ``RetryPolicy.delay``'s: two floats side by side are too easy to swap."""
         raw = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
         spread = raw * self.jitter * (2 * rand - 1)
         return float(max(retry_after or 0.0, raw + spread, 0.0))

@@ -65,7 +65,7 @@ class PauseBoard:
         with self._lock:
             current = self._pauses.get(scope)
             checks = 0 if current is None else current.checks + 1
-            delay = self._backoff.delay(checks + 1, rand)
+            delay = self._backoff.delay(checks + 1, rand=rand)
             paused = Pause(scope=scope, reason=str(info.get("reason", "refused")),
                            detail=str(info.get("detail", "")), since=current.since
                            if current else now, next_check=now + delay, checks=checks,
@@ -101,7 +101,7 @@ class PauseBoard:
                 return max(waits)
             for paused in probes:
                 # Until this re-check answers, nobody else tries.
-                hold = now + self._backoff.delay(paused.checks + 1, 0.5)
+                hold = now + self._backoff.delay(paused.checks + 1, rand=0.5)
                 self._pauses[paused.scope] = replace(paused, next_check=hold)
             return None
 

@@ -120,7 +120,7 @@ def decide(
         return Decision(Action.FAIL)
     if isinstance(error, ArchiveError) or state in (FileState.ASSOCIATED, FileState.LEDGERED):
         exponent = min(attempts + 1, LOCAL_MAX_EXPONENT)
-        return Decision(Action.RETRY, charge=True, delay=backoff.delay(exponent, rand))
+        return Decision(Action.RETRY, charge=True, delay=backoff.delay(exponent, rand=rand))
     pauses = error.pauses if isinstance(error, ProcoreError) else None
     if pauses == "account":
         return Decision(Action.PAUSE_ALL, unsent=unsent)
@@ -139,6 +139,6 @@ def decide(
         if isinstance(error, UploadExpired) and charged == 1:
             delay = 0.0  # a fresh Upload right away
         else:
-            delay = backoff.delay(charged, rand, error.retry_after)
+            delay = backoff.delay(charged, rand=rand, retry_after=error.retry_after)
         return Decision(Action.RETRY, charge=True, delay=delay, unsent=unsent)
     return Decision(Action.FAIL, charge=True, unsent=unsent, resolve_first=unknown_filing)

@@ -568,7 +568,7 @@ class ProcoreClient:
     # --- the request scope ----------------------------------------------------------------
 
     def _pause_between(self, attempt: int, error: ProcoreError, what: str) -> None:
-        delay = self._policy.delay(attempt, error.retry_after, self._rand())
+        delay = self._policy.delay(attempt, retry_after=error.retry_after, rand=self._rand())
         if isinstance(error, NetworkError):
             # The network is likely down for every worker: hold them all briefly.
             self._governor.pause(self._clock() + delay, "network")

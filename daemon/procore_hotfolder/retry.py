@@ -38,7 +38,7 @@ class RetryPolicy:
         if not 0.0 <= self.jitter <= 1.0:
             raise ValueError("jitter must lie between 0 and 1")
 
-    def delay(self, attempt: int, retry_after: float | None, rand: float) -> float:
+    def delay(self, attempt: int, *, retry_after: float | None, rand: float) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based) before the next one.
 
         ``rand`` is a random number in [0, 1) supplied by the caller (keeps this pure).

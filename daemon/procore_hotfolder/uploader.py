@@ -628,7 +628,7 @@ class Uploader:
             record = self._filing.resolve(record, folder, bound)
         except HotfolderError as lookup:
             retry = Decision(Action.RETRY, charge=True,
-                             delay=self._backoff.delay(record.attempts + 1, self._rand()))
+                             delay=self._backoff.delay(record.attempts + 1, rand=self._rand()))
             return self._schedule(record, self._clock(), retry, _error_info(lookup), bound)
         if record.state is FileState.ASSOCIATED:
             return self._schedule(record, self._clock(), Decision(Action.RETRY), {}, bound)

@@ -38,12 +38,12 @@ def test_an_uploaded_file_can_never_fail() -> None:
 
 def test_backoff_grows_caps_and_honours_server_delay() -> None:
     backoff = Backoff(base=2.0, cap=60.0, jitter=0.0)
-    assert [backoff.delay(n, 0.5) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 16.0]
-    assert backoff.delay(30, 0.5) == 60.0
-    assert backoff.delay(1, 0.5, retry_after=42.0) == 42.0
+    assert [backoff.delay(n, rand=0.5) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 16.0]
+    assert backoff.delay(30, rand=0.5) == 60.0
+    assert backoff.delay(1, rand=0.5, retry_after=42.0) == 42.0
     jittered = Backoff(base=10.0, cap=100.0, jitter=0.5)
-    assert jittered.delay(1, 0.0) == 5.0
-    assert jittered.delay(1, 0.999) == pytest.approx(14.99)
+    assert jittered.delay(1, rand=0.0) == 5.0
+    assert jittered.delay(1, rand=0.999) == pytest.approx(14.99)
 
 
 def test_ticket_reuse_window() -> None:
