@@ -5,6 +5,7 @@ No clocks, files or sockets here: callers pass ``now`` and random numbers in.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -84,6 +85,12 @@ UPLOAD_REUSE_SECONDS = 50 * 60
 def ticket_reusable(created_at: float, now: float) -> bool:
     """True while an Upload created at ``created_at`` can still receive bytes."""
     return 0 <= now - created_at < UPLOAD_REUSE_SECONDS
+
+
+def utc_iso(when: float) -> str:
+    """``2026-11-19T23:48:15Z``: Unix seconds as UTC ISO-8601 to the second, the one form of
+    time in the ledger, sidecars, `status` and the queries sent to Procore."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
 def describe_state(state: FileState) -> str:

@@ -61,6 +61,7 @@ from procore_hotfolder.errors import (
     ValidationFailed,
 )
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
+from procore_hotfolder.model import utc_iso
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.retry import RetryPolicy
 
@@ -988,7 +989,7 @@ class ProcoreClient:
         """
         params: dict[str, Any] = {
             "project_id": project_id, "sort": "-created_at",
-            "filters[created_at]": f"{_iso(since)}...{_iso(until)}",
+            "filters[created_at]": f"{utc_iso(since)}...{utc_iso(until)}",
         }
         if album_id is not None:
             params["image_category_id"] = album_id
@@ -1003,7 +1004,3 @@ class ProcoreClient:
                 url=safe_url(response.url))
         return data
 
-
-def _iso(when: float) -> str:
-    """``2026-11-19T23:48:15Z`` (seconds, UTC), as Procore writes times."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))

@@ -10,14 +10,13 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from procore_hotfolder import archiver, sourcefile
 from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.journal import FileRecord, Journal
-from procore_hotfolder.model import ACTIVE, IN_FLIGHT, FileState, describe_state
+from procore_hotfolder.model import ACTIVE, IN_FLIGHT, FileState, describe_state, utc_iso
 from procore_hotfolder.pauses import ACCOUNT
 from procore_hotfolder.service import UNFILED_WARNING, read_snapshot
 from procore_hotfolder.watcher import IgnoreRules
@@ -74,7 +73,7 @@ class StateLock:
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_iso(ts)
 
 
 def _live_snapshot(config: Config) -> dict[str, Any] | None:

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from procore_hotfolder.model import (
     FileState,
     segment_size_for,
     ticket_reusable,
+    utc_iso,
 )
 from procore_hotfolder.pauses import ACCOUNT, PauseBoard
 from procore_hotfolder.policy import DEFAULT_BACKOFF, Action, Decision, decide
@@ -511,8 +511,7 @@ class Uploader:
                       archived: Path | None) -> dict[str, Any]:
         kind = folder.destination
         return {
-            "time": datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="seconds")
-            .replace("+00:00", "Z"),
+            "time": utc_iso(self._clock()),
             "uuid": record.uuid,
             "company_id": self._config.procore.company_id,
             "project_id": folder.project_id,
@@ -660,8 +659,7 @@ class Uploader:
         info = dict(info or _error_info(exc))
         attempts = attempts if attempts is not None else record.attempts + 1
         sidecar = {**info, "attempts": attempts,
-                   "time": datetime.fromtimestamp(self._clock(), UTC).isoformat(
-                       timespec="seconds").replace("+00:00", "Z"),
+                   "time": utc_iso(self._clock()),
                    "source": str(record.path)}
         if record.uuid:
             sidecar["uuid"] = record.uuid
