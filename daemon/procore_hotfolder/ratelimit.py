@@ -138,12 +138,12 @@ class _Window:
             self.awaiting_first, self.opened_at = False, now
         self.remaining -= 1
 
-    def describe(self, remaining: int, reset: float, in_flight: int, sent: float | None,
+    def describe(self, remaining: int, reset: float, later: int, sent: float | None,
                  now: float) -> None:
-        """An answer about this window: ``remaining`` left until ``reset`` (our clock);
-        ``sent``: when this call went out (None: unknown)."""
+        """An answer about this window: ``remaining`` left until ``reset`` (our clock),
+        ``later`` calls sent since this one; ``sent``: when it went out (None: unknown)."""
         self.described_at = now
-        candidate = remaining - in_flight
+        candidate = remaining - later
         if reset < self.announced:
             return  # an answer about an older period arriving late says nothing new
         self.seen = reset - now if self.seen is None else max(self.seen, reset - now)
@@ -182,14 +182,18 @@ class _Window:
             return
         end = max(reset - RESET_ROUNDING_SECONDS, min(reset, now + self.longest))
         self.end = self.spread_end = end
-        middle = (self.shortest + self.longest) / 2
-        if self.longest - self.shortest > LENGTH_TOLERANCE_SECONDS:
-            # Still unsure of the length: start the next period where its rounded-up Reset
-            # tells on which side of the middle the length lies (its end falls on a whole
-            # second if the length is the middle). Costs under a second, a few times. The
-            # calls of this period go before it surely ends, so that none opens the next one
-            # at another moment.
-            self.end = max(end, math.ceil(end + middle) - middle)
+        width = self.longest - self.shortest
+        if width > LENGTH_TOLERANCE_SECONDS:
+            # Still unsure of the length. The next period's rounded-up Reset tells on which
+            # side of ``x`` the length lies where that period starts ``x`` before a whole
+            # second. Starting at ``end`` tests such an ``x`` for free; when that one is not
+            # in the middle half of the bounds, start later, at the middle's (costs under a
+            # second, a few times). The calls of this period go before it surely ends, so
+            # that none opens the next one at another moment.
+            free = math.ceil(end + self.shortest + width / 4) - end
+            if free > self.longest - width / 4:
+                middle = self.shortest + width / 2
+                self.end = max(end, math.ceil(end + middle) - middle)
             self.spread_end = min(end, max(now, sent + self.shortest))
 
     def refused(self, reset: float | None, now: float) -> None:
@@ -254,7 +258,10 @@ class RateGovernor:
         self._rand = rand
         self._lock = threading.Lock()
         self._windows: dict[int, _Window] = {}
-        self._sent = threading.local()  # .at: when this thread's call went out
+        #: Per thread, the calls it sent and has not observed: (number, send time), oldest
+        #: first (one in the daemon: a worker observes its call before sending the next).
+        self._sent = threading.local()
+        self._sent_count = 0  # calls let through so far, the last one's number
         self._in_flight = 0  # acquired, not yet observed
         self._last_start = -math.inf
         self._paused_until = 0.0
@@ -278,7 +285,8 @@ class RateGovernor:
                     for window in self._windows.values():
                         window.count_call(now)
                     self._last_start = now
-                    self._sent.at = now
+                    self._sent_count += 1
+                    self._sent_calls().append((self._sent_count, now))
                     if self._ceiling is not None:
                         self._recent.append(now)
                         self._tokens -= 1.0
@@ -294,8 +302,8 @@ class RateGovernor:
         Must follow every ``acquire()`` exactly once, on the same thread.
         """
         lower = {key.lower(): value for key, value in headers.items()}
-        sent: float | None = getattr(self._sent, "at", None)
-        self._sent.at = None
+        calls = self._sent_calls()
+        number, sent = calls.popleft() if calls else (None, None)
         with self._lock:
             now = self._clock()
             self._in_flight = max(0, self._in_flight - 1)
@@ -311,9 +319,18 @@ class RateGovernor:
                     window = self._windows[limit] = _Window(limit, now)
             if (window is not None and status != 429 and remaining is not None
                     and reset is not None and reset > now):
-                window.describe(remaining, reset, self._in_flight, sent, now)
+                # Calls sent after this one were most likely not counted in its Remaining
+                # (without its number: every call in flight).
+                later = self._in_flight if number is None else self._sent_count - number
+                window.describe(remaining, reset, later, sent, now)
             if status == 429 or (status == 503 and "retry-after" in lower):
                 self._pause_locked(status, lower, reset, window, now)
+
+    def _sent_calls(self) -> deque[tuple[int, float]]:
+        calls: deque[tuple[int, float]] | None = getattr(self._sent, "calls", None)
+        if calls is None:
+            calls = self._sent.calls = deque()
+        return calls
 
     def _pause_locked(self, status: int, lower: Mapping[str, str], reset: float | None,
                       window: _Window | None, now: float) -> None:
