@@ -3,11 +3,17 @@ README). Run as ``python -m tests.benchmarks.run_all``."""
 
 from __future__ import annotations
 
-from tests.benchmarks import bench_idle, bench_large_file, bench_latency, bench_small_files
+from tests.benchmarks import (
+    bench_idle,
+    bench_large_file,
+    bench_latency,
+    bench_quota,
+    bench_small_files,
+)
 
 
 def main() -> None:
-    for bench in (bench_large_file, bench_small_files, bench_idle, bench_latency):
+    for bench in (bench_large_file, bench_small_files, bench_idle, bench_latency, bench_quota):
         print(f"\n## {bench.__name__.rsplit('.', 1)[-1]}", flush=True)
         bench.main()
 
