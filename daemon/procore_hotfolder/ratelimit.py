@@ -84,6 +84,7 @@ class _Window:
     def __init__(self, limit: int, now: float) -> None:
         self.limit = limit
         self.remaining = limit  # calls left in the current period, by our count
+        self.reported = limit  # the lowest Remaining the server gave for the period
         self.end = now  # when the current period ends, on our clock (our belief)
         self.spread_end = now  # the calls of the current period go before this
         self.announced = -math.inf  # the last ``Reset`` the server announced (our clock)
@@ -111,7 +112,7 @@ class _Window:
             self.ended_early = self.announced
         # The next period starts with our next call (where periods are aligned on the clock
         # instead, it ends sooner than we think: cautious).
-        self.remaining = self.limit
+        self.remaining = self.reported = self.limit
         self.end = self.spread_end = now + length
         self.awaiting_first, self.opened_at = True, None
         return True
@@ -138,25 +139,32 @@ class _Window:
             self.awaiting_first, self.opened_at = False, now
         self.remaining -= 1
 
-    def describe(self, remaining: int, reset: float, later: int, sent: float | None,
+    def describe(self, remaining: int, reset: float, in_flight: int, sent: float | None,
                  now: float) -> None:
-        """An answer about this window: ``remaining`` left until ``reset`` (our clock),
-        ``later`` calls sent since this one; ``sent``: when it went out (None: unknown)."""
+        """An answer about this window: ``remaining`` left until ``reset`` (our clock), with
+        ``in_flight`` calls unanswered; ``sent``: when this one went out (None: unknown).
+
+        Our count is the lowest Remaining reported for the period less the calls still in
+        flight: answers overtake each other, and a running minimum of "Remaining less the
+        calls in flight" would keep the calls counted twice (in flight, and already in a
+        lower Remaining) for the rest of the period.
+        """
         self.described_at = now
-        candidate = remaining - later
         if reset < self.announced:
             return  # an answer about an older period arriving late says nothing new
         self.seen = reset - now if self.seen is None else max(self.seen, reset - now)
         if reset == self.announced:
             if self.ended_early == reset and now < reset:
                 self._contradicted(reset)  # the period we thought over is still counting
-            self.remaining = min(self.remaining, candidate)
+            self.reported = min(self.reported, remaining)
+            self.remaining = self.reported - in_flight
             self.opened_at = None  # the call we took for the next period's first was not
         else:
             # A period we had not heard of (or the first we hear of).
             self.announced = reset
             self.ended_early = None
-            self.remaining = candidate
+            self.reported = remaining
+            self.remaining = remaining - in_flight
             self.end = self.spread_end = reset
             length = self._learnt_length()
             if length is not None and self.opened_at is not None:
@@ -204,7 +212,7 @@ class _Window:
                 self._contradicted(reset)
             self.announced = max(self.announced, reset)
             self.end = self.spread_end = max(self.end, reset)
-        self.remaining = 0
+        self.remaining = self.reported = 0
 
     def _contradicted(self, reset: float) -> None:
         self.early_ok = False
@@ -258,10 +266,9 @@ class RateGovernor:
         self._rand = rand
         self._lock = threading.Lock()
         self._windows: dict[int, _Window] = {}
-        #: Per thread, the calls it sent and has not observed: (number, send time), oldest
-        #: first (one in the daemon: a worker observes its call before sending the next).
+        #: Per thread, the send times of the calls it has not observed, oldest first (one
+        #: in the daemon: a worker observes its call before sending the next).
         self._sent = threading.local()
-        self._sent_count = 0  # calls let through so far, the last one's number
         self._in_flight = 0  # acquired, not yet observed
         self._last_start = -math.inf
         self._paused_until = 0.0
@@ -285,8 +292,7 @@ class RateGovernor:
                     for window in self._windows.values():
                         window.count_call(now)
                     self._last_start = now
-                    self._sent_count += 1
-                    self._sent_calls().append((self._sent_count, now))
+                    self._sent_calls().append(now)
                     if self._ceiling is not None:
                         self._recent.append(now)
                         self._tokens -= 1.0
@@ -303,7 +309,7 @@ class RateGovernor:
         """
         lower = {key.lower(): value for key, value in headers.items()}
         calls = self._sent_calls()
-        number, sent = calls.popleft() if calls else (None, None)
+        sent = calls.popleft() if calls else None
         with self._lock:
             now = self._clock()
             self._in_flight = max(0, self._in_flight - 1)
@@ -319,15 +325,12 @@ class RateGovernor:
                     window = self._windows[limit] = _Window(limit, now)
             if (window is not None and status != 429 and remaining is not None
                     and reset is not None and reset > now):
-                # Calls sent after this one were most likely not counted in its Remaining
-                # (without its number: every call in flight).
-                later = self._in_flight if number is None else self._sent_count - number
-                window.describe(remaining, reset, later, sent, now)
+                window.describe(remaining, reset, self._in_flight, sent, now)
             if status == 429 or (status == 503 and "retry-after" in lower):
                 self._pause_locked(status, lower, reset, window, now)
 
-    def _sent_calls(self) -> deque[tuple[int, float]]:
-        calls: deque[tuple[int, float]] | None = getattr(self._sent, "calls", None)
+    def _sent_calls(self) -> deque[float]:
+        calls: deque[float] | None = getattr(self._sent, "calls", None)
         if calls is None:
             calls = self._sent.calls = deque()
         return calls

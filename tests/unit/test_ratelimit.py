@@ -186,15 +186,20 @@ def test_late_answers_from_an_older_window_are_ignored(fake: FakeTime,
     assert fake.waits == []
 
 
-def test_overtaking_answers_keep_the_cautious_count(fake: FakeTime,
-                                                     governor: RateGovernor) -> None:
+def test_overtaking_answers_count_from_the_lowest_remaining(fake: FakeTime,
+                                                            governor: RateGovernor) -> None:
+    """Answers overtake each other: the lowest Remaining of the period counts, less the calls
+    still in flight (not a running minimum that would count an answered call twice)."""
     reset = fake.now + 10
     governor.acquire()
     governor.acquire()
-    governor.observe(200, limits(10, 1, reset))
-    governor.observe(200, limits(10, 9, reset))  # counted earlier, answered later
+    governor.observe(200, limits(10, 1, reset))  # counted second, answered first
+    governor.observe(200, limits(10, 2, reset))  # counted first, answered later
+    governor.acquire()  # one call left: spread, not a wait for the reset
+    assert fake.now < reset
+    governor.observe(200, limits(10, 0, reset))
     governor.acquire()
-    assert fake.now >= reset  # still believes the window is spent
+    assert fake.now >= reset  # now spent
 
 
 def test_server_clock_skew_is_corrected_from_date(fake: FakeTime,
