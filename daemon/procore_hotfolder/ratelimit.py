@@ -19,10 +19,14 @@ limit, see ``_Window``) and:
 - learns when a window really ends: ``Reset`` is rounded up to a whole second, which costs
   up to a second per period (a third of a 5-per-2-s window). Where a period starts with the
   first call after the previous one (as the emulator's do), the shortest ``Reset`` minus the
-  send time of a period's first call bounds the window's length from above; the period is
-  then taken to end that long after its first call was answered (never more than a second
-  before ``Reset``). The first sign that the window does not work that way (an answer or a
-  429 naming the period we thought over) turns this off for that window for good;
+  send time of a period's first call bounds the window's length from above, and ``Reset``
+  less a second minus that answer's arrival from below; a few periods started at chosen
+  moments narrow the bounds (bisection on the rounding), and a period is then taken to end
+  that long after its first call (never more than a second before ``Reset``). The first sign
+  that the window does not work that way (crossed bounds, or an answer or a 429 naming the
+  period we thought over: at most one 429 per window) turns this off for that window;
+- counts a period from the lowest ``Remaining`` reported for it less the calls in flight
+  (answers overtake each other);
 - on 429 (and 503 with ``Retry-After``) pauses every caller until the later of the reset
   and ``Retry-After``, plus a little jitter; ``pause()`` does the same for a network outage;
 - keeps no reserve: the local ceiling ``daemon.max_api_calls_per_hour`` is the tool for
