@@ -9,6 +9,7 @@ from tests.benchmarks import (
     bench_idle,
     bench_large_file,
     bench_latency,
+    bench_quota,
     bench_shaped_link,
     bench_small_files,
     bench_soak,
@@ -17,7 +18,7 @@ from tests.benchmarks import (
 
 def main() -> None:
     for bench in (bench_large_file, bench_shaped_link, bench_small_files, bench_idle,
-                  bench_latency, bench_api_calls, bench_backlog, bench_soak):
+                  bench_latency, bench_api_calls, bench_quota, bench_backlog, bench_soak):
         print(f"\n## {bench.__name__.rsplit('.', 1)[-1]}", flush=True)
         bench.main()
 
