@@ -203,11 +203,18 @@ def test_resume_after_sigkill_reuses_the_upload_and_its_stored_segments(
                  message="three segments stored and journalled")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
+    # The PUT in flight at the kill is still being handled (its delay, then a body cut off
+    # or, when the kernel had buffered all of it, stored): count only once it is over, or it
+    # would be logged among the PUTs of the restart.
+    wait_for(lambda: emulator.open_connections() == 0, timeout=30,
+             message="the emulator done with the killed daemon's requests")
     stored_at_kill = _stored_parts(emulator)
     (uuid,) = emulator.uploads
-    assert 3 <= len(stored_at_kill) < count
-    # Every segment the emulator holds was recorded by the daemon before it died.
-    assert {i + 1 for i in _journal_parts(tmp_path)} == stored_at_kill
+    journalled = {i + 1 for i in _journal_parts(tmp_path)}
+    assert 3 <= len(journalled) < count
+    # Every segment the daemon recorded is stored; at most the one in flight at the kill is
+    # stored without its ETag in the journal (sent again: same bytes, same part number).
+    assert journalled <= stored_at_kill and len(stored_at_kill - journalled) <= 1
     puts_before = len(_part_puts(emulator))
 
     emulator.faults.storage_delay_seconds = 0.0
@@ -217,8 +224,8 @@ def test_resume_after_sigkill_reuses_the_upload_and_its_stored_segments(
     assert set(emulator.uploads) == {uuid}  # the same Upload, not a new one
     assert _assert_stored_once(emulator, data) == uuid
     resent = [n for n, _ in _part_puts(emulator)[puts_before:]]
-    assert not stored_at_kill & set(resent), (stored_at_kill, resent)
-    assert sorted(resent) == sorted(set(range(1, count + 1)) - stored_at_kill)
+    assert not journalled & set(resent), (journalled, resent)  # none travels twice
+    assert sorted(resent) == sorted(set(range(1, count + 1)) - journalled)
     assert _patches(emulator) == [200]
     assert (drop / ".archive" / "drone.mp4").read_bytes() == data
 

@@ -79,6 +79,10 @@ class _Server(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("emulator connection error", exc_info=True)
 
+    def open_connections(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
+
     def close_all(self, timeout: float) -> None:
         """Shut down every open connection and join its thread."""
         with self._connections_lock:
@@ -681,6 +685,11 @@ class Emulator:
     @property
     def folders(self) -> list[dict[str, Any]]:
         return self.state.folder_list()
+
+    def open_connections(self) -> int:
+        """Client connections the emulator is still handling (a request may be in flight)."""
+        server = self._server
+        return 0 if server is None else server.open_connections()
 
     @property
     def request_log(self) -> list[RequestRecord]:
