@@ -56,10 +56,12 @@ def test_series_after_real_uploads(tmp_path: Path, emulator: Emulator) -> None:
         wait_for(lambda: (drop / ".archive" / "a.pdf").exists()
                  and (drop / ".archive" / "b.pdf").exists()
                  and (drop / ".failed" / "linked.pdf").exists(), message="all three done")
+        # The counters and the journal follow the file moves: wait for all of them.
         got = wait_for(lambda: (s := scrape(port))[
-            ("procore_hotfolder_uploads_total", (*f, ("outcome", "completed")))] == 2 and s,
-            message="both uploads counted")
-        assert got[("procore_hotfolder_uploads_total", (*f, ("outcome", "failed")))] == 1
+            ("procore_hotfolder_uploads_total", (*f, ("outcome", "completed")))] == 2
+            and s[("procore_hotfolder_uploads_total", (*f, ("outcome", "failed")))] == 1
+            and s[("procore_hotfolder_queue_files", (*f, ("state", "failed")))] == 1 and s,
+            message="both uploads and the failure counted")
         assert got[("procore_hotfolder_uploaded_bytes_total", f)] == 1000 + 24
         # Every API request the emulator answered (the token endpoint is no API call).
         api = sum(v for (name, _), v in got.items()
