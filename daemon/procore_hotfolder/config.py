@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from procore_hotfolder.errors import ConfigError
@@ -212,6 +212,18 @@ def _get(
         problems.add(prefix + key, f"must be {_kind_name(kind)}, got {type(value).__name__}")
         return None
     return value
+
+
+def _choice(raw: str | None, allowed: tuple[str, ...], default: str, key: str,
+            problems: _Problems) -> str:
+    """``raw`` when it is one of ``allowed``; else ``default``, and a problem naming ``key``
+    unless ``raw`` is absent."""
+    if raw is None:
+        return default
+    if raw not in allowed:
+        problems.add(key, f"must be one of {', '.join(allowed)}; got {raw!r}")
+        return default
+    return raw
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
@@ -427,14 +439,8 @@ def _folder(
         problems.add(prefix + "destination",
                      'is required: "documents", "photos" or "none" (Procore deletes an Upload '
                      "that is filed nowhere within 7 days)")
-    destination: Destination = "none"
-    if destination_raw == "documents":
-        destination = "documents"
-    elif destination_raw == "photos":
-        destination = "photos"
-    elif destination_raw is not None and destination_raw != "none":
-        problems.add(prefix + "destination",
-                     f"must be one of documents, photos, none; got {destination_raw!r}")
+    destination = cast(Destination, _choice(destination_raw, ("documents", "photos", "none"),
+                                            "none", prefix + "destination", problems))
     project_id = _optional_id(table, "project_id", prefix, problems)
     if destination == "photos" and project_id is None:
         # Documents without a project file in the company's Documents (Company Folders and
@@ -451,14 +457,8 @@ def _folder(
     if mirror is not None and destination != "documents":
         problems.add(prefix + "mirror_subfolders", 'is used only with destination = "documents"')
     clash_raw = _get(table, "on_name_clash", str, prefix, problems)
-    on_name_clash: NameClash = "version"
-    if clash_raw == "rename":
-        on_name_clash = "rename"
-    elif clash_raw == "fail":
-        on_name_clash = "fail"
-    elif clash_raw is not None and clash_raw != "version":
-        problems.add(prefix + "on_name_clash",
-                     f"must be one of version, rename, fail; got {clash_raw!r}")
+    on_name_clash = cast(NameClash, _choice(clash_raw, ("version", "rename", "fail"),
+                                            "version", prefix + "on_name_clash", problems))
     if clash_raw is not None and destination != "documents":
         problems.add(prefix + "on_name_clash", 'is used only with destination = "documents"')
     exclude_raw = _get(table, "exclude", list, prefix, problems) or []
