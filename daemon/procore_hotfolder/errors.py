@@ -193,14 +193,15 @@ class ContentMismatch(ProcoreError):
 # --- control -------------------------------------------------------------------------------
 
 
-class Stopping(HotfolderError):
+class Stopping(BaseException):
     """The daemon is stopping: the interrupted work is resumed at the next start.
 
-    ``retryable`` so that no loop charges an attempt or marks a file failed for it.
+    A ``BaseException``, like ``KeyboardInterrupt``: no ``except Exception`` (or
+    ``except HotfolderError``) on the way up may take it for a file's trouble, charge an
+    attempt for it or mark a file failed. Only the uploader's entry point catches it.
     """
 
     reason = "stopping"
-    retryable = True
 
 
 # --- files ---------------------------------------------------------------------------------

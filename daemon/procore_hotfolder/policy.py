@@ -42,7 +42,6 @@ from procore_hotfolder.errors import (
     FileVanished,
     HotfolderError,
     ProcoreError,
-    Stopping,
     UploadExpired,
 )
 from procore_hotfolder.model import ALLOWED_MOVES, Backoff, FileState
@@ -110,8 +109,6 @@ def decide(
     ``attempts`` is what the file was charged before this attempt; ``rand`` in [0, 1).
     """
     unsent = state is FileState.ASSOCIATING and certainly_unsent(error)
-    if isinstance(error, Stopping):
-        return Decision(Action.RETRY, unsent=unsent)
     if isinstance(error, FileChanged):
         action = _settles_again(state, error)
         if action is not None:

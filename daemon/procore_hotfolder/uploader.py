@@ -265,6 +265,13 @@ class Uploader:
             return Outcome("retry", record, retry_at=wait_until, detail="paused")
         try:
             record = self._advance(record, folder, bound)
+        except Stopping:
+            # Resumed at the next start from the journal's state, never charged.
+            bound.info("upload_interrupted_by_stop")
+            record = self._journal.get(record.id)
+            if record.state is FileState.UPLOADING:
+                record = self._journal.move(record, FileState.QUEUED, self._clock())
+            return Outcome("retry", record, retry_at=self._clock(), detail="stopping")
         except HotfolderError as exc:
             return self._after_error(record, folder, exc, bound)
         except OSError as exc:
@@ -593,9 +600,6 @@ class Uploader:
             # Refused outright: Procore created nothing, so nothing needs looking up.
             record = self._journal.move(record, FileState.STORED, now, association=None)
         action = decision.action
-        if isinstance(exc, Stopping):
-            bound.info("upload_interrupted_by_stop")
-            return self._schedule(record, now, decision, info, bound, log_it=False)
         if action in (Action.PAUSE_FOLDER, Action.PAUSE_ALL):
             scope = ACCOUNT if action is Action.PAUSE_ALL else str(folder.path)
             paused = self.pauses.pause(scope, info, now, self._rand())

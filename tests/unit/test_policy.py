@@ -24,7 +24,6 @@ from procore_hotfolder.errors import (
     RequestTimeout,
     ServerError,
     ServiceUnavailable,
-    Stopping,
     StorageRejected,
     UnexpectedResponse,
     UploadExpired,
@@ -42,16 +41,13 @@ CHANGED, VANISHED = Action.CHANGED, Action.VANISHED
 
 
 def _e(cls: type[HotfolderError], status: int | None = None) -> HotfolderError:
-    if cls in (FileRefused, FileChanged, FileVanished, FileUnreadable, ArchiveError, Stopping):
+    if cls in (FileRefused, FileChanged, FileVanished, FileUnreadable, ArchiveError):
         return cls("x")
     return cls("x", status=status)  # type: ignore[call-arg]
 
 
 # state, error, attempts so far, -> action, charged, unsent (ASSOCIATING -> STORED first)
 TABLE = [
-    # stopping: resume at the next start, never charged
-    (U, _e(Stopping), 0, RETRY, False, False),
-    (A, _e(Stopping), 0, RETRY, False, False),
     # the file changed or went: it settles again / is forgotten; nothing archived
     (Q, _e(FileChanged), 0, CHANGED, False, False),
     (U, _e(FileChanged), 3, CHANGED, False, False),

@@ -26,6 +26,7 @@ from procore_hotfolder.errors import (
     ProcoreError,
     RequestTimeout,
     ServerError,
+    Stopping,
     ValidationFailed,
 )
 from procore_hotfolder.journal import FileRecord, Journal
@@ -173,6 +174,11 @@ CASES = [
      FileState.FAILED, "failed", 1, None, False),
     ("lost-filing-answer-stays-associating", "documents", "create_document",
      NetworkError("connection dropped"), FileState.ASSOCIATING, "retry", 0, None, True),
+    # a stop is a control signal: resumed at the next start, never charged or failed
+    ("stop-while-storing-requeued", "none", "store_file", Stopping("stopping"),
+     FileState.QUEUED, "retry", 0, None, True),
+    ("stop-while-filing-stays-associating", "documents", "create_document",
+     Stopping("stopping"), FileState.ASSOCIATING, "retry", 0, None, True),
     ("changed-after-store-settles-again", "documents", "store_file", "rewrite",
      FileState.CHANGED, "changed", 0, None, True),
     ("changed-after-filing-settles-again", "documents", "create_document", "rewrite",
