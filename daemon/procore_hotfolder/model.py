@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -104,6 +105,18 @@ def display_path(text: str | os.PathLike[str]) -> str:
     """
     raw = os.fspath(text)
     return raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def display_values(value: object) -> object:
+    """``value`` with every string and path in it (inside mappings, lists and tuples too)
+    rendered by ``display_path``: for JSON written to the ledger and to sidecars."""
+    if isinstance(value, str | os.PathLike):
+        return display_path(value)
+    if isinstance(value, Mapping):
+        return {k: display_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [display_values(v) for v in value]
+    return value
 
 
 #: Why a scan passes over a symbolic link.
