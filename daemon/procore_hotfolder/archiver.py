@@ -1,69 +1,29 @@
-"""Moves originals to the archive or failed folder: never overwriting, never deleting.
-
-Within one filesystem a move is ``link()`` + ``unlink()``: the link is atomic and fails when
-the name is taken, so a clash picks the next free name instead of overwriting. Across
-filesystems the file is copied to a temporary name beside its destination, synced and
-verified (size and SHA-256) before it takes its final name, and only then is the original
-unlinked. Whatever fails, the original stays where it was and no partial copy is left.
+"""Where originals go once they are done: the archive (after a confirmed upload) or the failed
+folder (with an ``<name>.error.json`` sidecar saying why), their paths relative to the
+watched folder kept. The moves themselves never overwrite: see ``nooverwrite``.
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import hashlib
 import json
-import os
-import secrets
-import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import structlog
 
+from procore_hotfolder.clash_names import free_name, numbered_name
 from procore_hotfolder.config import FolderSettings
-from procore_hotfolder.errors import (
-    ArchiveError,
-    FileChanged,
-    FileVanished,
-    HotfolderError,
-)
-from procore_hotfolder.stability import Observation
+from procore_hotfolder.errors import HotfolderError
+from procore_hotfolder.model import display_values
+from procore_hotfolder.nooverwrite import move_no_overwrite, write_new_file
+
+# free_name and move_no_overwrite are imported from here by the uploader and `retry`.
+__all__ = ["archive_path_for", "failed_path_for", "free_name", "move_no_overwrite",
+           "move_to_failed", "numbered_name", "sidecar_path_for", "write_error_sidecar"]
 
 log = structlog.get_logger(__name__)
 
-NAME_MAX_BYTES = 255
-MAX_CLASHES = 100_000
-COPY_CHUNK = 1024 * 1024
 SIDECAR_SUFFIX = ".error.json"
-
-#: Double suffixes kept together when numbering a clash: "a.tar.gz" -> "a (1).tar.gz".
-KNOWN_DOUBLE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst", ".tar.lz", ".tar.lz4",
-                         ".tar.lzma", ".tar.z")
-
-_LINK_UNSUPPORTED = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
-_AT_FDCWD = -100
-_RENAME_NOREPLACE = 1
-
-
-def _load_renameat2() -> Callable[..., int] | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        function: Callable[..., int] = libc.renameat2
-    except (OSError, AttributeError):
-        return None
-    return function
-
-
-# Module-level seams: tests replace these to simulate EXDEV, ENOSPC or missing link support
-# (conditions that cannot be produced on demand on a test machine).
-_link = os.link
-_rename = os.rename
-_write = os.write
-_renameat2 = _load_renameat2()
-
-
-# --- naming (pure) -------------------------------------------------------------------------
 
 
 def archive_path_for(folder: FolderSettings, source: Path) -> Path:
@@ -76,328 +36,6 @@ def failed_path_for(folder: FolderSettings, source: Path) -> Path:
     return folder.failed_dir / source.relative_to(folder.path)
 
 
-def _split_name(name: str) -> tuple[str, str]:
-    lower = name.lower()
-    for double in KNOWN_DOUBLE_SUFFIXES:
-        if lower.endswith(double) and len(name) > len(double):
-            return name[: -len(double)], name[-len(double):]
-    stem, suffix = os.path.splitext(name)
-    return stem, suffix
-
-
-def numbered_name(name: str, number: int) -> str:
-    """``name`` with `` (number)`` before its suffix, trimmed to fit 255 bytes."""
-    stem, suffix = _split_name(name)
-    marker = f" ({number})"
-    if len(os.fsencode(marker + suffix)) >= NAME_MAX_BYTES:
-        suffix = ""  # an absurd suffix: sacrifice it rather than the number
-    while stem and len(os.fsencode(stem + marker + suffix)) > NAME_MAX_BYTES:
-        stem = stem[:-1]
-    return stem + marker + suffix
-
-
-def free_name(target: Path) -> Path:
-    """``target`` if no entry has that name, else the first free ``name (n).ext``.
-
-    Only a hint: another writer may take the name before we use it, which is why the moves
-    below create names with operations that fail instead of overwriting.
-    """
-    if not os.path.lexists(target):
-        return target
-    for number in range(1, MAX_CLASHES):
-        candidate = target.with_name(numbered_name(target.name, number))
-        if not os.path.lexists(candidate):
-            return candidate
-    raise ArchiveError(f"no free name for {target} after {MAX_CLASHES} attempts")
-
-
-# --- moving --------------------------------------------------------------------------------
-
-
-def move_no_overwrite(source: Path, target: Path, expected: Observation | None = None) -> Path:
-    """Move ``source`` to ``target`` (or a free variant of it) and return the final path.
-
-    Creates missing parent folders; never overwrites. With ``expected``, refuses to move a
-    source that no longer matches it (size, mtime, inode). Raises ``FileVanished`` when the
-    source is gone, ``FileChanged`` when it changed, ``ArchiveError`` for any other failure
-    (disk full, permission); in every failure case the source is where it was.
-    """
-    try:
-        st = os.lstat(source)
-    except FileNotFoundError as exc:
-        raise FileVanished(f"{source} disappeared before it could be moved") from exc
-    except OSError as exc:
-        raise _archive_error("examine", source, exc) from exc
-    if expected is not None:
-        _check_expected(st, expected, source)
-    _make_parents(target.parent)
-    final = _link_into_free_name(source, target, st, expected)
-    if final is None:
-        final = _copy_across(source, target, expected)
-    _fsync_dir(final.parent)
-    _fsync_dir(source.parent)
-    return final
-
-
-def _check_expected(st: os.stat_result, expected: Observation, source: Path) -> None:
-    if (st.st_size, st.st_mtime_ns, st.st_ino) != (expected.size, expected.mtime_ns,
-                                                   expected.ino):
-        raise FileChanged(f"{source} changed since it was uploaded; not moved")
-
-
-def _make_parents(folder: Path) -> None:
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise _archive_error("create folder", folder, exc) from exc
-
-
-def _link_into_free_name(
-    source: Path, target: Path, st: os.stat_result, expected: Observation | None,
-) -> Path | None:
-    """Same-filesystem move. Returns the final path, or None when it needs a copy (EXDEV)."""
-    for _ in range(MAX_CLASHES):
-        final = free_name(target)
-        try:
-            _link(source, final, follow_symlinks=False)
-        except FileExistsError:
-            continue  # taken since free_name() looked: try the next name
-        except OSError as exc:
-            if exc.errno == errno.EXDEV:
-                return None
-            if exc.errno in _LINK_UNSUPPORTED:
-                return _rename_no_overwrite(source, target)
-            if exc.errno == errno.ENOENT and not os.path.lexists(source):
-                raise FileVanished(f"{source} disappeared before it could be moved") from exc
-            raise _archive_error("link", final, exc) from exc
-        _unlink_source_after_link(source, final, st, expected)
-        return final
-    raise ArchiveError(f"no free name for {target}")
-
-
-def _unlink_source_after_link(
-    source: Path, final: Path, st: os.stat_result, expected: Observation | None,
-) -> None:
-    """Remove the old name, but only if it still names the inode we linked.
-
-    On failure our new link is removed again: the original stays, the target has no extra
-    name.
-    """
-    problem: HotfolderError
-    try:
-        now = os.lstat(source)
-    except OSError as exc:
-        problem = _archive_error("examine", source, exc)
-    else:
-        if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev) or (
-                expected is not None and now.st_size != expected.size):
-            problem = FileChanged(f"{source} was replaced while it was being moved; not moved")
-        else:
-            try:
-                os.unlink(source)
-            except OSError as exc:
-                problem = _archive_error("remove original", source, exc)
-            else:
-                return
-    _remove_quietly(final)
-    raise problem
-
-
-def _rename_no_overwrite(source: Path, target: Path) -> Path | None:
-    """Move by renaming (for shares without hard links), never replacing an entry.
-
-    Returns None when the rename crosses filesystems.
-    """
-    for _ in range(MAX_CLASHES):
-        final = free_name(target)
-        try:
-            if _renameat2 is not None and _try_renameat2(source, final):
-                return final
-            # No renameat2 on this kernel/filesystem: check, then rename. The window
-            # between the two is the best a filesystem without either primitive allows.
-            if os.path.lexists(final):
-                continue
-            _rename(source, final)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            if exc.errno == errno.EXDEV:
-                return None
-            if exc.errno == errno.ENOENT and not os.path.lexists(source):
-                raise FileVanished(f"{source} disappeared before it could be moved") from exc
-            raise _archive_error("rename", final, exc) from exc
-        else:
-            return final
-    raise ArchiveError(f"no free name for {target}")
-
-
-def _try_renameat2(source: Path, final: Path) -> bool:
-    """True when renameat2(RENAME_NOREPLACE) moved the file; False when unsupported.
-
-    Raises ``FileExistsError`` on a clash and ``OSError`` for other failures.
-    """
-    assert _renameat2 is not None
-    result = _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(final),
-                        _RENAME_NOREPLACE)
-    if result == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
-        return False
-    raise OSError(code, os.strerror(code), os.fspath(source), None, os.fspath(final))
-
-
-def _place_no_overwrite(temp: Path, target: Path) -> Path:
-    """Give the (private) ``temp`` file a free name based on ``target``; same folder."""
-    for _ in range(MAX_CLASHES):
-        final = free_name(target)
-        try:
-            _link(temp, final, follow_symlinks=False)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            if exc.errno in _LINK_UNSUPPORTED:
-                placed = _rename_no_overwrite(temp, target)
-                if placed is None:
-                    raise _archive_error("rename", target, exc) from exc
-                return placed
-            raise _archive_error("link", final, exc) from exc
-        os.unlink(temp)
-        return final
-    raise ArchiveError(f"no free name for {target}")
-
-
-def _temp_name(target: Path) -> Path:
-    # Hidden, so no scan ever takes it for a dropped file; short enough for NAME_MAX.
-    return target.with_name(f".procore-hotfolder-{secrets.token_hex(8)}.partial")
-
-
-def _copy_across(source: Path, target: Path, expected: Observation | None) -> Path:
-    """Copy, sync, verify, name without overwriting, then unlink the original."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        src_fd = os.open(source, flags)
-    except FileNotFoundError as exc:
-        raise FileVanished(f"{source} disappeared before it could be moved") from exc
-    except OSError as exc:
-        raise _archive_error("open", source, exc) from exc
-    temp = _temp_name(target)
-    placed: Path | None = None
-    try:
-        before = os.fstat(src_fd)
-        _require_copyable(before, expected, source)
-        digest, size = _copy_to_temp(src_fd, temp, before)
-        _require_unchanged(before, os.fstat(src_fd), source)
-        _verify_copy(temp, size, digest)
-        placed = _place_no_overwrite(temp, target)
-        _fsync_dir(placed.parent)
-        _unlink_copied_source(source, before)
-    except BaseException as exc:
-        _remove_quietly(temp)
-        if placed is not None:
-            _remove_quietly(placed)  # our verified copy; the original is still in place
-        if isinstance(exc, OSError):
-            raise _archive_error("copy", source, exc) from exc
-        raise
-    finally:
-        os.close(src_fd)
-    return placed
-
-
-def _require_copyable(st: os.stat_result, expected: Observation | None, source: Path) -> None:
-    if not stat.S_ISREG(st.st_mode):
-        raise ArchiveError(f"{source} is not a regular file; it cannot be copied to another "
-                           "filesystem")
-    if expected is not None:
-        _check_expected(st, expected, source)
-
-
-def _require_unchanged(before: os.stat_result, after: os.stat_result, source: Path) -> None:
-    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-        raise FileChanged(f"{source} changed while it was being copied; not moved")
-
-
-def _copy_to_temp(src_fd: int, temp: Path, st: os.stat_result) -> tuple[str, int]:
-    sha = hashlib.sha256()
-    size = 0
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
-                 0o600)
-    try:
-        while True:
-            chunk = os.pread(src_fd, COPY_CHUNK, size)
-            if not chunk:
-                break
-            sha.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                written = _write(fd, view)
-                view = view[written:]
-            size += len(chunk)
-        os.fchmod(fd, stat.S_IMODE(st.st_mode))
-        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if size != st.st_size:
-        raise FileChanged(f"read {size} bytes, expected {st.st_size}: the file changed")
-    return sha.hexdigest(), size
-
-
-def _verify_copy(temp: Path, size: int, digest: str) -> None:
-    sha = hashlib.sha256()
-    copied = 0
-    with open(temp, "rb") as handle:
-        while chunk := handle.read(COPY_CHUNK):
-            sha.update(chunk)
-            copied += len(chunk)
-    if copied != size or sha.hexdigest() != digest:
-        raise ArchiveError(f"the copy at {temp} does not match the original "
-                           f"({copied} of {size} bytes or SHA-256 differs); original kept")
-
-
-def _unlink_copied_source(source: Path, before: os.stat_result) -> None:
-    now = os.lstat(source)
-    if (now.st_ino, now.st_dev, now.st_size, now.st_mtime_ns) != (
-            before.st_ino, before.st_dev, before.st_size, before.st_mtime_ns):
-        raise FileChanged(f"{source} was replaced or changed while it was copied; not moved")
-    os.unlink(source)
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.warning("temp_copy_not_removed", path=str(path), detail=str(exc))
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename/link/unlink in ``folder`` durable (best effort on odd filesystems)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.EROFS):
-            log.warning("directory_sync_failed", path=str(folder), detail=str(exc))
-    finally:
-        os.close(fd)
-
-
-def _archive_error(action: str, path: Path, exc: OSError) -> ArchiveError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ArchiveError(f"cannot {action} {path}: the disk is full "
-                            f"({exc.strerror}); the original is kept in place")
-    return ArchiveError(f"cannot {action} {path}: {exc.strerror or exc}; the original is "
-                        "kept in place")
-
-
-# --- failed files --------------------------------------------------------------------------
-
-
 def sidecar_path_for(failed_file: Path) -> Path:
     """``<name>.error.json`` beside ``failed_file``."""
     return failed_file.with_name(failed_file.name + SIDECAR_SUFFIX)
@@ -406,33 +44,16 @@ def sidecar_path_for(failed_file: Path) -> Path:
 def write_error_sidecar(failed_file: Path, info: Mapping[str, object]) -> Path:
     """Write ``info`` as ``<name>.error.json`` beside ``failed_file``, atomically.
 
-    UTF-8 JSON; undecodable bytes of file names appear as ``\\udcXX`` escapes. An existing
-    sidecar of that name is never overwritten (the new one gets a free variant name).
-    Raises ``ArchiveError`` when it cannot be written.
+    UTF-8 JSON; undecodable bytes of file names appear as ``\\xNN``, as in the ledger
+    (``model.display_path``). An existing sidecar of that name is never overwritten (the new
+    one gets a free variant name). Raises ``ArchiveError`` when it cannot be written.
     """
-    target = sidecar_path_for(failed_file)
-    text = json.dumps(dict(info), ensure_ascii=False, indent=2, default=str) + "\n"
-    # "backslashreplace" turns lone surrogates (non-UTF-8 names) into valid JSON escapes.
+    text = json.dumps(display_values(dict(info)), ensure_ascii=False, indent=2,
+                      default=str) + "\n"
+    # A value only ``default=str`` renders may still hold lone surrogates: valid JSON
+    # escapes after "backslashreplace".
     data = text.encode("utf-8", errors="backslashreplace")
-    temp = _temp_name(target)
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[_write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        final = _place_no_overwrite(temp, target)
-    except OSError as exc:
-        _remove_quietly(temp)
-        raise _archive_error("write", target, exc) from exc
-    except BaseException:
-        _remove_quietly(temp)
-        raise
-    _fsync_dir(final.parent)
-    return final
+    return write_new_file(sidecar_path_for(failed_file), data)
 
 
 def move_to_failed(folder: FolderSettings, source: Path, info: Mapping[str, object]) -> Path | None:

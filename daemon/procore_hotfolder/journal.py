@@ -4,7 +4,8 @@ SQLite in WAL mode with ``synchronous=FULL``: a committed move survives a power 
 move is a guarded ``UPDATE ... WHERE id = ? AND state = ?`` checked against the table of
 allowed moves in ``model``. At most one active row exists per path (a partial unique index),
 so a file can never be queued twice. Paths are stored as bytes, exactly as the filesystem
-has them (names need not be UTF-8).
+has them (names need not be UTF-8). The tables and their numbered upgrades are
+``journal_schema``'s.
 """
 
 from __future__ import annotations
@@ -19,69 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from procore_hotfolder import journal_schema
 from procore_hotfolder.errors import JournalError
-from procore_hotfolder.model import ACTIVE, FileState, check_move
+from procore_hotfolder.journal_schema import ACTIVE_SQL
+from procore_hotfolder.model import FileState, check_move
 from procore_hotfolder.stability import Observation
 
 JOURNAL_NAME = "journal.sqlite3"
 
-_ACTIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE))
-
-#: Version 1 is the schema before versions were kept (``PRAGMA user_version`` 0).
-_SCHEMA_V1 = f"""
-CREATE TABLE IF NOT EXISTS files (
-    id              INTEGER PRIMARY KEY,
-    folder          BLOB NOT NULL,
-    path            BLOB NOT NULL,
-    state           TEXT NOT NULL,
-    size            INTEGER NOT NULL,
-    mtime_ns        INTEGER NOT NULL,
-    ino             INTEGER NOT NULL,
-    dev             INTEGER NOT NULL,
-    sha256          TEXT,
-    uuid            TEXT,
-    ticket          TEXT,
-    segments        TEXT,
-    association     TEXT,
-    resource_id     INTEGER,
-    archive_path    BLOB,
-    final_path      BLOB,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL DEFAULT 0,
-    last_error      TEXT,
-    created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS one_active_row_per_path
-    ON files(path) WHERE state IN ({_ACTIVE_SQL});
-CREATE INDEX IF NOT EXISTS files_by_state ON files(state);
-CREATE INDEX IF NOT EXISTS files_by_path ON files(path);
-CREATE TABLE IF NOT EXISTS parts (
-    file_id INTEGER NOT NULL REFERENCES files(id),
-    number  INTEGER NOT NULL,
-    etag    TEXT NOT NULL,
-    PRIMARY KEY (file_id, number)
-);
-"""
-
-#: ``_UPGRADES[n]`` turns schema version n into n + 1; each runs in one transaction.
-_UPGRADES: dict[int, str] = {
-    # 2: Procore Documents folder ids by path (below a base folder, 0 = the root), so
-    # mirrored folders are neither listed nor created again after a restart.
-    1: """
-CREATE TABLE folder_ids (
-    project_id INTEGER NOT NULL,
-    base_id    INTEGER NOT NULL,
-    path       TEXT NOT NULL,
-    folder_id  INTEGER NOT NULL,
-    PRIMARY KEY (project_id, base_id, path)
-);
-""",
-}
-SCHEMA_VERSION = 1 + len(_UPGRADES)
-
 _UNFINISHED_SQL = ("SELECT id, folder, path, next_attempt_at FROM files "  # noqa: S608 - constant
-                   f"WHERE state IN ({_ACTIVE_SQL}) ORDER BY id")
+                   f"WHERE state IN ({ACTIVE_SQL}) ORDER BY id")
 
 _COLUMNS = (
     "sha256", "uuid", "ticket", "segments", "association", "resource_id", "archive_path",
@@ -155,27 +103,13 @@ class Journal:
         self._upgrade()
 
     def _upgrade(self) -> None:
-        """Bring the schema to ``SCHEMA_VERSION`` step by step; a newer one is refused."""
+        """Bring the schema to ``SCHEMA_VERSION`` (see ``journal_schema``)."""
         with self._lock:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise JournalError(f"journal schema {version} is newer than this daemon's "
-                                   f"({SCHEMA_VERSION}); upgrade procore-hotfolder")
-            if version == 0:
-                self._db.executescript(_SCHEMA_V1)  # new, or version 1 (IF NOT EXISTS)
-                self._db.execute("PRAGMA user_version = 1")
-                version = 1
-            while version < SCHEMA_VERSION:
-                with self._transaction() as db:
-                    for statement in _UPGRADES[version].split(";"):
-                        if statement.strip():
-                            db.execute(statement)
-                    db.execute(f"PRAGMA user_version = {version + 1}")
-                version += 1
+            journal_schema.upgrade(self._db)
 
     def schema_version(self) -> int:
         with self._lock:
-            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            return journal_schema.schema_version(self._db)
 
     @classmethod
     def open(cls, state_dir: Path) -> Journal:
@@ -211,7 +145,7 @@ class Journal:
         """Every unfinished row, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT * FROM files WHERE state IN ({_ACTIVE_SQL}) ORDER BY id"  # noqa: S608 - constant
+                f"SELECT * FROM files WHERE state IN ({ACTIVE_SQL}) ORDER BY id"  # noqa: S608 - constant
             ).fetchall()
         return [FileRecord.from_row(r) for r in rows]
 
@@ -227,7 +161,7 @@ class Journal:
     def active_for(self, path: Path) -> FileRecord | None:
         with self._lock:
             row = self._db.execute(
-                f"SELECT * FROM files WHERE path = ? AND state IN ({_ACTIVE_SQL})",  # noqa: S608
+                f"SELECT * FROM files WHERE path = ? AND state IN ({ACTIVE_SQL})",  # noqa: S608 - constant
                 (_b(path),)).fetchone()
         return FileRecord.from_row(row) if row else None
 
@@ -276,7 +210,7 @@ class Journal:
         with self._lock:
             rows = self._db.execute(
                 "SELECT folder, state, COUNT(*) AS n, MIN(created_at) AS oldest "  # noqa: S608 - constant
-                f"FROM files WHERE state IN ({_ACTIVE_SQL}, 'failed') GROUP BY folder, state"
+                f"FROM files WHERE state IN ({ACTIVE_SQL}, 'failed') GROUP BY folder, state"
             ).fetchall()
         for row in rows:
             folder = _p(row["folder"])

@@ -1,4 +1,8 @@
-"""The upload ledger: ``state_dir/uploads.jsonl``, one durable JSON line per uploaded file."""
+"""The upload ledger: ``state_dir/uploads.jsonl``, one durable JSON line per uploaded file.
+
+Every line is UTF-8: names that are not keep their odd bytes as ``\\xNN``
+(``model.display_path``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+
+from procore_hotfolder.model import display_values
 
 LEDGER_NAME = "uploads.jsonl"
 
@@ -20,7 +26,7 @@ class Ledger:
 
     def append(self, entry: Mapping[str, object]) -> None:
         """Write ``entry`` as one line and make it durable. Raises ``OSError``."""
-        line = json.dumps(_printable(entry), ensure_ascii=False, separators=(",", ":")) + "\n"
+        line = json.dumps(display_values(entry), ensure_ascii=False, separators=(",", ":")) + "\n"
         data = line.encode("utf-8")
         with self._lock:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
@@ -59,14 +65,3 @@ class Ledger:
         except FileNotFoundError:
             return False
         return False
-
-
-def _printable(value: object) -> object:
-    """Names that are not UTF-8 keep their odd bytes as ``\\xNN`` so every line is UTF-8."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    if isinstance(value, Mapping):
-        return {k: _printable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_printable(v) for v in value]
-    return value

@@ -1,11 +1,14 @@
-"""PURE domain model: a file's states, the moves allowed between them, backoff arithmetic.
+"""PURE domain model: a file's states, the moves allowed between them, backoff arithmetic,
+and the one way each of time, an odd file name and a skipped name is written down.
 
 No clocks, files or sockets here: callers pass ``now`` and random numbers in.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -69,9 +72,10 @@ class Backoff:
     cap: float = 600.0
     jitter: float = 0.2
 
-    def delay(self, attempt: int, *, rand: float, retry_after: float | None = None) -> float:
-        """Seconds to wait before attempt ``attempt + 1``; ``rand`` in [0, 1). Keyword-only
-        like ``RetryPolicy.delay``'s: two floats side by side are too easy to swap."""
+    def delay(self, attempt: int, *, retry_after: float | None = None, rand: float) -> float:
+        """Seconds to wait before attempt ``attempt + 1``; ``rand`` in [0, 1). The arguments
+        are ``RetryPolicy.delay``'s, in its order and keyword-only: two floats side by side
+        are too easy to swap."""
         raw = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
         spread = raw * self.jitter * (2 * rand - 1)
         return float(max(retry_after or 0.0, raw + spread, 0.0))
@@ -91,6 +95,37 @@ def utc_iso(when: float) -> str:
     """``2026-11-19T23:48:15Z``: Unix seconds as UTC ISO-8601 to the second, the one form of
     time in the ledger, sidecars, `status` and the queries sent to Procore."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def display_path(text: str | os.PathLike[str]) -> str:
+    """A path or file name as valid UTF-8 text for people and text files (ledger, sidecars).
+
+    ``os.fsdecode`` keeps bytes that are not UTF-8 as lone surrogates; they appear here as
+    ``\\xNN`` (``caf\\xe9.pdf``), so the line stays UTF-8 and still shows which byte it was.
+    """
+    raw = os.fspath(text)
+    return raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def display_values(value: object) -> object:
+    """``value`` with every string and path in it (inside mappings, lists and tuples too)
+    rendered by ``display_path``: for JSON written to the ledger and to sidecars."""
+    if isinstance(value, str | os.PathLike):
+        return display_path(value)
+    if isinstance(value, Mapping):
+        return {k: display_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [display_values(v) for v in value]
+    return value
+
+
+#: Why a scan passes over a symbolic link.
+SYMLINK_SKIP = "symlinks are never followed"
+
+
+def not_a_file_skip(kind: str) -> str:
+    """Why a scan passes over a FIFO, socket, device or other non-file (``kind``)."""
+    return f"a {kind} is never opened or uploaded"
 
 
 def describe_state(state: FileState) -> str:

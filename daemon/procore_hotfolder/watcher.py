@@ -1,4 +1,5 @@
-"""Detection I/O: which names are candidates, scans, folder health, watchdog hints.
+"""Detection I/O: scans and watchdog hints (which names count is ``ignore``'s business,
+whether a folder can be watched and how is ``mounts``').
 
 Events are hints, never facts: the watchdog handler only passes a path to ``hint`` (it runs
 on watchdog's single dispatch thread, so it never blocks and never stats). The scan is the
@@ -9,15 +10,12 @@ never arrive, the service scans the folder every ``poll_seconds`` instead.
 from __future__ import annotations
 
 import errno
-import fnmatch
 import os
-import re
 import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -25,108 +23,19 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from procore_hotfolder.config import FolderSettings
+from procore_hotfolder.ignore import IgnoreRules
+from procore_hotfolder.model import SYMLINK_SKIP, not_a_file_skip
+from procore_hotfolder.mounts import FolderHealth, choose_watch_mode, folder_available
+
+# IgnoreRules and FolderHealth are imported from here by the service and `explain`.
+__all__ = ["FolderHealth", "FolderWatcher", "IgnoreRules", "ScanEntry", "scan"]
 
 log = structlog.get_logger(__name__)
-
-#: Names never uploaded: editor/Office lock and temp files, partial downloads, OS clutter.
-#: Matched case-insensitively against every component of the path below the folder.
-BUILTIN_IGNORES: tuple[str, ...] = (
-    "~$*", ".~lock.*#", "~*.tmp", "*.tmp", "*.temp", "*.part", "*.partial", "*.crdownload",
-    "*.download", "*.swp", "*~", "Thumbs.db", "desktop.ini", ".DS_Store", "*.!ut",
-    "*.filepart", "._*", "$RECYCLE.BIN", "System Volume Information", "lost+found", "@eaDir",
-    "#recycle",
-)
-
-#: Filesystems where inotify does not see writes made by other machines: polled.
-NETWORK_FS_TYPES: frozenset[str] = frozenset({
-    "cifs", "smb3", "smbfs", "smb2", "nfs", "nfs4", "fuse", "9p", "afs", "ceph", "glusterfs",
-    "davfs", "ncpfs", "vboxsf", "vmhgfs",
-})
-
-SYMLINK_REASON = "symlinks are never followed"
-SPECIAL_REASON = "a {kind} is never opened or uploaded"
 
 _SYSCTL_FOR_ERRNO = {
     errno.ENOSPC: "fs.inotify.max_user_watches",
     errno.EMFILE: "fs.inotify.max_user_instances",
 }
-
-
-def _compile(patterns: Sequence[str]) -> re.Pattern[str] | None:
-    if not patterns:
-        return None
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns),
-                      re.IGNORECASE | re.DOTALL)
-
-
-_BUILTIN_RE = _compile(BUILTIN_IGNORES)
-
-
-def _which(patterns: Sequence[str], text: str) -> str:
-    for pattern in patterns:
-        if fnmatch.fnmatchcase(text.lower(), pattern.lower()):
-            return pattern
-    return patterns[0]  # unreachable when the combined regex matched
-
-
-class IgnoreRules:
-    """Decides which paths inside one watched folder are candidates for upload.
-
-    Built-in patterns and the folder's ``exclude`` patterns both match case-insensitively
-    (SMB shares are case-insensitive; ``*.bak`` should catch ``SCAN.BAK``). An exclude
-    pattern matches a component's name or the path relative to the folder.
-    """
-
-    def __init__(self, folder: FolderSettings) -> None:
-        self.folder = folder
-        self._root = os.fspath(folder.path)
-        self._archive = os.fspath(folder.archive_dir)
-        self._failed = os.fspath(folder.failed_dir)
-        self._exclude = folder.exclude
-        self._exclude_re = _compile(folder.exclude)
-
-    def name_reason(self, name: str, rel: str) -> str | None:
-        """Why the entry ``name`` (at ``rel``, relative to the folder) is ignored, or None.
-
-        Checks only this component; the caller has already checked its parents.
-        """
-        if name.startswith("."):
-            return "hidden"
-        if _BUILTIN_RE is not None and _BUILTIN_RE.match(name):
-            return f"pattern {_which(BUILTIN_IGNORES, name)}"
-        if self._exclude_re is not None:
-            if self._exclude_re.match(name):
-                return f"exclude {_which(self._exclude, name)}"
-            if self._exclude_re.match(rel):
-                return f"exclude {_which(self._exclude, rel)}"
-        return None
-
-    def special_dir_reason(self, full: str) -> str | None:
-        """"archive_dir"/"failed_dir" when ``full`` is (or lies inside) one of them."""
-        if full == self._archive or full.startswith(self._archive + os.sep):
-            return "archive_dir"
-        if full == self._failed or full.startswith(self._failed + os.sep):
-            return "failed_dir"
-        return None
-
-    def reason(self, path: Path) -> str | None:
-        """None when ``path`` (absolute; file or folder) is a candidate, else why not."""
-        full = os.path.normpath(os.fspath(path))
-        special = self.special_dir_reason(full)
-        if special is not None:
-            return special
-        if full == self._root:
-            return None
-        if not full.startswith(self._root.rstrip(os.sep) + os.sep):
-            return "outside folder"
-        parts = full[len(self._root.rstrip(os.sep)) + 1:].split(os.sep)
-        if not self.folder.recursive and len(parts) > 1:
-            return "not recursive"
-        for index, name in enumerate(parts):
-            why = self.name_reason(name, "/".join(parts[: index + 1]))
-            if why is not None:
-                return why
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +89,7 @@ def scan(
                     yield ScanEntry(Path(full), "file")
                     continue
                 if entry.is_symlink():
-                    yield ScanEntry(Path(full), "symlink", SYMLINK_REASON)
+                    yield ScanEntry(Path(full), "symlink", SYMLINK_SKIP)
                     continue
                 kind = _special_kind(entry.stat(follow_symlinks=False).st_mode)
             except FileNotFoundError:
@@ -189,7 +98,7 @@ def scan(
                 yield ScanEntry(Path(full), "unreadable",
                                 f"cannot examine: {exc.strerror or exc}")
                 continue
-            yield ScanEntry(Path(full), kind, SPECIAL_REASON.format(kind=kind))
+            yield ScanEntry(Path(full), kind, not_a_file_skip(kind))
 
 
 def _special_kind(mode: int) -> str:
@@ -200,118 +109,6 @@ def _special_kind(mode: int) -> str:
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "device"
     return "other"
-
-
-# --- folder health -------------------------------------------------------------------------
-
-
-def folder_available(folder: FolderSettings) -> str | None:
-    """None when the folder exists, is a directory and can be listed; else why not."""
-    try:
-        st = os.stat(folder.path)
-    except FileNotFoundError:
-        return "missing"
-    except PermissionError:
-        return "permission denied"
-    except OSError as exc:
-        return _os_reason(exc)
-    if not stat.S_ISDIR(st.st_mode):
-        return "not a directory"
-    try:
-        with os.scandir(folder.path) as entries:
-            next(entries, None)
-    except PermissionError:
-        return "permission denied"
-    except OSError as exc:
-        return _os_reason(exc)
-    return None
-
-
-def _os_reason(exc: OSError) -> str:
-    if exc.errno in (errno.ENOTCONN, errno.ESTALE, errno.EHOSTDOWN, errno.EIO):
-        return f"{exc.strerror} (share disconnected or unmounted?)"
-    return str(exc.strerror or exc)
-
-
-class FolderHealth:
-    """``folder_available`` plus memory of each folder's device, to notice an unmount.
-
-    When a share is unmounted, its mount point usually remains as an empty folder on the
-    parent filesystem: the path still exists but sits on another device. An empty folder on
-    a changed device is reported as "device changed (unmounted?)"; once it holds entries
-    again the new device is accepted (a remount, or a deliberate move to another disk).
-    Thread-safe.
-    """
-
-    def __init__(self) -> None:
-        self._devices: dict[Path, int] = {}
-        self._lock = threading.Lock()
-
-    def check(self, folder: FolderSettings) -> str | None:
-        """None when the folder can be scanned now, else the reason."""
-        problem = folder_available(folder)
-        if problem is not None:
-            return problem
-        try:
-            device = os.stat(folder.path).st_dev
-            with os.scandir(folder.path) as entries:
-                empty = next(entries, None) is None
-        except OSError as exc:
-            return _os_reason(exc)
-        with self._lock:
-            known = self._devices.get(folder.path)
-            if known is not None and known != device and empty:
-                return "device changed (unmounted?)"
-            self._devices[folder.path] = device
-        return None
-
-
-# --- filesystem type and watch mode --------------------------------------------------------
-
-
-def _unescape_mount(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def filesystem_type(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str:
-    """The filesystem type of the mount holding ``path`` (e.g. "ext4", "cifs"), or
-    "unknown" when it cannot be determined."""
-    try:
-        target = os.path.realpath(path)
-        lines = mountinfo.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
-    except OSError:
-        return "unknown"
-    best_len = -1
-    best_type = "unknown"
-    for line in lines:
-        left, sep, right = line.partition(" - ")
-        fields = left.split(" ")
-        if not sep or len(fields) < 5 or not right:
-            continue
-        mount_point = _unescape_mount(fields[4])
-        prefix = mount_point.rstrip("/") + "/"
-        if target != mount_point and not target.startswith(prefix):
-            continue
-        # ">=": a later line for the same mount point is mounted on top of the earlier one.
-        if len(mount_point) >= best_len:
-            best_len = len(mount_point)
-            best_type = right.split(" ", 1)[0]
-    return best_type
-
-
-def is_network_fs(fstype: str) -> bool:
-    """True for shares and FUSE mounts, where inotify misses other machines' writes."""
-    return fstype in NETWORK_FS_TYPES or fstype.startswith("fuse.")
-
-
-def choose_watch_mode(folder: FolderSettings) -> Literal["events", "poll"]:
-    """``folder.watch`` unless "auto": then poll on network/FUSE filesystems, else events."""
-    if folder.watch == "events":
-        return "events"
-    if folder.watch == "poll":
-        return "poll"
-    return "poll" if is_network_fs(filesystem_type(folder.path)) else "events"
 
 
 # --- watchdog ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from structlog.testing import LogCapture
 
-from procore_hotfolder import archiver, sourcefile
+from procore_hotfolder import nooverwrite, sourcefile
 from procore_hotfolder.cli import Engine
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
@@ -337,7 +337,7 @@ def test_full_archive_disk_keeps_the_file_and_retries(tmp_path: Path, emulator: 
     drop = tmp_path / "drop"
     drop.mkdir()
     full = {"left": 2}
-    real_link = archiver._link
+    real_link = nooverwrite._link
 
     def link(src: Any, dst: Any, **kwargs: Any) -> None:
         if full["left"] > 0:
@@ -345,8 +345,8 @@ def test_full_archive_disk_keeps_the_file_and_retries(tmp_path: Path, emulator: 
             raise OSError(errno.ENOSPC, "No space left on device", os.fspath(dst))
         real_link(src, dst, **kwargs)
 
-    monkeypatch.setattr(archiver, "_link", link)
-    monkeypatch.setattr(archiver, "_rename", lambda *_a, **_k: (_ for _ in ()).throw(
+    monkeypatch.setattr(nooverwrite, "_link", link)
+    monkeypatch.setattr(nooverwrite, "_rename", lambda *_a, **_k: (_ for _ in ()).throw(
         OSError(errno.ENOSPC, "No space left on device")))
     with daemon(tmp_path, emulator, [{"path": str(drop)}], settle_seconds=0.2) as d:
         (drop / "big.pdf").write_bytes(b"kept in place")

@@ -13,18 +13,17 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from procore_hotfolder import archiver
+from procore_hotfolder import nooverwrite
 from procore_hotfolder.archiver import (
     archive_path_for,
     failed_path_for,
-    free_name,
-    move_no_overwrite,
     move_to_failed,
-    numbered_name,
     write_error_sidecar,
 )
+from procore_hotfolder.clash_names import free_name, numbered_name
 from procore_hotfolder.config import FolderSettings
 from procore_hotfolder.errors import ArchiveError, FileChanged, FileVanished
+from procore_hotfolder.nooverwrite import move_no_overwrite
 from procore_hotfolder.sourcefile import observe
 
 
@@ -121,14 +120,14 @@ def test_clash_raced_after_free_name(tmp_path: Path, monkeypatch: pytest.MonkeyP
     # Another writer takes the free name between our check and our link.
     source = make(tmp_path / "drop" / "a.pdf", b"mine")
     target = tmp_path / "archive" / "a.pdf"
-    real_link = archiver._link
+    real_link = nooverwrite._link
 
     def racing_link(src: Any, dst: Any, **kwargs: Any) -> None:
         if Path(dst) == target and not target.exists():
             target.write_bytes(b"theirs")
         real_link(src, dst, **kwargs)
 
-    monkeypatch.setattr(archiver, "_link", racing_link)
+    monkeypatch.setattr(nooverwrite, "_link", racing_link)
     final = move_no_overwrite(source, target)
     assert final == tmp_path / "archive" / "a (1).pdf"
     assert target.read_bytes() == b"theirs" and final.read_bytes() == b"mine"
@@ -141,7 +140,7 @@ def test_without_hard_links_renames_without_overwriting(
     def no_links(*_args: Any, **_kwargs: Any) -> None:
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(archiver, "_link", no_links)
+    monkeypatch.setattr(nooverwrite, "_link", no_links)
     target = make(tmp_path / "archive" / "a.pdf", b"old")
     source = make(tmp_path / "drop" / "a.pdf", b"new")
     final = move_no_overwrite(source, target)
@@ -156,8 +155,8 @@ def test_without_renameat2_falls_back_to_checked_rename(
     def no_links(*_args: Any, **_kwargs: Any) -> None:
         raise OSError(errno.EPERM, "no links here")
 
-    monkeypatch.setattr(archiver, "_link", no_links)
-    monkeypatch.setattr(archiver, "_renameat2", None)
+    monkeypatch.setattr(nooverwrite, "_link", no_links)
+    monkeypatch.setattr(nooverwrite, "_renameat2", None)
     target = make(tmp_path / "archive" / "a.pdf", b"old")
     source = make(tmp_path / "drop" / "a.pdf", b"new")
     final = move_no_overwrite(source, target)
@@ -233,8 +232,8 @@ def other_fs(request: pytest.FixtureRequest, tmp_path: Path,
             raise OSError(errno.EXDEV, "Invalid cross-device link")
         os.link(src, dst, follow_symlinks=False)
 
-    monkeypatch.setattr(archiver, "_link", cross_device)
-    monkeypatch.setattr(archiver, "_renameat2", None)
+    monkeypatch.setattr(nooverwrite, "_link", cross_device)
+    monkeypatch.setattr(nooverwrite, "_renameat2", None)
     folder = tmp_path / "other-fs"
     folder.mkdir()
     yield folder
@@ -264,7 +263,7 @@ def test_cross_filesystem_failure_leaves_source_intact(
     def broken_verify(*_args: Any) -> None:
         raise ArchiveError("the copy does not match the original")
 
-    monkeypatch.setattr(archiver, "_verify_copy", broken_verify)
+    monkeypatch.setattr(nooverwrite, "_verify_copy", broken_verify)
     with pytest.raises(ArchiveError, match="does not match"):
         move_no_overwrite(source, other_fs / "archive" / "a.pdf")
     assert source.read_bytes() == b"precious" * 1000
@@ -284,7 +283,7 @@ def test_cross_filesystem_disk_full(tmp_path: Path, other_fs: Path,
             raise OSError(errno.ENOSPC, "No space left on device")
         return os.write(fd, data)
 
-    monkeypatch.setattr(archiver, "_write", full_after_first_chunk)
+    monkeypatch.setattr(nooverwrite, "_write", full_after_first_chunk)
     with pytest.raises(ArchiveError, match="disk is full"):
         move_no_overwrite(source, other_fs / "archive" / "a.pdf")
     assert sha(source) == before
@@ -309,7 +308,7 @@ def test_disk_full_on_same_filesystem(tmp_path: Path, monkeypatch: pytest.Monkey
     def full(*_args: Any, **_kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(archiver, "_link", full)
+    monkeypatch.setattr(nooverwrite, "_link", full)
     with pytest.raises(ArchiveError, match="disk is full"):
         move_no_overwrite(source, tmp_path / "archive" / "a.pdf")
     assert source.read_bytes() == b"content"
@@ -336,9 +335,10 @@ def test_sidecar_content(tmp_path: Path) -> None:
 def test_sidecar_with_non_utf8_name_is_valid_utf8(tmp_path: Path) -> None:
     name = os.fsdecode(b"caf\xe9.pdf")
     failed = make(tmp_path / name)
-    sidecar = write_error_sidecar(failed, {"source": str(failed)})
+    sidecar = write_error_sidecar(failed, {"source": str(failed), "archived": failed})
     loaded = json.loads(sidecar.read_bytes().decode("utf-8"))  # strict UTF-8
-    assert loaded["source"] == str(failed)
+    # The odd byte shown as the ledger shows it: \xe9, for a string or a path alike.
+    assert loaded["source"] == loaded["archived"] == str(tmp_path) + "/caf\\xe9.pdf"
 
 
 def test_sidecar_never_overwrites(tmp_path: Path) -> None:
@@ -356,7 +356,7 @@ def test_sidecar_atomic_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def full(_fd: int, _data: Any) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(archiver, "_write", full)
+    monkeypatch.setattr(nooverwrite, "_write", full)
     with pytest.raises(ArchiveError, match="disk is full"):
         write_error_sidecar(failed, {"reason": "x"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf"]  # no partial, no temp
@@ -396,7 +396,7 @@ def test_source_replaced_during_move_is_not_deleted(tmp_path: Path,
     # A writer replaces the file between our link() and unlink(): the new file must survive
     # and our link must be taken back.
     source = make(tmp_path / "drop" / "a.pdf", b"uploaded version")
-    real_link = archiver._link
+    real_link = nooverwrite._link
 
     def link_then_replace(src: Any, dst: Any, **kwargs: Any) -> None:
         real_link(src, dst, **kwargs)
@@ -404,7 +404,7 @@ def test_source_replaced_during_move_is_not_deleted(tmp_path: Path,
         fresh.write_bytes(b"newer version")
         os.replace(fresh, src)
 
-    monkeypatch.setattr(archiver, "_link", link_then_replace)
+    monkeypatch.setattr(nooverwrite, "_link", link_then_replace)
     with pytest.raises(FileChanged):
         move_no_overwrite(source, tmp_path / "archive" / "a.pdf")
     assert source.read_bytes() == b"newer version"

@@ -21,6 +21,7 @@ def test_ledger_lines_and_torn_tail(tmp_path: Path) -> None:
     lines = ledger.path.read_bytes().splitlines()
     assert json.loads(lines[0])["uuid"] == "U1"
     assert json.loads(lines[-1])["uuid"] == "U3"
+    assert json.loads(lines[-1])["source"] == "/d/\\xff"  # the odd byte, shown as \xff
     assert ledger.contains_uuid("U1") and ledger.contains_uuid("U3")
     assert not ledger.contains_uuid("U2")
 

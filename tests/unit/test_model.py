@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from procore_hotfolder.errors import JournalError
@@ -12,6 +15,8 @@ from procore_hotfolder.model import (
     Backoff,
     FileState,
     check_move,
+    display_path,
+    display_values,
     segment_size_for,
     ticket_reusable,
 )
@@ -60,3 +65,12 @@ def test_segment_size_grows_to_stay_within_s3s_part_limit() -> None:
     assert grown % mib == 0 and grown > 16 * mib
     assert -(-500 * gib // grown) <= MAX_SEGMENTS
     assert -(-500 * gib // (grown - mib)) > MAX_SEGMENTS  # the smallest whole MiB that fits
+
+
+def test_an_undecodable_name_is_displayed_one_way() -> None:
+    odd = os.fsdecode(b"caf\xe9 \xff.pdf")
+    assert display_path(odd) == "caf\\xe9 \\xff.pdf"
+    assert display_path(Path("/d") / odd) == "/d/caf\\xe9 \\xff.pdf"
+    assert display_path("Ünïcødé.pdf") == "Ünïcødé.pdf"  # valid UTF-8 is left alone
+    assert display_values({"a": [odd, 3], "b": (Path(odd),), "c": None}) == {
+        "a": ["caf\\xe9 \\xff.pdf", 3], "b": ["caf\\xe9 \\xff.pdf"], "c": None}

@@ -9,17 +9,44 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "procore-hotfolder.service"
+METRICS_DROP_IN = ROOT / "systemd" / "metrics.conf.example"
 
 
-def _settings() -> dict[str, list[str]]:
+def _settings(path: Path = UNIT) -> dict[str, list[str]]:
+    """Every ``Key=value`` of a unit file or drop-in, values in order per key."""
     out: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if "=" in line and not line.startswith(("#", "[")):
             key, value = line.split("=", 1)
             out.setdefault(key, []).append(value)
     return out
+
+
+@pytest.fixture
+def analyze() -> str:
+    found = shutil.which("systemd-analyze")
+    assert found is not None, "systemd-analyze comes with systemd on every supported host"
+    return found
+
+
+def _exposure(analyze: str, unit: Path) -> float:
+    """``systemd-analyze security``'s overall exposure level of ``unit``."""
+    result = subprocess.run([analyze, "security", "--offline=true", str(unit)],
+                            capture_output=True, text=True, check=False)
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    return float(match.group(1))
+
+
+def _runnable_here(unit_text: str) -> str:
+    """The unit with an ExecStart that exists here, so that `verify` judges the unit, not this
+    machine."""
+    return re.sub(r"^ExecStart=\S+", f"ExecStart={sys.executable} -m procore_hotfolder",
+                  unit_text, flags=re.MULTILINE)
 
 
 def test_unit_is_notify_with_watchdog_and_credential() -> None:
@@ -35,14 +62,8 @@ def test_unit_is_notify_with_watchdog_and_credential() -> None:
     assert settings["CapabilityBoundingSet"] == [""]
 
 
-def test_unit_exposure_within_target() -> None:
-    analyze = shutil.which("systemd-analyze")
-    assert analyze is not None, "systemd-analyze comes with systemd on every supported host"
-    result = subprocess.run([analyze, "security", "--offline=true", str(UNIT)],
-                            capture_output=True, text=True, check=False)
-    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
-    assert match, result.stdout + result.stderr
-    assert float(match.group(1)) <= 2.0
+def test_unit_exposure_within_target(analyze: str) -> None:
+    assert _exposure(analyze, UNIT) <= 2.0
 
 
 def test_console_script_and_dependencies() -> None:
@@ -53,38 +74,18 @@ def test_console_script_and_dependencies() -> None:
                      "prometheus-client"}
 
 
-METRICS_DROP_IN = ROOT / "systemd" / "metrics.conf.example"
-
-
 def _with_metrics_drop_in(tmp_path: Path) -> Path:
     """The unit as systemd sees it with the metrics drop-in installed (its [Service] lines
-    added to the unit's: every directive it sets adds to a list), and an ExecStart that
-    exists here so that `verify` judges the unit, not this machine."""
+    added to the unit's: every directive it sets adds to a list), runnable here."""
     drop_in = METRICS_DROP_IN.read_text().split("[Service]\n", 1)[1]
     unit = UNIT.read_text().replace("\n[Install]\n", "\n" + drop_in + "\n[Install]\n")
-    unit = re.sub(r"^ExecStart=\S+", f"ExecStart={sys.executable} -m procore_hotfolder",
-                  unit, flags=re.MULTILINE)
     path = tmp_path / UNIT.name
-    path.write_text(unit)
+    path.write_text(_runnable_here(unit))
     return path
 
 
-def _exposure(unit: Path) -> float:
-    analyze = shutil.which("systemd-analyze")
-    assert analyze is not None, "systemd-analyze comes with systemd on every supported host"
-    result = subprocess.run([analyze, "security", "--offline=true", str(unit)],
-                            capture_output=True, text=True, check=False)
-    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
-    assert match, result.stdout + result.stderr
-    return float(match.group(1))
-
-
 def test_metrics_drop_in_lets_loopback_in_and_nothing_else() -> None:
-    settings: dict[str, list[str]] = {}
-    for line in METRICS_DROP_IN.read_text().splitlines():
-        if "=" in line and not line.startswith(("#", "[")):
-            key, value = line.split("=", 1)
-            settings.setdefault(key, []).append(value)
+    settings = _settings(METRICS_DROP_IN)
     assert settings["IPAddressAllow"] == ["127.0.0.1 ::1"]
     assert settings["SocketBindDeny"] == ["any"]
     assert settings["SocketBindAllow"] == ["tcp:9464"]
@@ -94,17 +95,14 @@ def test_metrics_drop_in_lets_loopback_in_and_nothing_else() -> None:
     assert "localhost" in _settings()["IPAddressDeny"][0].split()
 
 
-def test_unit_with_metrics_drop_in_stays_within_target(tmp_path: Path) -> None:
-    assert _exposure(_with_metrics_drop_in(tmp_path)) <= 2.0
+def test_unit_with_metrics_drop_in_stays_within_target(analyze: str, tmp_path: Path) -> None:
+    assert _exposure(analyze, _with_metrics_drop_in(tmp_path)) <= 2.0
 
 
-def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
-    assert analyze is not None
+def test_unit_passes_systemd_analyze_verify(analyze: str, tmp_path: Path) -> None:
     plain = tmp_path / "plain" / UNIT.name
     plain.parent.mkdir()
-    plain.write_text(re.sub(r"^ExecStart=\S+", f"ExecStart={sys.executable} -m procore_hotfolder",
-                            UNIT.read_text(), flags=re.MULTILINE))
+    plain.write_text(_runnable_here(UNIT.read_text()))
     for unit in (plain, _with_metrics_drop_in(tmp_path)):
         result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
                                 check=False)

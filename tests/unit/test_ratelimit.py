@@ -33,6 +33,11 @@ class FakeTime:
         self.now += seconds
         return True
 
+    def governor(self, rand: float = 0.0, ceiling_per_hour: int | None = None) -> RateGovernor:
+        """A governor on this clock and wait, its jitter fixed at ``rand``."""
+        return RateGovernor(clock=self.clock, wait=self.wait, rand=lambda: rand,
+                            ceiling_per_hour=ceiling_per_hour)
+
 
 def limits(limit: int, remaining: int, reset: float) -> dict[str, str]:
     return {"X-Rate-Limit-Limit": str(limit), "X-Rate-Limit-Remaining": str(remaining),
@@ -46,7 +51,7 @@ def fake() -> FakeTime:
 
 @pytest.fixture
 def governor(fake: FakeTime) -> RateGovernor:
-    return RateGovernor(clock=fake.clock, wait=fake.wait, rand=lambda: 0.0)
+    return fake.governor()
 
 
 def test_nothing_known_means_no_waiting(fake: FakeTime, governor: RateGovernor) -> None:
@@ -126,7 +131,7 @@ def test_a_spent_window_starts_over_at_its_reset_without_probing(
 
 
 def test_429_pauses_every_caller_until_reset_or_retry_after(fake: FakeTime) -> None:
-    governor = RateGovernor(clock=fake.clock, wait=fake.wait, rand=lambda: 0.5)
+    governor = fake.governor(rand=0.5)
     start = fake.now
     governor.acquire()
     governor.observe(429, {**limits(10, 0, start + 3), "Retry-After": "7"})
@@ -479,7 +484,7 @@ def run_against(fake: FakeTime, governor: RateGovernor, server: FixedWindowServe
 )
 def test_long_run_uses_the_tighter_window_with_at_most_one_429_an_hour(
         fake: FakeTime, windows: list[tuple[int, float]], aligned: bool) -> None:
-    governor = RateGovernor(clock=fake.clock, wait=fake.wait, rand=lambda: 0.5)
+    governor = fake.governor(rand=0.5)
     server = FixedWindowServer(
         fake, [FixedWindow(limit, seconds, aligned=aligned) for limit, seconds in windows])
     longest = max(seconds for _, seconds in windows)
@@ -495,8 +500,7 @@ def test_long_run_uses_the_tighter_window_with_at_most_one_429_an_hour(
 def test_our_ceiling_caps_calls_in_any_hour(fake: FakeTime) -> None:
     """daemon.max_api_calls_per_hour: at most N calls in any sliding hour, whatever Procore's
     headers would allow, leaving the rest of the company's quota to other integrations."""
-    governor = RateGovernor(clock=fake.clock, wait=fake.wait, rand=lambda: 0.0,
-                            ceiling_per_hour=5)
+    governor = fake.governor(ceiling_per_hour=5)
     starts = []
     for _ in range(12):
         governor.acquire()
@@ -516,8 +520,7 @@ def test_our_ceiling_lets_a_minutes_worth_go_at_once_then_paces_evenly(
         fake: FakeTime) -> None:
     """The ceiling leaves its room to other integrations at every moment, not only at the end
     of an hour spent in one burst; and it binds whatever the server's windows allow."""
-    governor = RateGovernor(clock=fake.clock, wait=fake.wait, rand=lambda: 0.0,
-                            ceiling_per_hour=1800)
+    governor = fake.governor(ceiling_per_hour=1800)
     server = FixedWindowServer(fake, [FixedWindow(60, 60.0, aligned=False),
                                       FixedWindow(5, 2.0, aligned=False)])
     elapsed = run_against(fake, governor, server, 3600)

@@ -18,18 +18,15 @@ from watchdog.observers.inotify import InotifyObserver
 
 from procore_hotfolder import watcher
 from procore_hotfolder.config import FolderSettings
-from procore_hotfolder.watcher import (
-    BUILTIN_IGNORES,
+from procore_hotfolder.ignore import BUILTIN_IGNORES, IgnoreRules
+from procore_hotfolder.mounts import (
     FolderHealth,
-    FolderWatcher,
-    IgnoreRules,
-    ScanEntry,
     choose_watch_mode,
     filesystem_type,
     folder_available,
     is_network_fs,
-    scan,
 )
+from procore_hotfolder.watcher import FolderWatcher, ScanEntry, scan
 
 
 def settings(root: Path, **overrides: Any) -> FolderSettings:
