@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from procore_hotfolder.pace import PaceMeter
 from procore_hotfolder.reporting import _estimate, format_status
-from procore_hotfolder.service import PaceMeter
 
 
 def test_the_pace_is_measured_over_the_last_quarter_hour() -> None:
