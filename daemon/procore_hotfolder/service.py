@@ -2,7 +2,8 @@
 
 Threads, each stoppable and joined:
 - the scheduler (the caller's thread): ``Scheduler.tick`` turns hints into journal rows;
-  between ticks the status snapshot is written and systemd told (``Heartbeat``);
+  between ticks ``StatusPublisher`` writes the status snapshot and ``Heartbeat`` feeds
+  systemd's watchdog;
 - the scanner: ``Scheduler.scan_loop``; it only produces hints;
 - the watcher (watchdog observers, not under `once`): only produces hints;
 - N upload workers: take journal rows from the dispatcher and run ``Uploader.process``.
@@ -13,7 +14,6 @@ process's one, given by the composition root, and set by ``stop`` or by whoever 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -27,10 +27,9 @@ from procore_hotfolder.dispatch import Dispatcher
 from procore_hotfolder.errors import ConfigError
 from procore_hotfolder.heartbeat import Heartbeat, Notifier, NullNotifier
 from procore_hotfolder.journal import Journal
-from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks, MetricsSample
-from procore_hotfolder.model import IN_FLIGHT, FileState
-from procore_hotfolder.pace import PaceLimit
+from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.pauses import ACCOUNT
+from procore_hotfolder.publisher import StatusPublisher
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.runmode import RunMode, RunSummary
 from procore_hotfolder.scheduler import Scheduler
@@ -70,7 +69,6 @@ class Service:
         self._governor = governor
         self._stop = stop
         self._mode = mode
-        self._progress = progress
         self._notifier = notifier or NullNotifier()
         self._now = monotonic
         self._wall = wall
@@ -89,7 +87,12 @@ class Service:
                                    mode=mode, heartbeat=self.heartbeat, stop=stop,
                                    watcher=lambda: self._watcher, monotonic=monotonic,
                                    wall=wall)
-        self._pace_limit = PaceLimit(monotonic())
+        self.publisher = StatusPublisher(
+            config=lambda: self.config, journal=journal, scheduler=self.scheduler,
+            dispatcher=self._dispatcher, governor=governor, pauses=self.pauses,
+            progress=progress, heartbeat=self.heartbeat, mode=mode,
+            watcher=lambda: self._watcher, workers=lambda: self._worker_target,
+            monotonic=monotonic, wall=wall)
 
     # --- control (safe from a signal handler: they only set events) ------------------------
 
@@ -120,7 +123,7 @@ class Service:
                                           self.config.daemon.poll_seconds)
             self._watcher.start()
         self._start_thread(self.scheduler.scan_loop, "scanner")
-        self.metrics.serve(self.metrics_sample)
+        self.metrics.serve(self.publisher.metrics_sample)
         self._notifier.notify("READY=1")
         log.info("daemon_ready", folders=len(self.config.folders), once=self._mode.once,
                  workers=self.config.daemon.workers)
@@ -135,7 +138,7 @@ class Service:
                 now = self._now()
                 if now - last_snapshot >= snapshot.SNAPSHOT_EVERY_SECONDS:
                     last_snapshot = now
-                    self._publish_status()
+                    self.publisher.publish()
                 self.heartbeat.feed()
                 if self._mode.finished(self.scheduler):
                     break
@@ -171,7 +174,7 @@ class Service:
         for thread in self._threads:
             thread.join()
         self.metrics.close()
-        self._publish_status()
+        self.publisher.publish()
         log.info("daemon_stopped")
 
     # --- workers ---------------------------------------------------------------------------
@@ -227,7 +230,7 @@ class Service:
             self._dispatcher.release(None if ACCOUNT in paused else {Path(s) for s in paused})
         self.scheduler.rescan()
         self._notifier.notify("READY=1")
-        self._publish_status()
+        self.publisher.publish()
 
     def _reloaded_config(self) -> Config:
         """The configuration file as it is now; raises ``ConfigError`` when it does not load
@@ -266,69 +269,3 @@ class Service:
         log.info("configuration_reloaded", added=added, removed=removed, changed=changed,
                  workers=new.daemon.workers)
         snapshot.warn_unfiled(new)
-
-    # --- status: STATUS= and status.json ----------------------------------------------------
-
-    def _publish_status(self) -> None:
-        scheduler = self.scheduler
-        counts = self._dispatcher.counts()
-        paused = self._governor.paused()
-        pauses = self.pauses.current()
-        last = scheduler.last_upload
-        self.heartbeat.status(waiting=len(scheduler.tracker), counts=counts,
-                              last_upload=last["path"] if last else "none", paused=paused,
-                              pauses=pauses)
-        wall, now = self._wall(), self._now()
-        pending = snapshot.pending_view(
-            scheduler.tracker.sample(snapshot.SNAPSHOT_PENDING_LIMIT), wall=wall,
-            monotonic=now, settle_for=self._settle_for)
-        bound_by = self._pace_limit.bound_by(
-            paused=paused is not None or bool(pauses), now=now,
-            quota_wait_seconds=self._governor.quota_wait_seconds, workers=self._worker_target)
-        snapshot.write_snapshot(self.config.daemon.state_dir, snapshot.build_snapshot(
-            pid=os.getpid(), updated=wall, once=self._mode.once, counts=counts,
-            waiting=len(scheduler.tracker), pending=pending, skipped=scheduler.skipped,
-            unavailable=scheduler.unavailable,
-            modes=self._watcher.modes if self._watcher else {}, paused=paused,
-            pauses=[p.as_dict() for p in pauses],
-            files_per_hour=scheduler.pace.files_per_hour(now), bound_by=bound_by,
-            uploading=self._progress.snapshot(), last_upload=last))
-
-    def _settle_for(self, key: str) -> float:
-        folder = self.config.folder_for(Path(key))
-        return folder.settle_seconds if folder else 0.0
-
-    # --- metrics (called on the metrics thread at each scrape) -----------------------------
-
-    def metrics_sample(self) -> MetricsSample:
-        """Queue per folder and state, oldest waiting file, pauses in force."""
-        wall = self._wall()
-        queue: dict[str, dict[str, int]] = {str(f.path): {} for f in self.config.folders}
-        since: dict[str, float] = {}
-        monotonic_now = self._now()
-        for key, pending in self.scheduler.tracker.pending().items():
-            folder = self.config.folder_for(Path(key))
-            if folder is not None:
-                label = str(folder.path)
-                counts = queue.setdefault(label, {})
-                counts["waiting"] = counts.get("waiting", 0) + 1
-                seen = wall - (monotonic_now - pending.first_seen)
-                since[label] = min(since.get(label, seen), seen)
-        for path, by_state in self._journal.queue_summary().items():
-            counts = queue.setdefault(str(path), {})
-            for state, (n, oldest) in by_state.items():
-                kind = ("failed" if state == FileState.FAILED.value else "uploading"
-                        if FileState(state) in IN_FLIGHT else "queued")
-                counts[kind] = counts.get(kind, 0) + n
-                if kind != "failed":
-                    since[str(path)] = min(since.get(str(path), oldest), oldest)
-        paused = [(str(path), "folder_unavailable") for path in dict(self.scheduler.unavailable)]
-        paused += [("" if p.scope == ACCOUNT else p.scope, p.reason)
-                   for p in self.pauses.current()]
-        governor_pause = self._governor.paused()
-        if governor_pause is not None:
-            paused.append(("", governor_pause[1]))
-        return MetricsSample(queue=queue,
-                             oldest_waiting_seconds={k: max(0.0, wall - v)
-                                                     for k, v in since.items()},
-                             paused=tuple(paused))
