@@ -108,10 +108,6 @@ class Service:
         self._reload_requested.set()
         self.scheduler.wake()
 
-    def hint(self, path: Path) -> None:
-        """Something may have happened at ``path`` (called from watcher threads; never blocks)."""
-        self.scheduler.hint(path)
-
     # --- main ------------------------------------------------------------------------------
 
     def run(self) -> RunSummary:
@@ -119,7 +115,7 @@ class Service:
         self.scheduler.recover()
         self._start_workers()
         if self._mode.watches:
-            self._watcher = FolderWatcher(self.config.folders, self.hint,
+            self._watcher = FolderWatcher(self.config.folders, self.scheduler.hint,
                                           self.config.daemon.poll_seconds)
             self._watcher.start()
         self._start_thread(self.scheduler.scan_loop, "scanner")
@@ -259,7 +255,7 @@ class Service:
             # Hints only: a fresh observer over the new set; the rescan below catches what
             # happened in between. Uploads in flight are not touched.
             self._watcher.stop()
-            self._watcher = FolderWatcher(new.folders, self.hint, new.daemon.poll_seconds)
+            self._watcher = FolderWatcher(new.folders, self.scheduler.hint, new.daemon.poll_seconds)
             self._watcher.start()
         self._worker_target = new.daemon.workers
         self._start_workers()
