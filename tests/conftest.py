@@ -17,10 +17,10 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from procore_hotfolder.cli import Engine, build_engine
 from procore_hotfolder.config import Config
 from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.service import Notifier
+from procore_hotfolder.engine import Engine, build_engine
+from procore_hotfolder.heartbeat import Notifier
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-client-secret-value"

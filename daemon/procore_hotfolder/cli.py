@@ -1,4 +1,7 @@
-"""Command line: the subcommands of ``procore-hotfolder``; the only composition root.
+"""Command line: the subcommands of ``procore-hotfolder``, parsed and dispatched.
+
+The running daemon (`run`, `once`, `demo`) is composed in ``engine``; the short commands
+(`check`, `status`, `explain`, `retry`, discovery) build the little they need here.
 
 Exit codes: 0 success, 1 failure at run time, 2 usage error, 78 configuration error.
 """
@@ -11,14 +14,9 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
-
-import structlog
 
 from procore_hotfolder import __version__
 from procore_hotfolder.config import Config, FolderSettings, default_config_path, load_config
@@ -33,24 +31,18 @@ from procore_hotfolder.discovery import (
     list_albums,
     list_projects,
 )
+from procore_hotfolder.engine import EXIT_FAILURE, EXIT_OK, run_once, serve_daemon
 from procore_hotfolder.errors import ConfigError, ProcoreError
+from procore_hotfolder.heartbeat import SystemdNotifier
 from procore_hotfolder.journal import Journal
-from procore_hotfolder.ledger import Ledger
 from procore_hotfolder.logs import configure_logging
-from procore_hotfolder.metrics import attach_metrics
-from procore_hotfolder.pauses import PauseBoard
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.reporting import StateLock, explain, format_status, retry, status
-from procore_hotfolder.service import UNFILED_WARNING, Notifier, RunSummary, Service
-from procore_hotfolder.uploader import Progress, Uploader
+from procore_hotfolder.snapshot import UNFILED_WARNING
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 78
-
-log = structlog.get_logger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,150 +128,17 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config or default_config_path())
 
 
-# --- composition -------------------------------------------------------------------------
-
-
-@dataclass
-class Engine:
-    """Everything one daemon generation needs, built from one configuration."""
-
-    config: Config
-    journal: Journal
-    client: ProcoreClient
-    governor: RateGovernor
-    service: Service
-
-    def close(self) -> None:
-        self.client.close()
-        self.journal.close()
-
-
-def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None,
-                 load_config: Callable[[], Config] | None = None,
-                 on_reload: Sequence[Callable[[Config], None]] = ()) -> Engine:
-    """Everything one daemon needs, from ``config``. ``load_config`` re-reads the
-    configuration file on a reload (SIGHUP); without it a reload is refused."""
-    stopping = threading.Event()
-    governor = RateGovernor(wait=lambda seconds: not stopping.wait(seconds),
-                            ceiling_per_hour=config.daemon.max_api_calls_per_hour)
-    client = ProcoreClient(config.procore, governor,
-                           sleep=lambda seconds: not stopping.wait(seconds))
-    journal = Journal.open(config.daemon.state_dir)
-    progress = Progress()
-    uploader = Uploader(config, journal, Ledger(config.daemon.state_dir), client,
-                        progress=progress, stopping=stopping.is_set, pauses=PauseBoard())
-    service = Service(config, journal, uploader, governor, progress=progress,
-                      notifier=notifier, once=once, on_stop=stopping.set,
-                      load_config=load_config, on_reload=on_reload)
-    attach_metrics(config.daemon.metrics_listen, tuple(str(f.path) for f in config.folders),
-                   governor, client, uploader, service)
-    return Engine(config, journal, client, governor, service)
-
-
-class _SystemdNotifier:
-    """sd_notify over $NOTIFY_SOCKET (a no-op when not run by systemd)."""
-
-    def __init__(self) -> None:
-        import sdnotify  # noqa: PLC0415 - only the daemon needs it
-
-        self._notifier = sdnotify.SystemdNotifier()
-
-    def notify(self, state: str) -> None:
-        self._notifier.notify(state)
-
-
-def _lock_or_fail(config: Config) -> StateLock | None:
-    lock = StateLock(config.daemon.state_dir)
-    if not lock.acquire():
-        print(f"another procore-hotfolder is already using {config.daemon.state_dir} "
-              f"(pid {lock.holder()})", file=sys.stderr)
-        return None
-    return lock
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     path = args.config or default_config_path()
     config = load_config(path)
     configure_logging(config.daemon.log_level)
-    return serve_daemon(config, lambda: load_config(path), notifier=_SystemdNotifier())
-
-
-def serve_daemon(config: Config, reload_config: Callable[[], Config], *,
-                 notifier: Notifier | None = None,
-                 on_ready: Callable[[Engine], None] | None = None) -> int:
-    """The daemon, as `run` (and `demo`) run it: the state lock, SIGTERM/SIGINT stop it,
-    SIGHUP reloads the configuration without stopping work in flight. Returns the exit
-    code."""
-    lock = _lock_or_fail(config)
-    if lock is None:
-        return EXIT_FAILURE
-
-    def relog(new: Config) -> None:
-        configure_logging(new.daemon.log_level)
-
-    engine = build_engine(config, once=False, notifier=notifier, load_config=reload_config,
-                          on_reload=[relog])
-
-    def on_stop(signum: int, _: FrameType | None) -> None:
-        # No logging here: the handler may interrupt the main thread inside a log write,
-        # whose lock it would then wait for forever. The service logs the signal.
-        engine.service.stop(signal.Signals(signum).name)
-
-    def on_reload(_signum: int, _frame: FrameType | None) -> None:
-        engine.service.request_reload()
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_reload)
-    try:
-        if on_ready is not None:
-            on_ready(engine)
-        engine.service.run()
-    finally:
-        engine.close()
-        lock.release()
-    return EXIT_OK
+    return serve_daemon(config, lambda: load_config(path), notifier=SystemdNotifier())
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
     config = _config(args)
     configure_logging(config.daemon.log_level)
-    lock = _lock_or_fail(config)
-    if lock is None:
-        return EXIT_FAILURE
-    engine = build_engine(config, once=True)
-
-    def on_stop(_signum: int, _frame: FrameType | None) -> None:
-        engine.service.stop()
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    try:
-        summary = engine.service.run()
-    finally:
-        engine.close()
-        lock.release()
-    _report_summary(summary)
-    return summary.exit_code
-
-
-def _report_summary(summary: RunSummary) -> None:
-    """The outcome as the last log line on stdout (``once_finished``) and, for people, as
-    plain lines on stderr."""
-    groups = {
-        "failed": summary.failed,
-        "not_uploaded": summary.not_uploaded,
-        "left_in_place": [(p, "empty (0 bytes), waiting for content") for p in summary.empty],
-    }
-    structlog.get_logger("procore_hotfolder.cli").info(
-        "once_finished", uploaded=len(summary.archived), exit_code=summary.exit_code,
-        **{group: [{"path": str(p), "reason": r} for p, r in files]
-           for group, files in groups.items()})
-    lines = [f"uploaded {len(summary.archived)}, failed {len(summary.failed)}, "
-             f"not uploaded {len(summary.not_uploaded)}"]
-    lines += [f"{group.replace('_', ' ')}: {p}: {r}"
-              for group, files in groups.items() for p, r in files]
-    print("\n".join(lines), file=sys.stderr)
+    return run_once(config)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -317,15 +176,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     print(f"ok: {len(config.folders)} folder(s){reachable}")
     return EXIT_OK
-
-
-def check_folders(config: Config) -> list[str]:
-    """Every offline problem with the folders and the state directory (nothing is
-    created), each naming its key."""
-    problems = check_state_dir(config)
-    for index, folder in enumerate(config.folders):
-        problems += folder_problems(index, folder)
-    return problems
 
 
 def check_state_dir(config: Config) -> list[str]:

@@ -18,7 +18,7 @@ from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.model import ACTIVE, IN_FLIGHT, FileState, describe_state, utc_iso
 from procore_hotfolder.pauses import ACCOUNT
-from procore_hotfolder.service import UNFILED_WARNING, read_snapshot
+from procore_hotfolder.snapshot import UNFILED_WARNING, read_snapshot
 from procore_hotfolder.watcher import IgnoreRules
 
 LOCK_NAME = "daemon.lock"

@@ -22,9 +22,9 @@ import pytest
 from structlog.testing import LogCapture
 
 from procore_hotfolder import nooverwrite, sourcefile
-from procore_hotfolder.cli import Engine
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
+from procore_hotfolder.engine import Engine
 from procore_hotfolder.reporting import explain
 from tests.conftest import running_engine, wait_for, write_config
 
@@ -155,7 +155,7 @@ def test_deleted_while_settling_or_uploading_is_no_failure(tmp_path: Path,
     with daemon(tmp_path, emulator, [{"path": str(drop)}], settle_seconds=0.5) as d:
         (drop / "gone-early.pdf").write_bytes(b"x" * 10)
         (drop / "gone-late.pdf").write_bytes(b"y" * 100_000)
-        wait_for(d.engine.service._tracker.pending, message="tracked")
+        wait_for(d.engine.service.scheduler.tracker.pending, message="tracked")
         (drop / "gone-early.pdf").unlink()
         wait_for(lambda: d.events("upload_created"), message="upload started")
         (drop / "gone-late.pdf").unlink()

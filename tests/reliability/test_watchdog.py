@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from procore_hotfolder import service
-from procore_hotfolder.cli import build_engine
+from procore_hotfolder import heartbeat
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
+from procore_hotfolder.engine import build_engine
 from tests.conftest import running_engine, wait_for, write_config
 
 
@@ -39,7 +39,7 @@ class RecordingNotifier:
 def test_a_stuck_upload_withholds_the_watchdog_until_it_moves_again(
         tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "200000")  # a ping every 0.1 s while all is well
-    monkeypatch.setattr(service, "STALL_SECONDS", 2.0)
+    monkeypatch.setattr(heartbeat, "STALL_SECONDS", 2.0)
     drop = tmp_path / "drop"
     drop.mkdir()
     config = load_config(write_config(tmp_path, emulator, [{"path": str(drop)}], workers=2),

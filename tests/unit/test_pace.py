@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from procore_hotfolder.pace import PaceLimit, PaceMeter
 from procore_hotfolder.reporting import _estimate, format_status
-from procore_hotfolder.service import PaceMeter
 
 
 def test_the_pace_is_measured_over_the_last_quarter_hour() -> None:
@@ -46,3 +46,19 @@ def test_no_estimate_without_a_pace() -> None:
     report = {"daemon": {"running": True, "pid": 1, "paused": None}, "uploading": {},
               "pace": {}, "folders": folders}
     assert "the pace is not known yet" in format_status(report)
+
+
+def test_what_holds_the_pace_back() -> None:
+    """A pause first; else the quota once workers waited for it over a quarter of the
+    time, looked at every ten seconds at most; else the uploads themselves."""
+    limit = PaceLimit(now=0.0)
+    assert limit.bound_by(paused=True, now=1.0, quota_wait_seconds=0.0, workers=2) == "pause"
+    # 2 workers over 10 s: 6 s waited is 30 %.
+    assert limit.bound_by(paused=False, now=10.0, quota_wait_seconds=6.0,
+                          workers=2) == "quota"
+    # Not ten seconds since the last look: the verdict stands, whatever the total.
+    assert limit.bound_by(paused=False, now=15.0, quota_wait_seconds=6.0,
+                          workers=2) == "quota"
+    # 4 s more waited over the next 10 s by 2 workers: 20 %.
+    assert limit.bound_by(paused=False, now=20.0, quota_wait_seconds=10.0,
+                          workers=2) == "uploads"

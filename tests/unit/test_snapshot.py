@@ -1,0 +1,86 @@
+"""The status snapshot: what the daemon writes is what `status` reads, and reading it does
+not load the engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from procore_hotfolder.snapshot import (
+    SNAPSHOT_NAME,
+    SNAPSHOT_PENDING_LIMIT,
+    build_snapshot,
+    pending_view,
+    read_snapshot,
+    write_snapshot,
+)
+from procore_hotfolder.stability import Observation, PendingFile
+
+
+def _snapshot(**changes: object) -> dict[str, object]:
+    parts: dict[str, object] = {
+        "pid": 42, "updated": 1000.0, "once": False,
+        "counts": {"queued": 1, "delayed": 0, "in_flight": 0}, "waiting": 0, "pending": {},
+        "skipped": {}, "unavailable": {}, "modes": {}, "paused": None, "pauses": [],
+        "files_per_hour": None, "bound_by": "uploads", "uploading": {}, "last_upload": None}
+    parts.update(changes)
+    return build_snapshot(**parts)  # type: ignore[arg-type]
+
+
+def test_the_snapshot_has_the_keys_status_reads() -> None:
+    snapshot = _snapshot(unavailable={Path("/drop"): "gone"}, modes={Path("/drop"): "poll"},
+                         paused=(2000.0, "rate_limited"), files_per_hour=120.0)
+    assert set(snapshot) == {"pid", "updated", "once", "counts", "waiting", "pending",
+                             "skipped", "unavailable", "modes", "paused", "pauses", "pace",
+                             "uploading", "last_upload"}
+    assert snapshot["unavailable"] == {"/drop": "gone"}
+    assert snapshot["modes"] == {"/drop": "poll"}
+    assert snapshot["paused"] == {"until": 2000.0, "reason": "rate_limited"}
+    assert snapshot["pace"] == {"files_per_hour": 120.0, "bound_by": "uploads"}
+
+
+def test_only_the_latest_skipped_files_are_listed() -> None:
+    skipped = {f"/drop/{n}": "symlink" for n in range(SNAPSHOT_PENDING_LIMIT + 5)}
+    listed = _snapshot(skipped=skipped)["skipped"]
+    assert isinstance(listed, dict) and len(listed) == SNAPSHOT_PENDING_LIMIT
+    assert "/drop/4" not in listed and f"/drop/{SNAPSHOT_PENDING_LIMIT + 4}" in listed
+
+
+def test_pending_times_are_turned_into_wall_clock() -> None:
+    info = PendingFile(observation=Observation(7, 1, 2, 3), first_seen=90.0,
+                       last_change=95.0, settle_seconds=10.0)
+    view = pending_view([("/drop/a.pdf", info)], wall=5000.0, monotonic=100.0,
+                        settle_for=lambda key: 10.0)
+    assert view == {"/drop/a.pdf": {"since": 4990.0, "size": 7, "settle_seconds": 10.0}}
+
+
+def test_what_is_written_is_read_back(tmp_path: Path) -> None:
+    name = "caf\udce9.pdf"  # an undecodable name survives the round trip
+    snapshot = _snapshot(pending={f"/drop/{name}": {"since": 1.0}})
+    write_snapshot(tmp_path, snapshot)
+    assert read_snapshot(tmp_path) == json.loads(json.dumps(snapshot))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_missing_or_broken_snapshot_reads_as_none(tmp_path: Path) -> None:
+    assert read_snapshot(tmp_path) is None
+    (tmp_path / SNAPSHOT_NAME).write_text("[1, 2]")
+    assert read_snapshot(tmp_path) is None
+    (tmp_path / SNAPSHOT_NAME).write_text("{not json")
+    assert read_snapshot(tmp_path) is None
+
+
+def test_a_snapshot_that_cannot_be_written_is_no_error(tmp_path: Path) -> None:
+    write_snapshot(tmp_path / "missing", _snapshot())  # logged, not raised
+
+
+def test_status_does_not_load_the_engine() -> None:
+    code = ("import sys, procore_hotfolder.reporting\n"
+            "engine = {'procore_hotfolder.service', 'procore_hotfolder.scheduler',"
+            " 'procore_hotfolder.uploader', 'procore_hotfolder.engine'}\n"
+            "print(sorted(engine & set(sys.modules)))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
