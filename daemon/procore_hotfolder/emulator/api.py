@@ -16,14 +16,12 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
-from . import profiles
+from . import profiles, views
 from .pagination import paginate
-from .s3 import S3Error, S3Storage
-from .state import (
+from .records import (
     SERVICE_ACCOUNT,
     Album,
     DocumentFile,
-    EmulatorState,
     FileVersion,
     Folder,
     Image,
@@ -32,6 +30,8 @@ from .state import (
     company_name,
     new_ulid,
 )
+from .s3 import S3Error, S3Storage
+from .state import EmulatorState
 from .wire import ApiError, Reply, json_reply
 
 _SERVICE_ACCOUNT_ID = SERVICE_ACCOUNT["id"]
@@ -197,7 +197,7 @@ def list_projects(state: EmulatorState, request: ApiRequest, _: tuple[str, ...])
             (p for p in state.projects.values() if p.company_id == company_id), key=lambda p: p.id
         )
         items = [
-            state.project_view(p)
+            views.project_view(p)
             for p in projects
             if _visible(state, p)
             and (status == "All" or p.active == (status == "Active"))
@@ -213,7 +213,7 @@ def show_project(state: EmulatorState, request: ApiRequest, args: tuple[str, ...
     project = project_for(state, company_id, int(args[0]), request.now)
     _check_project(state, project.id)
     with state.lock:
-        return json_reply(200, state.project_view(project))
+        return json_reply(200, views.project_view(project))
 
 
 # --- uploads ---------------------------------------------------------------------------------
@@ -314,7 +314,7 @@ def create_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, ..
         state.uploads[uuid] = record
         state.uploads_by_key[(record.bucket, record.key)] = uuid
         state.buckets.add(record.bucket)
-    return json_reply(201, upload_view(record))
+    return json_reply(201, views.upload_view(record))
 
 
 # --- a real S3 server as storage ---------------------------------------------------------------
@@ -380,17 +380,8 @@ def _complete_in_s3(state: EmulatorState, s3: S3Storage, record: UploadRecord,
         record.completed_etags = etags
         record.stored_size = size
         record.store_count += 1
-        return json_reply(200, upload_view(record))
+        return json_reply(200, views.upload_view(record))
 
-
-def upload_view(record: UploadRecord) -> dict[str, Any]:
-    view: dict[str, Any] = {"uuid": record.uuid, "status": record.status}
-    if record.segments is not None:
-        view["segments"] = [dict(s) for s in record.segment_views]
-    elif record.status == "ready":
-        view["url"] = record.url
-        view["fields"] = dict(record.fields)
-    return view
 
 
 def _find_upload(
@@ -409,7 +400,7 @@ def show_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]
     record = _find_upload(state, request, _upload_scope(state, request, args), args[2])
     _refresh_from_s3(state, record)
     with state.lock:
-        return json_reply(200, upload_view(record))
+        return json_reply(200, views.upload_view(record))
 
 
 def _strip_etag(value: Any) -> str:
@@ -436,7 +427,7 @@ def complete_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, 
     with state.lock:
         if record.status == "complete":
             if etags == record.completed_etags:
-                return json_reply(200, upload_view(record))
+                return json_reply(200, views.upload_view(record))
             raise _unprocessable("segments", "the upload is already complete with other etags")
         if request.now >= record.expires_at:
             raise ApiError(410, _EXPIRED)
@@ -462,7 +453,7 @@ def complete_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, 
     with state.lock:
         if record.status == "complete":
             if etags == record.completed_etags:
-                return json_reply(200, upload_view(record))
+                return json_reply(200, views.upload_view(record))
             raise _unprocessable("segments", "the upload is already complete with other etags")
         if record.parts != snapshot:
             raise ApiError(409, {"errors": {"base": ["segments changed during completion"]}})
@@ -471,7 +462,7 @@ def complete_upload(state: EmulatorState, request: ApiRequest, args: tuple[str, 
         record.stored_size = size
         record.stored_sha256 = sha256
         record.store_count += 1
-        return json_reply(200, upload_view(record))
+        return json_reply(200, views.upload_view(record))
 
 
 # --- documents -------------------------------------------------------------------------------
@@ -537,10 +528,10 @@ def _listing(state: EmulatorState, request: ApiRequest, folder: Folder) -> Reply
     limit = state.faults.listing_timeout_entries
     with state.lock:
         if (limit is not None and not (exclude_folders or exclude_files or latest_only)
-                and state.listing_entries(folder) > limit):
+                and views.listing_entries(state, folder) > limit):
             return Reply(408, b"Request Timeout", "text/plain; charset=utf-8", close=True)
-        return json_reply(200, state.folder_view(
-            folder, with_children=True, exclude_folders=exclude_folders,
+        return json_reply(200, views.folder_view(
+            state, folder, with_children=True, exclude_folders=exclude_folders,
             exclude_files=exclude_files, latest_only=latest_only))
 
 
@@ -595,7 +586,7 @@ def create_folder(state: EmulatorState, request: ApiRequest, args: tuple[str, ..
     folder = add_folder(state, request.company_id, project_id, name, parent_id=parent.id,
                         now=request.now)
     with state.lock:
-        return json_reply(201, state.folder_view(folder, with_children=True))
+        return json_reply(201, views.folder_view(state, folder, with_children=True))
 
 
 def _usable_upload(
@@ -677,7 +668,7 @@ def create_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]
         state.association_counts[record.uuid] += 1
         state.files[doc.id] = doc
         taken[name] = doc.id
-        return json_reply(201, state.file_view(doc))
+        return json_reply(201, views.file_view(state, doc))
 
 
 def _document(state: EmulatorState, request: ApiRequest, project_id: int, raw: Any) -> DocumentFile:
@@ -693,8 +684,8 @@ def show_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) 
     project_id = _documents_scope(state, request, args)
     doc = _document(state, request, project_id, args[-1])
     with state.lock:
-        return json_reply(200, state.file_view(
-            doc, latest_only=_flag(request, "show_latest_version_only")))
+        return json_reply(200, views.file_view(
+            state, doc, latest_only=_flag(request, "show_latest_version_only")))
 
 
 def delete_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]) -> Reply:
@@ -718,7 +709,7 @@ def create_version(state: EmulatorState, request: ApiRequest, args: tuple[str, .
         version = _new_version(state, len(doc.versions) + 1, record, doc.name, request.now)
         doc.versions.append(version)
         state.association_counts[record.uuid] += 1
-        return json_reply(201, state.version_view(version, doc.id))
+        return json_reply(201, views.version_view(version, doc.id))
 
 
 # --- photos ----------------------------------------------------------------------------------
@@ -774,7 +765,7 @@ def create_image(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) 
         )
         state.images[image.id] = image
         state.association_counts[record.uuid] += 1
-        return json_reply(201, state.image_view(image))
+        return json_reply(201, views.image_view(state, image))
 
 
 def _instant(text: str) -> tuple[float, bool]:
@@ -846,7 +837,7 @@ def list_images(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -
             and (ids is None or i.id in ids)
         ]
         chosen.sort(key=key, reverse=sort.startswith("-"))
-        images = [state.image_view(i) for i in chosen]
+        images = [views.image_view(state, i) for i in chosen]
     return _page(state, request, images)
 
 
@@ -860,7 +851,7 @@ def list_albums(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -
              if (a.company_id, a.project_id) == (request.company_id, project_id)),
             key=lambda a: (a.position, a.id),
         )
-        items = [state.album_view(a) for a in albums]
+        items = [views.album_view(state, a) for a in albums]
     return _page(state, request, items)
 
 
@@ -872,7 +863,7 @@ def show_album(state: EmulatorState, request: ApiRequest, args: tuple[str, ...])
             request.company_id, project_id,
         ):
             raise ApiError(404, {"errors": {"base": ["Image category not found"]}})
-        return json_reply(200, state.album_view(album))
+        return json_reply(200, views.album_view(state, album))
 
 
 def create_album(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
@@ -885,7 +876,7 @@ def create_album(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) 
     album = state.add_album(request.company_id, project_id, name, bool(spec.get("private")),
                             request.now)
     with state.lock:
-        return json_reply(201, state.album_view(album))
+        return json_reply(201, views.album_view(state, album))
 
 
 # --- routing ---------------------------------------------------------------------------------

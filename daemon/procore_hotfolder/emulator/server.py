@@ -26,11 +26,12 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from . import api, storage
+from . import api, inspection, storage, views
 from .faults import DROP, Faults
 from .multipart import drain_stream
+from .records import RequestRecord, UploadRecord
 from .s3 import S3Storage
-from .state import EmulatorState, RequestRecord, UploadRecord
+from .state import EmulatorState
 from .wire import ApiError, DropConnection, Reply, json_reply, new_request_id, s3_error
 
 log = logging.getLogger("procore_hotfolder.emulator")
@@ -237,7 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
                 reply = exc.reply
             reply.headers["x-request-id"] = new_request_id()
             if kind == "api" and "X-Rate-Limit-Limit" not in reply.headers:
-                reply.headers.update(self.state.rate_headers(time.time()))
+                reply.headers.update(self.state.rates.headers(time.time()))
             status = reply.status
             record()  # before the answer leaves: a client that has it finds it in the log
             self._send(reply)
@@ -362,7 +363,7 @@ class _Handler(BaseHTTPRequestHandler):
         if problem is not None:
             return problem
         now = time.time()
-        decision = state.admit_call(now)
+        decision = state.rates.admit(now)
         limits = decision.headers
         if not decision.admitted:
             # Procore's rate-limiting page: 429 with the three headers and the body "You have
@@ -429,7 +430,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             raw = self._read_body()
             if path == "/_emulator/state" and self.command == "GET":
-                reply = json_reply(200, self.state.summary())
+                reply = json_reply(200, inspection.summary(self.state))
             elif path == "/_emulator/faults" and self.command == "POST":
                 self.state.faults.update(_json_object(raw))
                 reply = json_reply(200, self.state.faults.snapshot())
@@ -457,14 +458,14 @@ def _setup_project(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]
         project_id=None if spec.get("id") is None else int(spec["id"]),
     )
     with state.lock:
-        return state.project_view(project)
+        return views.project_view(project)
 
 
 def _setup_album(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
     album = state.add_album(int(spec["company_id"]), int(spec["project_id"]), str(spec["name"]),
                             bool(spec.get("private", False)))
     with state.lock:
-        return state.album_view(album)
+        return views.album_view(state, album)
 
 
 def _setup_folder(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
@@ -473,7 +474,7 @@ def _setup_folder(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
                             str(spec["name"]), parent_id=None if parent is None else int(parent),
                             now=time.time())
     with state.lock:
-        view = state.folder_view(folder, with_children=False)
+        view = views.folder_view(state, folder, with_children=False)
         view["project_id"] = folder.project_id
         return view
 
@@ -481,7 +482,7 @@ def _setup_folder(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
 def _recycle_document(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
     state.recycle_file(int(spec["file_id"]))
     with state.lock:
-        return state.file_view(state.files[int(spec["file_id"])])
+        return views.file_view(state, state.files[int(spec["file_id"])])
 
 
 def _delete_folder(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
@@ -676,15 +677,15 @@ class Emulator:
 
     @property
     def documents(self) -> list[dict[str, Any]]:
-        return self.state.documents()
+        return inspection.documents(self.state)
 
     @property
     def images(self) -> list[dict[str, Any]]:
-        return self.state.image_list()
+        return inspection.image_list(self.state)
 
     @property
     def folders(self) -> list[dict[str, Any]]:
-        return self.state.folder_list()
+        return inspection.folder_list(self.state)
 
     def open_connections(self) -> int:
         """Client connections the emulator is still handling (a request may be in flight)."""
@@ -702,14 +703,14 @@ class Emulator:
 
     def summary(self) -> dict[str, Any]:
         """What ``GET /_emulator/state`` returns."""
-        return self.state.summary()
+        return inspection.summary(self.state)
 
     @property
     def rate_limited(self) -> dict[str, int]:
         """429s the rate windows gave so far, by window ("hourly", "spike"); injected 429s
         (``fail_next(status=429)``) are not in it but are in ``count(status=429)``."""
         with self.lock:
-            return dict(self.state.rate_limited)
+            return dict(self.state.rates.refused)
 
     def purge_unfiled_uploads(self) -> list[str]:
         """Delete now every Upload left unfiled past ``faults.upload_retention``; their uuids.
@@ -794,7 +795,7 @@ class Emulator:
     def projects(self) -> list[dict[str, Any]]:
         """Every project as Show Project shows it."""
         with self.lock:
-            return [self.state.project_view(p) for p in self.state.projects.values()]
+            return [views.project_view(p) for p in self.state.projects.values()]
 
 
 def serve(

@@ -34,7 +34,8 @@ from .multipart import (
     drain_stream,
     parse_header_params,
 )
-from .state import EmulatorState, UploadRecord
+from .records import UploadRecord
+from .state import EmulatorState
 from .wire import DropConnection, Reply, s3_error
 
 #: S3 refuses form fields preceding the file that add up to more than this.
