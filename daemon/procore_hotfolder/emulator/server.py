@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import api, inspection, storage, views
+from .api.documents import add_folder
 from .faults import DROP, Faults
 from .multipart import drain_stream
 from .records import RequestRecord, UploadRecord
@@ -470,9 +471,9 @@ def _setup_album(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
 
 def _setup_folder(state: EmulatorState, spec: dict[str, Any]) -> dict[str, Any]:
     parent = spec.get("parent_id")
-    folder = api.add_folder(state, int(spec["company_id"]), int(spec["project_id"]),
-                            str(spec["name"]), parent_id=None if parent is None else int(parent),
-                            now=time.time())
+    folder = add_folder(state, int(spec["company_id"]), int(spec["project_id"]),
+                        str(spec["name"]), parent_id=None if parent is None else int(parent),
+                        now=time.time())
     with state.lock:
         view = views.folder_view(state, folder, with_children=False)
         view["project_id"] = folder.project_id
@@ -776,10 +777,10 @@ class Emulator:
     def create_folder(self, company_id: int, project_id: int, name: str,
                       parent_id: int | None = None) -> int:
         """Create a Documents folder (under the root when ``parent_id`` is None; ``project_id``
-        0, ``api.COMPANY_SCOPE``, for company Documents); returns its id. Raises ``ApiError``
-        (422) when the name is taken under that parent."""
-        return api.add_folder(self.state, company_id, project_id, name, parent_id=parent_id,
-                              now=time.time()).id
+        0, ``api.documents.COMPANY_SCOPE``, for company Documents); returns its id. Raises
+        ``ApiError`` (422) when the name is taken under that parent."""
+        return add_folder(self.state, company_id, project_id, name, parent_id=parent_id,
+                          now=time.time()).id
 
     def recycle_document(self, file_id: int) -> None:
         """Move a Documents file to the recycle bin (as Delete Project File does): it stays
