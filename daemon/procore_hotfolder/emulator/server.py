@@ -417,13 +417,7 @@ class _Handler(BaseHTTPRequestHandler):
             status = scripted if scripted is not None else 500
             reply = s3_error(status, _S3_CODES.get(status, "InternalError"), "Injected failure.")
             return storage.discard_body(request, reply)
-        bucket, _, key = path.removeprefix("/storage/").partition("/")
-        if self.command == "POST" and bucket and not key:
-            return storage.post_object(self.state, request)
-        if is_part and bucket and key:
-            return storage.put_part(self.state, request)
-        reply = s3_error(405, "MethodNotAllowed", "The specified method is not allowed.")
-        return storage.discard_body(request, reply)
+        return storage.answer(self.state, request)
 
     # --- admin -----------------------------------------------------------------------------
 
