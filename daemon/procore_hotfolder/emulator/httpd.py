@@ -230,6 +230,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         finally:
             record()
 
+    # --- admin -----------------------------------------------------------------------------
+
     def _admin(self, path: str) -> None:
         try:
             reply = admin.answer(self.state, self.command, path, self.read_body)
