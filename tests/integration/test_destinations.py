@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.emulator.state import RequestRecord
+from procore_hotfolder.emulator import Emulator, RequestRecord
 from tests.conftest import COMPANY_ID, run_cli, wait_for, write_config
 from tests.lossy_proxy import LossyProxy
 

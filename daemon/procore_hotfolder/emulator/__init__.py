@@ -22,7 +22,7 @@ The daemon never imports this package, and this package imports nothing else of 
 """
 
 from .faults import Faults
+from .records import RequestRecord, UploadRecord
 from .server import Emulator, serve
-from .state import RequestRecord, UploadRecord
 
 __all__ = ["Emulator", "Faults", "RequestRecord", "UploadRecord", "serve"]

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import sigv4
-from .state import UploadRecord
+from .records import UploadRecord
 
 MIB = 1 << 20
 MIN_SEGMENT = 5 * MIB
