@@ -40,7 +40,7 @@ from procore_hotfolder.logs import configure_logging
 from procore_hotfolder.metrics import attach_metrics
 from procore_hotfolder.pauses import PauseBoard
 from procore_hotfolder.procore import ProcoreClient
-from procore_hotfolder.ratelimit import RateGovernor
+from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.reporting import StateLock, explain, format_status, retry, status
 from procore_hotfolder.service import UNFILED_WARNING, Notifier, RunSummary, Service
 from procore_hotfolder.uploader import Progress, Uploader

@@ -34,7 +34,7 @@ from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks, MetricsSample
 from procore_hotfolder.model import IN_FLIGHT, FileState
 from procore_hotfolder.pauses import ACCOUNT
-from procore_hotfolder.ratelimit import RateGovernor
+from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.stability import SettleTracker
 from procore_hotfolder.uploader import Outcome, Progress, Uploader
 from procore_hotfolder.watcher import FolderHealth, FolderWatcher, IgnoreRules, scan

@@ -21,7 +21,6 @@ from structlog.testing import capture_logs
 
 from procore_hotfolder.config import ProcoreSettings
 from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.error_mapping import error_from_exception, error_from_response, safe_url
 from procore_hotfolder.errors import (
     AuthenticationError,
     Conflict,
@@ -46,8 +45,10 @@ from procore_hotfolder.procore import (
     UploadTarget,
     UploadTicket,
 )
-from procore_hotfolder.ratelimit import RateGovernor
-from procore_hotfolder.retry import RetryPolicy
+from procore_hotfolder.procore.error_mapping import error_from_exception, error_from_response
+from procore_hotfolder.procore.governor import RateGovernor
+from procore_hotfolder.procore.http import safe_url
+from procore_hotfolder.procore.retry import RetryPolicy
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, COMPANY_ID
 
 PROJECT = 77

@@ -11,11 +11,8 @@ from email.utils import formatdate
 import pytest
 
 from procore_hotfolder.errors import Stopping
-from procore_hotfolder.ratelimit import (
-    MAX_JITTER_SECONDS,
-    STALE_SECONDS,
-    RateGovernor,
-)
+from procore_hotfolder.procore.governor import MAX_JITTER_SECONDS, RateGovernor
+from procore_hotfolder.procore.windows import STALE_SECONDS
 
 
 class FakeTime:

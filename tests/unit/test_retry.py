@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from procore_hotfolder.retry import RetryPolicy, parse_retry_after
+from procore_hotfolder.procore.retry import RetryPolicy, parse_retry_after
 
 
 def test_backoff_doubles_and_is_capped_without_jitter() -> None:
