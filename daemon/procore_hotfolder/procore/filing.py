@@ -76,7 +76,7 @@ class Filing:
             folder["parent_id"] = parent_id
         path, params = self._documents(project_id, "folders")
         response = self._api.call("POST", path, params=params, json_body={"folder": folder},
-                              idempotent=True)
+                                  idempotent=True)
         return self._created(response, "folder")
 
     def create_document(
@@ -95,7 +95,7 @@ class Filing:
             file["parent_id"] = parent_id
         path, params = self._documents(project_id, "files")
         response = self._api.call("POST", path, params=params, json_body={"file": file},
-                              idempotent=False)
+                                  idempotent=False)
         return self._created(response, "file")
 
     def create_file_version(
