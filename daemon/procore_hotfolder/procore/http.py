@@ -187,7 +187,7 @@ class ServerClock:
 # --- the request scope -----------------------------------------------------------------------
 
 
-def describe_try(attempt: int, error: ProcoreError) -> str:
+def _describe_try(attempt: int, error: ProcoreError) -> str:
     """One line of an error's ``history``: the try's number, reason and safe message."""
     text = f"{attempt}: {error.reason}: {error.message}"
     return text if len(text) <= MAX_HISTORY_ENTRY else text[: MAX_HISTORY_ENTRY - 1] + "…"
@@ -247,7 +247,7 @@ class RequestRetry:
                     or not self._policy.more_tries(tries)):
                 error.history = tuple(history)
                 raise error
-            history.append(describe_try(tries, error))
+            history.append(_describe_try(tries, error))
             self._pause(tries, error, what)
             if before_repeat is not None:
                 before_repeat()
