@@ -37,7 +37,7 @@ from procore_hotfolder.heartbeat import SystemdNotifier
 from procore_hotfolder.journal import Journal
 from procore_hotfolder.logs import configure_logging
 from procore_hotfolder.procore import ProcoreClient
-from procore_hotfolder.ratelimit import RateGovernor
+from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.reporting import StateLock, explain, format_status, retry, status
 from procore_hotfolder.snapshot import UNFILED_WARNING
 

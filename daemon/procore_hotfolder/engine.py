@@ -26,7 +26,7 @@ from procore_hotfolder.logs import configure_logging
 from procore_hotfolder.metrics import attach_metrics
 from procore_hotfolder.pauses import PauseBoard
 from procore_hotfolder.procore import ProcoreClient
-from procore_hotfolder.ratelimit import RateGovernor
+from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.reporting import StateLock
 from procore_hotfolder.runmode import Daemon, Once, RunMode, RunSummary
 from procore_hotfolder.service import Service
@@ -58,8 +58,7 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     ``load_config`` re-reads the configuration file on a reload (SIGHUP); without it a
     reload is refused."""
     stopping = threading.Event()  # the process's one stop event
-    # TODO(lead): pass stop=stopping to RateGovernor
-    governor = RateGovernor(wait=lambda seconds: not stopping.wait(seconds),
+    governor = RateGovernor(stop=stopping,
                             ceiling_per_hour=config.daemon.max_api_calls_per_hour)
     client = ProcoreClient(config.procore, governor,
                            sleep=lambda seconds: not stopping.wait(seconds))

@@ -2,7 +2,9 @@
 
 A leaf module: it imports nothing from the package. Every error knows whether retrying can
 help (``retryable``), how long the server asked us to wait (``retry_after``, seconds) and,
-for Procore errors, the HTTP status and the ``x-request-id`` support needs.
+for Procore errors, the HTTP status and the ``x-request-id`` support needs, whether the same
+request may simply be sent again (``retry_request``, ``not_run``) and what the earlier tries
+of that request met (``history``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,15 @@ class ProcoreError(HotfolderError):
     """An answer (or no answer) from Procore or its storage service."""
 
     reason = "procore_error"
+    #: The request scope may send this same request again after a pause: it did not get
+    #: through, or the server asked us to come back (network, 429, 503, other 5xx, 408).
+    #: ``retryable`` is the whole file's scope: ``UploadExpired``, ``ContentMismatch`` and
+    #: ``UnexpectedResponse`` are retryable there (a new Upload, a new read of the file),
+    #: but sending the same request again cures none of them.
+    retry_request: bool = False
+    #: The request certainly did not run on the server (connection refused, 429): even a
+    #: POST that must not run twice may be sent again.
+    not_run: bool = False
     #: True when the error hits every request alike (network down, 429, 503): work pauses,
     #: the file's attempt counter is not charged.
     outage: bool = False
@@ -57,12 +68,18 @@ class ProcoreError(HotfolderError):
         request_id: str | None = None,
         retry_after: float | None = None,
         url: str | None = None,
+        not_run: bool | None = None,
     ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.status = status
         self.code = code
         self.request_id = request_id
         self.url = url
+        if not_run is not None:
+            self.not_run = not_run
+        #: Short descriptions of the earlier tries of the same request, oldest first, when
+        #: the request scope gave up with this error (empty: it was the only try).
+        self.history: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         """Fields for logs and error sidecars (never includes secrets)."""
@@ -75,12 +92,21 @@ class ProcoreError(HotfolderError):
             out["request_id"] = self.request_id
         return out
 
+    def log_fields(self) -> dict[str, object]:
+        """``as_dict()`` plus the ``history`` of earlier tries when there were any: for log
+        events (sidecars and the journal keep ``as_dict()``)."""
+        out = self.as_dict()
+        if self.history:
+            out["history"] = list(self.history)
+        return out
+
 
 class NetworkError(ProcoreError):
     """No usable answer: connection refused or dropped, DNS failure, timeout."""
 
     reason = "network"
     retryable = True
+    retry_request = True
     outage = True
 
 
@@ -89,7 +115,9 @@ class RateLimited(ProcoreError):
 
     reason = "rate_limited"
     retryable = True
+    retry_request = True
     outage = True
+    not_run = True  # Procore refused it before running it
 
 
 class ServiceUnavailable(ProcoreError):
@@ -97,6 +125,7 @@ class ServiceUnavailable(ProcoreError):
 
     reason = "unavailable"
     retryable = True
+    retry_request = True
     outage = True
 
 
@@ -105,6 +134,7 @@ class ServerError(ProcoreError):
 
     reason = "server_error"
     retryable = True
+    retry_request = True
 
 
 class RequestTimeout(ProcoreError):
@@ -112,6 +142,7 @@ class RequestTimeout(ProcoreError):
 
     reason = "request_timeout"
     retryable = True
+    retry_request = True
 
 
 class AuthenticationError(ProcoreError):

@@ -21,7 +21,6 @@ from structlog.testing import capture_logs
 
 from procore_hotfolder.config import ProcoreSettings
 from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.error_mapping import error_from_exception, error_from_response, safe_url
 from procore_hotfolder.errors import (
     AuthenticationError,
     Conflict,
@@ -46,8 +45,10 @@ from procore_hotfolder.procore import (
     UploadTarget,
     UploadTicket,
 )
-from procore_hotfolder.ratelimit import RateGovernor
-from procore_hotfolder.retry import RetryPolicy
+from procore_hotfolder.procore.error_mapping import error_from_exception, error_from_response
+from procore_hotfolder.procore.governor import RateGovernor
+from procore_hotfolder.procore.http import safe_url
+from procore_hotfolder.procore.retry import RetryPolicy
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, COMPANY_ID
 
 PROJECT = 77
@@ -309,6 +310,37 @@ def test_retries_are_bounded_by_the_policy(emulator: Emulator,
         client.show_upload(PROJECT_TARGET, "01NOPE")
     assert caught.value.status == 502
     assert len(sleeps.calls) == 2
+
+
+def test_when_tries_run_out_the_error_keeps_the_history(
+        emulator: Emulator, make_client: Callable[..., ProcoreClient]) -> None:
+    client = make_client(policy=RetryPolicy(tries=3))
+    client.ensure_token()
+    emulator.faults.fail_next(1, status=503, kind="api")
+    emulator.faults.fail_next(1, status=0, kind="api")
+    emulator.faults.fail_next(1, status=502, kind="api")
+    with capture_logs() as events, pytest.raises(ServerError) as caught:
+        client.show_upload(PROJECT_TARGET, "01NOPE")
+    assert caught.value.status == 502
+    history = caught.value.history
+    assert len(history) == 2
+    assert history[0].startswith("1: unavailable: ") and "503" in history[0]
+    assert history[1].startswith("2: network: ")
+    retries = [e for e in events if e["event"] == "request_retry"]
+    assert [e["reason"] for e in retries] == ["unavailable", "network"]
+
+
+def test_token_failed_logs_the_history(emulator: Emulator,
+                                       make_client: Callable[..., ProcoreClient]) -> None:
+    client = make_client(policy=RetryPolicy(tries=2))
+    emulator.faults.fail_next(2, status=502, kind="token")
+    with capture_logs() as events, pytest.raises(ServerError):
+        client.ensure_token()
+    failed = [e for e in events if e["event"] == "token_failed"]
+    assert len(failed) == 1
+    assert failed[0]["attempt"] == 2
+    assert len(failed[0]["history"]) == 1
+    assert failed[0]["history"][0].startswith("1: server_error: ")
 
 
 def test_segmented_upload_round_trip(emulator: Emulator, client: ProcoreClient) -> None:
@@ -614,6 +646,13 @@ def test_unreachable_server_is_a_network_error_and_pauses_workers(sleeps: Sleeps
     assert "refused" in caught.value.message
     assert len(sleeps.calls) == 1
     assert governor.paused() is not None
+
+
+def test_a_refused_connection_surely_did_not_run_a_timeout_may_have() -> None:
+    with pytest.raises(requests.ConnectionError) as refused:
+        requests.post("http://127.0.0.1:9/rest/v1.0/images", timeout=5)
+    assert error_from_exception(refused.value).not_run
+    assert not error_from_exception(requests.ReadTimeout("read timed out")).not_run
 
 
 def test_error_from_exception_hides_the_query_string() -> None:

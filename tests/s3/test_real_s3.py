@@ -27,7 +27,7 @@ from procore_hotfolder.emulator import Emulator
 from procore_hotfolder.emulator.s3 import S3Storage
 from procore_hotfolder.errors import StorageRejected, UploadExpired
 from procore_hotfolder.procore import ProcoreClient, SegmentSpec, UploadTarget, UploadTicket
-from procore_hotfolder.ratelimit import RateGovernor
+from procore_hotfolder.procore.governor import RateGovernor
 from tests.conftest import (
     CLIENT_ID,
     CLIENT_SECRET,

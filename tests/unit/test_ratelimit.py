@@ -11,11 +11,8 @@ from email.utils import formatdate
 import pytest
 
 from procore_hotfolder.errors import Stopping
-from procore_hotfolder.ratelimit import (
-    MAX_JITTER_SECONDS,
-    STALE_SECONDS,
-    RateGovernor,
-)
+from procore_hotfolder.procore.governor import MAX_JITTER_SECONDS, RateGovernor
+from procore_hotfolder.procore.windows import STALE_SECONDS
 
 
 class FakeTime:
@@ -250,6 +247,36 @@ def test_default_wait_is_woken_by_stop() -> None:
     governor.stop()
     thread.join(5)
     assert raised.is_set()
+
+
+def test_the_process_stop_event_stops_a_waiting_caller() -> None:
+    stop = threading.Event()
+    governor = RateGovernor(stop=stop)
+    governor.pause(time.time() + 60, "network")
+    raised = threading.Event()
+
+    def caller() -> None:
+        try:
+            governor.acquire()
+        except Stopping:
+            raised.set()
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    stop.set()  # set by whoever owns the process's stop, not through the governor
+    thread.join(5)
+    assert raised.is_set()
+    assert governor.stopping
+    assert governor.sleep(1.0) is False
+
+
+def test_stop_sets_the_event_it_was_given(fake: FakeTime) -> None:
+    stop = threading.Event()
+    governor = RateGovernor(clock=fake.clock, wait=fake.wait, stop=stop)
+    governor.stop()
+    assert stop.is_set()
+    with pytest.raises(Stopping):
+        governor.acquire()
 
 
 def test_unreadable_headers_are_ignored(fake: FakeTime, governor: RateGovernor) -> None:

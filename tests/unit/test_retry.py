@@ -1,10 +1,25 @@
-"""RetryPolicy and Retry-After parsing: pure arithmetic, no sleeping."""
+"""RetryPolicy and Retry-After parsing: pure arithmetic, no sleeping. The request scope
+(``RequestRetry``) with scripted answers and a sleep that only records."""
 
 from __future__ import annotations
 
 import pytest
 
-from procore_hotfolder.retry import RetryPolicy, parse_retry_after
+from procore_hotfolder.errors import (
+    ContentMismatch,
+    NetworkError,
+    ProcoreError,
+    RateLimited,
+    ServerError,
+    ServiceUnavailable,
+    Stopping,
+    UnexpectedResponse,
+    UploadExpired,
+    ValidationFailed,
+)
+from procore_hotfolder.procore.governor import RateGovernor
+from procore_hotfolder.procore.http import RequestRetry
+from procore_hotfolder.procore.retry import RetryPolicy, parse_retry_after
 
 
 def test_backoff_doubles_and_is_capped_without_jitter() -> None:
@@ -78,3 +93,130 @@ def test_policy_is_immutable() -> None:
 )
 def test_parse_retry_after(header: str | None, expected: float | None) -> None:
     assert parse_retry_after(header, now=40.0) == expected
+
+
+# --- the request scope (RequestRetry) ----------------------------------------------------------
+
+
+class Tries:
+    """An attempt that answers from a script: errors to return, then ``"ok"``."""
+
+    def __init__(self, *errors: ProcoreError) -> None:
+        self._errors = list(errors)
+        self.calls = 0
+
+    def __call__(self) -> str | ProcoreError:
+        self.calls += 1
+        return self._errors.pop(0) if self._errors else "ok"
+
+
+class Sleeps:
+    def __init__(self, *, wake: bool = True) -> None:
+        self.calls: list[float] = []
+        self._wake = wake
+
+    def __call__(self, seconds: float) -> bool:
+        self.calls.append(seconds)
+        return self._wake
+
+
+def request_retry(sleeps: Sleeps, *, tries: int = 3,
+                  governor: RateGovernor | None = None) -> RequestRetry:
+    return RequestRetry(RetryPolicy(tries=tries, base=1.0, jitter=0.0),
+                        governor or RateGovernor(clock=lambda: 1000.0),
+                        sleep=sleeps, rand=lambda: 0.0, clock=lambda: 1000.0)
+
+
+def test_request_scope_repeats_what_the_error_allows_until_it_succeeds() -> None:
+    sleeps = Sleeps()
+    attempt = Tries(ServerError("x", status=502), ServiceUnavailable("y", status=503,
+                                                                     retry_after=7.0))
+    assert request_retry(sleeps).run("GET x", attempt) == "ok"
+    assert attempt.calls == 3
+    assert sleeps.calls == [1.0, 7.0]  # backoff, then the server's Retry-After
+
+
+def test_request_scope_gives_up_with_the_last_error_and_the_history() -> None:
+    sleeps = Sleeps()
+    last = ServerError("third", status=504)
+    attempt = Tries(NetworkError("connection dropped"), ServerError("second", status=502), last)
+    with pytest.raises(ServerError) as caught:
+        request_retry(sleeps, tries=3).run("GET x", attempt)
+    assert caught.value is last
+    assert caught.value.history == ("1: network: connection dropped",
+                                    "2: server_error: second")
+    assert caught.value.log_fields()["history"] == list(caught.value.history)
+    assert "history" not in caught.value.as_dict()  # sidecars and the journal: unchanged
+    assert attempt.calls == 3
+    assert len(sleeps.calls) == 2
+
+
+@pytest.mark.parametrize("error", [
+    UploadExpired("expired", status=403),  # retryable by the whole file, not the request
+    ContentMismatch("other bytes", status=400),
+    UnexpectedResponse("no uuid", status=201),
+    ValidationFailed("invalid", status=422),
+])
+def test_request_scope_asks_only_the_error(error: ProcoreError) -> None:
+    sleeps = Sleeps()
+    attempt = Tries(error)
+    with pytest.raises(ProcoreError) as caught:
+        request_retry(sleeps).run("POST x", attempt)
+    assert caught.value is error
+    assert caught.value.history == ()
+    assert attempt.calls == 1
+    assert sleeps.calls == []
+
+
+def test_a_request_that_must_not_run_twice_is_repeated_only_when_it_did_not_run() -> None:
+    sleeps = Sleeps()
+    unknown = ServerError("maybe created", status=500)
+    with pytest.raises(ServerError):
+        request_retry(sleeps).run("POST files", Tries(unknown), idempotent=False)
+    assert sleeps.calls == []
+
+    refused = NetworkError("connection refused", not_run=True)
+    limited = RateLimited("slow down", status=429)
+    attempt = Tries(refused, limited)
+    assert request_retry(sleeps).run("POST files", attempt, idempotent=False) == "ok"
+    assert attempt.calls == 3
+
+
+def test_a_body_that_cannot_be_sent_again_is_not_repeated() -> None:
+    sleeps = Sleeps()
+    attempt = Tries(ServerError("x", status=500))
+    with pytest.raises(ServerError):
+        request_retry(sleeps).run("storage POST", attempt, replayable=False)
+    assert attempt.calls == 1
+
+
+def test_before_repeat_runs_after_each_pause() -> None:
+    sleeps = Sleeps()
+    events: list[str] = []
+
+    def attempt() -> str | ProcoreError:
+        events.append("try")
+        return ServerError("x", status=500) if len(events) < 4 else "ok"
+
+    def rewind() -> None:
+        events.append(f"rewind after {len(sleeps.calls)} pauses")
+
+    assert request_retry(sleeps).run("PUT", attempt, before_repeat=rewind) == "ok"
+    assert events == ["try", "rewind after 1 pauses", "try", "rewind after 2 pauses", "try"]
+
+
+def test_stopping_during_a_pause_ends_the_request() -> None:
+    sleeps = Sleeps(wake=False)
+    attempt = Tries(ServerError("x", status=500))
+    with pytest.raises(Stopping):
+        request_retry(sleeps).run("GET x", attempt)
+    assert attempt.calls == 1
+
+
+def test_a_network_error_pauses_every_worker() -> None:
+    governor = RateGovernor(clock=lambda: 1000.0)
+    request_retry(Sleeps(), governor=governor).run("GET x", Tries(NetworkError("down")))
+    assert governor.paused() == (1001.0, "network")
+    other = RateGovernor(clock=lambda: 1000.0)
+    request_retry(Sleeps(), governor=other).run("GET x", Tries(ServerError("x", status=500)))
+    assert other.paused() is None

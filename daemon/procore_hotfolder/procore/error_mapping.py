@@ -12,7 +12,6 @@ import re
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from urllib3.exceptions import NewConnectionError
@@ -34,7 +33,8 @@ from procore_hotfolder.errors import (
     ValidationFailed,
 )
 from procore_hotfolder.logs import scrub
-from procore_hotfolder.retry import parse_retry_after
+from procore_hotfolder.procore.http import safe_url
+from procore_hotfolder.procore.retry import parse_retry_after
 
 #: Longest error detail kept from a response body.
 MAX_DETAIL = 300
@@ -42,17 +42,6 @@ MAX_DETAIL = 300
 _MISMATCH_CODES = frozenset({"XAmzContentSHA256Mismatch", "BadDigest", "IncompleteBody"})
 #: S3 codes for a transient storage-side problem.
 _TRANSIENT_STORAGE_CODES = frozenset({"RequestTimeout", "InternalError", "SlowDown"})
-
-
-def safe_url(url: str | None) -> str | None:
-    """``url`` without its query string and fragment (presigned URLs carry signatures)."""
-    if url is None:
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def _shorten(text: str, limit: int = MAX_DETAIL) -> str:
@@ -229,7 +218,8 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 
 def error_from_exception(exc: Exception, *, url: str | None = None) -> ProcoreError:
-    """A ``NetworkError`` naming the cause of a failed request (no URL query in the text)."""
+    """A ``NetworkError`` naming the cause of a failed request (no URL query in the text);
+    ``not_run`` when the request surely did not reach the server."""
     if isinstance(exc, ProcoreError):
         return exc
     root = _root_cause(exc)
@@ -259,10 +249,10 @@ def error_from_exception(exc: Exception, *, url: str | None = None) -> ProcoreEr
     where = safe_url(url)
     kind = type(root).__name__
     message = f"{cause} ({kind})" + (f" talking to {where}" if where else "")
-    return NetworkError(message, url=where)
+    return NetworkError(message, url=where, not_run=_never_sent(exc))
 
 
-def never_sent(exc: BaseException) -> bool:
+def _never_sent(exc: BaseException) -> bool:
     """True when the request surely did not reach the server (safe to repeat any POST)."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
