@@ -56,8 +56,10 @@ class UploadTicket:
     created_at: float
 
     def to_json(self) -> str:
-        """A JSON text for the journal (it holds the storage policy: keep it private)."""
+        """A JSON text for the journal (it holds the storage policy: keep it private),
+        tagged with ``TICKET_VERSION`` so that a later form can tell an old row apart."""
         return json.dumps({
+            "v": TICKET_VERSION,
             "uuid": self.uuid,
             "url": self.url,
             "fields": [list(pair) for pair in self.fields],
@@ -70,9 +72,16 @@ class UploadTicket:
 
     @classmethod
     def from_json(cls, s: str) -> UploadTicket:
-        """The inverse of ``to_json``; raises ValueError on a malformed text."""
+        """The inverse of ``to_json``; raises ValueError on a malformed text or a version
+        this daemon does not know (a row without ``v`` is version 1: the form before tags)."""
         try:
             raw = json.loads(s)
+            version = raw.get("v", 1)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"malformed upload ticket: {exc.__class__.__name__}") from exc
+        if version != TICKET_VERSION:
+            raise ValueError(f"upload ticket of unknown version {version!r}")
+        try:
             return cls(
                 uuid=str(raw["uuid"]),
                 url=None if raw.get("url") is None else str(raw["url"]),
@@ -89,6 +98,10 @@ class UploadTicket:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"malformed upload ticket: {exc.__class__.__name__}") from exc
+
+
+#: The form of ``UploadTicket.to_json``; bump it, and read the old one, when it changes.
+TICKET_VERSION = 1
 
 
 class Body(Protocol):
