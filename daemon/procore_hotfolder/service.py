@@ -34,9 +34,10 @@ from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks, MetricsSample
 from procore_hotfolder.model import IN_FLIGHT, FileState
 from procore_hotfolder.pauses import ACCOUNT
+from procore_hotfolder.pipeline import Outcome, Uploader
+from procore_hotfolder.progress import Progress
 from procore_hotfolder.ratelimit import RateGovernor
 from procore_hotfolder.stability import SettleTracker
-from procore_hotfolder.uploader import Outcome, Progress, Uploader
 from procore_hotfolder.watcher import FolderHealth, FolderWatcher, IgnoreRules, scan
 
 log = structlog.get_logger(__name__)
