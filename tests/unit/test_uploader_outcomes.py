@@ -360,3 +360,17 @@ def test_segment_puts_run_in_the_files_context(tmp_path: Path) -> None:
         assert thread.startswith("segment")
         assert context == {"path": str(rig.file), "file_id": rig.record.id}
     assert rig.client.calls.count("complete_upload") == 1
+
+
+def test_a_name_clash_in_documents_adds_a_version(tmp_path: Path) -> None:
+    """Procore refuses the name (default on_name_clash "version"): the clashing document is
+    looked up and the Upload becomes its new version."""
+    rig = Rig(tmp_path, "documents")
+    rig.client.documents[7] = {"id": 7, "name": "scan.pdf",
+                               "file_versions": [{"number": 1}]}
+    rig.client.faults["create_document"] = [
+        ValidationFailed("Procore answered HTTP 422: name: has already been taken",
+                         status=422)]
+    assert rig.process().kind == "archived"
+    assert rig.client.calls.count("create_file_version") == 1
+    assert rig.ledger_lines()[0]["destination"] == {"kind": "documents", "id": 7}

@@ -22,8 +22,8 @@ from procore_hotfolder.destinations.protocol import (
     as_int,
     as_time,
     display_name,
+    is_live,
     is_name_clash,
-    live,
     since,
 )
 from procore_hotfolder.errors import NameClash, NotFound, ValidationFailed
@@ -121,7 +121,7 @@ class Documents:
     def _after_clash(self, folder: FolderSettings, plan: DocumentPlan) -> Sent:
         """Procore refused the name (nothing was created): look at what holds it."""
         entries = self._named(folder.project_id, plan.parent_id, plan.name)
-        live = [e for e in entries if live(e)]
+        live = [e for e in entries if is_live(e)]
         if not live:
             if entries:
                 # Only a document in the recycle bin holds the name: never version that;
@@ -160,7 +160,7 @@ class Documents:
             self._tree.forget(folder.project_id, plan.parent_id)
             return None  # the folder is gone, and whatever was filed in it with it
         for entry in listing.get("files") or []:
-            if not isinstance(entry, Mapping) or not live(entry):
+            if not isinstance(entry, Mapping) or not is_live(entry):
                 continue
             ours = record.uuid in repr(entry)  # should Procore ever show upload uuids
             if plan.version_of is not None:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import structlog
 
-from procore_hotfolder.destinations.protocol import as_int, is_name_clash, live
+from procore_hotfolder.destinations.protocol import as_int, is_live, is_name_clash
 from procore_hotfolder.errors import NotFound, ValidationFailed
 from procore_hotfolder.journal import Journal
 from procore_hotfolder.procore import ProcoreClient
@@ -69,7 +69,7 @@ class FolderTree:
                 raise
             listing = self._client.folder_listing(project_id, parent_id, files=False)
             for entry in listing.get("folders") or []:
-                if isinstance(entry, Mapping) and entry.get("name") == name and live(entry):
+                if isinstance(entry, Mapping) and entry.get("name") == name and is_live(entry):
                     found = as_int(entry.get("id"))
                     if found is not None:
                         return found

@@ -90,9 +90,9 @@ class Photos:
         return None
 
 
-def _newer_than(items: Iterator[Mapping[str, Any]], since: float
+def _newer_than(items: Iterator[Mapping[str, Any]], start: float
                ) -> Iterator[Mapping[str, Any]]:
-    """The items created at or after ``since``. Stops at an older item once the items are
+    """The items created at or after ``start``. Stops at an older item once the items are
     seen to come newest first (``sort=-created_at`` honoured: an item no newer than the one
     before it, and none newer); a server that ignored both the filter and the sort is read
     to the end."""
@@ -106,7 +106,7 @@ def _newer_than(items: Iterator[Mapping[str, Any]], since: float
             elif previous is not None and descending is None:
                 descending = True
             previous = created
-        if created is not None and created < since:
+        if created is not None and created < start:
             if descending:
                 return
             continue

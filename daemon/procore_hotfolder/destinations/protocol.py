@@ -100,7 +100,7 @@ def is_name_clash(error: ValidationFailed) -> bool:
     return "taken" in text or ("name" in text and "exist" in text)
 
 
-def live(entry: Mapping[str, Any]) -> bool:
+def is_live(entry: Mapping[str, Any]) -> bool:
     """Not in Procore's recycle bin."""
     return not entry.get("is_deleted")
 
