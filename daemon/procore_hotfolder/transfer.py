@@ -275,7 +275,7 @@ class Transfer:
         meter.add(sum(specs[i].size for i in done if i < len(specs)))
         todo = [i for i in range(len(specs)) if i not in done]
 
-        def send(index: int) -> tuple[int, str]:
+        def send(index: int) -> None:
             body = HashingReader(lambda: opened.reader(offsets[index], specs[index].size),
                                  stopping=self._stopping,
                                  on_read=lambda _: self._progress.touch(record.path))
@@ -293,7 +293,6 @@ class Transfer:
                 raise _segment_changed(index)
             self._journal.record_part(record.id, index, etag)
             meter.add(specs[index].size)
-            return index, etag
 
         if todo:
             workers = max(1, min(config.daemon.segment_parallelism, len(todo)))
