@@ -118,7 +118,7 @@ def running_engine(config: Config, *, notifier: Notifier | None = None
     """The engine `run` builds, running in a thread with its log events captured; stopped
     and joined on exit."""
     capture = LogCapture()
-    structlog.configure(processors=[capture])
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
     engine = build_engine(config, once=False, notifier=notifier)
     thread = threading.Thread(target=engine.service.run, name="daemon-under-test")
     thread.start()

@@ -25,12 +25,13 @@ from procore_hotfolder.ledger import Ledger
 from procore_hotfolder.logs import configure_logging
 from procore_hotfolder.metrics import attach_metrics
 from procore_hotfolder.pauses import PauseBoard
+from procore_hotfolder.pipeline import Uploader
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.procore.governor import RateGovernor
+from procore_hotfolder.progress import Progress
 from procore_hotfolder.reporting import StateLock
 from procore_hotfolder.runmode import Daemon, Once, RunMode, RunSummary
 from procore_hotfolder.service import Service
-from procore_hotfolder.uploader import Progress, Uploader
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

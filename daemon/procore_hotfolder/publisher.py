@@ -19,9 +19,9 @@ from procore_hotfolder.model import IN_FLIGHT, FileState
 from procore_hotfolder.pace import PaceLimit
 from procore_hotfolder.pauses import ACCOUNT, PauseBoard
 from procore_hotfolder.procore.governor import RateGovernor
+from procore_hotfolder.progress import Progress
 from procore_hotfolder.runmode import RunMode
 from procore_hotfolder.scheduler import Scheduler
-from procore_hotfolder.uploader import Progress
 from procore_hotfolder.watcher import FolderWatcher
 
 

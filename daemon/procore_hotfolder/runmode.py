@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from procore_hotfolder.journal import FileRecord
-from procore_hotfolder.uploader import Outcome
+from procore_hotfolder.pipeline import Outcome
 
 
 @dataclass

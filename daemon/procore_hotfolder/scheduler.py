@@ -28,9 +28,9 @@ from procore_hotfolder.dispatch import Dispatcher, Job
 from procore_hotfolder.heartbeat import Heartbeat
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.pace import PaceMeter
+from procore_hotfolder.pipeline import Outcome, Uploader
 from procore_hotfolder.runmode import RunMode
 from procore_hotfolder.stability import SettleTracker
-from procore_hotfolder.uploader import Outcome, Uploader
 from procore_hotfolder.watcher import FolderHealth, FolderWatcher, IgnoreRules, scan
 
 log = structlog.get_logger(__name__)

@@ -29,11 +29,12 @@ from procore_hotfolder.heartbeat import Heartbeat, Notifier, NullNotifier
 from procore_hotfolder.journal import Journal
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.pauses import ACCOUNT
+from procore_hotfolder.pipeline import Outcome, Uploader
 from procore_hotfolder.procore.governor import RateGovernor
+from procore_hotfolder.progress import Progress
 from procore_hotfolder.publisher import StatusPublisher
 from procore_hotfolder.runmode import RunMode, RunSummary
 from procore_hotfolder.scheduler import Scheduler
-from procore_hotfolder.uploader import Outcome, Progress, Uploader
 from procore_hotfolder.watcher import FolderWatcher
 
 log = structlog.get_logger(__name__)

@@ -26,6 +26,7 @@ __all__ = [
     "observation_of",
     "observe",
     "open_for_upload",
+    "same_version",
 ]
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -41,6 +42,13 @@ def observation_of(st: os.stat_result) -> Observation:
     """The ``Observation`` an ``os.stat_result`` describes."""
     return Observation(size=st.st_size, mtime_ns=st.st_mtime_ns, ino=st.st_ino,
                        dev=st.st_dev, ctime_ns=st.st_ctime_ns)
+
+
+def same_version(a: Observation, b: Observation) -> bool:
+    """True when ``a`` and ``b`` show the same version of a file: the same size, mtime,
+    inode and device. ``ctime_ns`` is left aside (a chmod changes it, not the bytes); only
+    the settle tracker also counts it, through ``Observation.same_version``."""
+    return (a.size, a.mtime_ns, a.ino, a.dev) == (b.size, b.mtime_ns, b.ino, b.dev)
 
 
 def observe(path: Path) -> Observation | None:
@@ -170,13 +178,9 @@ class OpenedFile:
             by_name = os.lstat(self.path)
         except OSError:
             return False
-        return (_matches(by_fd, self.observation) and _matches(by_name, self.observation)
+        return (same_version(observation_of(by_fd), self.observation)
+                and same_version(observation_of(by_name), self.observation)
                 and by_fd.st_nlink == 1)
-
-
-def _matches(st: os.stat_result, expected: Observation) -> bool:
-    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev) == (
-        expected.size, expected.mtime_ns, expected.ino, expected.dev)
 
 
 def open_for_upload(path: Path, expected: Observation) -> OpenedFile:
@@ -214,7 +218,7 @@ def _check_opened(st: os.stat_result, expected: Observation) -> None:
                           reason=kind)
     if st.st_nlink > 1:
         raise FileRefused(HARD_LINKS_MESSAGE.format(n=st.st_nlink), reason="hard_links")
-    if not _matches(st, expected):
+    if not same_version(observation_of(st), expected):
         raise FileChanged(
             f"the file changed since it settled (size {expected.size} -> {st.st_size}, "
             f"mtime_ns {expected.mtime_ns} -> {st.st_mtime_ns}, inode {expected.ino} -> "

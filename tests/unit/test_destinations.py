@@ -5,15 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from procore_hotfolder.destinations import (
-    PLAN_VERSION,
-    DocumentPlan,
-    PhotoPlan,
-    _is_name_clash,
-    _latest_number,
-    _newer_than,
-    _same_name,
-)
+from procore_hotfolder.destinations import PLAN_VERSION, DocumentPlan, PhotoPlan
+from procore_hotfolder.destinations.documents import _latest_number, _same_name
+from procore_hotfolder.destinations.photos import _newer_than
+from procore_hotfolder.destinations.protocol import is_name_clash
 from procore_hotfolder.errors import ValidationFailed
 
 
@@ -58,9 +53,9 @@ def test_which_422s_may_be_a_name_clash() -> None:
     def error(text: str) -> ValidationFailed:
         return ValidationFailed(f"Procore answered HTTP 422: {text}", status=422)
 
-    assert _is_name_clash(error("name has already been taken"))
-    assert _is_name_clash(error("A file with that name already exists"))
-    assert not _is_name_clash(error("upload_uuid is invalid"))
+    assert is_name_clash(error("name has already been taken"))
+    assert is_name_clash(error("A file with that name already exists"))
+    assert not is_name_clash(error("upload_uuid is invalid"))
 
 
 def test_plans_carry_their_version_and_kind() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from procore_hotfolder.journal import FileRecord
 from procore_hotfolder.model import FileState
+from procore_hotfolder.pipeline import Outcome
 from procore_hotfolder.runmode import Daemon, Once
 from procore_hotfolder.stability import Observation
-from procore_hotfolder.uploader import Outcome
 
 
 def _record(id_: int, error: dict[str, str] | None = None) -> FileRecord:

@@ -16,10 +16,10 @@ from procore_hotfolder.config import Config, FolderSettings, parse_config
 from procore_hotfolder.dispatch import Dispatcher
 from procore_hotfolder.heartbeat import Heartbeat, NullNotifier
 from procore_hotfolder.journal import Journal
+from procore_hotfolder.pipeline import Outcome
 from procore_hotfolder.runmode import Daemon, Once, RunMode
 from procore_hotfolder.scheduler import Scheduler
 from procore_hotfolder.stability import Observation
-from procore_hotfolder.uploader import Outcome
 
 
 class Clock:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from procore_hotfolder.snapshot import (
     SNAPSHOT_NAME,
     SNAPSHOT_PENDING_LIMIT,
@@ -72,14 +74,17 @@ def test_a_missing_or_broken_snapshot_reads_as_none(tmp_path: Path) -> None:
     assert read_snapshot(tmp_path) is None
 
 
-def test_a_snapshot_that_cannot_be_written_is_no_error(tmp_path: Path) -> None:
-    write_snapshot(tmp_path / "missing", _snapshot())  # logged, not raised
+def test_a_snapshot_that_cannot_be_written_is_logged_not_raised(tmp_path: Path) -> None:
+    with capture_logs() as logs:
+        write_snapshot(tmp_path / "missing", _snapshot())
+    assert [e["event"] for e in logs] == ["status_snapshot_failed"]
+    assert not (tmp_path / "missing").exists()
 
 
 def test_status_does_not_load_the_engine() -> None:
     code = ("import sys, procore_hotfolder.reporting\n"
             "engine = {'procore_hotfolder.service', 'procore_hotfolder.scheduler',"
-            " 'procore_hotfolder.uploader', 'procore_hotfolder.engine'}\n"
+            " 'procore_hotfolder.pipeline', 'procore_hotfolder.engine'}\n"
             "print(sorted(engine & set(sys.modules)))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)

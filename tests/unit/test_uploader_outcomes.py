@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 from procore_hotfolder import sourcefile
 from procore_hotfolder.config import Config, parse_config
@@ -33,8 +37,8 @@ from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.ledger import Ledger
 from procore_hotfolder.model import FileState
 from procore_hotfolder.pauses import ACCOUNT
-from procore_hotfolder.procore import UploadTicket
-from procore_hotfolder.uploader import Outcome, Uploader
+from procore_hotfolder.pipeline import Outcome, Uploader
+from procore_hotfolder.procore import SegmentSpec, SegmentTicket, UploadTicket
 
 Step = Callable[["FakeClient"], Any]
 
@@ -51,6 +55,7 @@ class FakeClient:
         self.calls: list[str] = []
         self.documents: dict[int, dict[str, Any]] = {}
         self.images: list[dict[str, Any]] = []
+        self.segment_puts: list[tuple[str, dict[str, Any]]] = []  # thread name, contextvars
         self._next = 100
 
     def _step(self, name: str) -> None:
@@ -66,11 +71,25 @@ class FakeClient:
     def reconfigure(self, settings: object) -> None:
         self.calls.append("reconfigure")
 
-    def create_upload(self, target: object, filename: str, size: int, **_: Any) -> UploadTicket:
+    def create_upload(self, target: object, filename: str, size: int,
+                      segments: list[SegmentSpec] | None = None, **_: Any) -> UploadTicket:
         self._step("create_upload")
         self._next += 1
+        tickets = tuple(SegmentTicket(number=n, url=f"https://storage.invalid/{n}", headers=())
+                        for n in range(1, len(segments or ()) + 1))
         return UploadTicket(uuid=f"UUID{self._next}", url="https://storage.invalid/",
-                            fields=(("key", "k"),), segments=(), created_at=0.0)
+                            fields=(("key", "k"),), segments=tickets, created_at=0.0)
+
+    def store_segment(self, segment: SegmentTicket, body: Any) -> str:
+        while body.read(65536):
+            pass
+        self._step("store_segment")
+        self.segment_puts.append((threading.current_thread().name,
+                                  structlog.contextvars.get_contextvars()))
+        return f"etag{segment.number}"
+
+    def complete_upload(self, target: object, uuid: str, parts: Any) -> None:
+        self._step("complete_upload")
 
     def store_file(self, ticket: UploadTicket, body: Any, **_: Any) -> None:
         while body.read(65536):
@@ -300,13 +319,14 @@ def test_a_pause_holds_back_only_steps_that_ask_procore(tmp_path: Path) -> None:
     from Procore) does not lift the pause."""
     rig = Rig(tmp_path, "documents")
     rig.client.faults["create_document"] = []
-    original = rig.uploader._write_ledger
+    finishing = rig.uploader._finishing
+    original = finishing.write_ledger
 
     def disk_full(*args: Any) -> Any:
-        rig.uploader._write_ledger = original  # type: ignore[method-assign]
+        finishing.write_ledger = original  # type: ignore[method-assign]
         raise OSError(28, "No space left on device")
 
-    rig.uploader._write_ledger = disk_full  # type: ignore[method-assign]
+    finishing.write_ledger = disk_full  # type: ignore[method-assign]
     assert rig.process().kind == "retry"
     assert rig.row().state is FileState.ASSOCIATED
     rig.uploader.pauses.pause(str(rig.folder.path), {"reason": "permission", "detail": "x"},
@@ -314,3 +334,43 @@ def test_a_pause_holds_back_only_steps_that_ask_procore(tmp_path: Path) -> None:
     rig.now = rig.row().next_attempt_at
     assert rig.process().kind == "archived"
     assert rig.paused() == {str(rig.folder.path)}
+
+
+def test_every_line_of_a_file_carries_its_path_and_file_id(tmp_path: Path) -> None:
+    """The file's context is bound once (structlog contextvars) around its work, and gone
+    after it."""
+    rig = Rig(tmp_path, "documents")
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as events:
+        assert rig.process().kind == "archived"
+    names = [e["event"] for e in events]
+    assert {"upload_created", "upload_filed", "upload_completed"} <= set(names)
+    assert all((e["path"], e["file_id"]) == (str(rig.file), rig.record.id) for e in events)
+    assert structlog.contextvars.get_contextvars() == {}
+
+
+def test_segment_puts_run_in_the_files_context(tmp_path: Path) -> None:
+    """Segments are sent from a thread pool; each PUT still sees the file's context."""
+    rig = Rig(tmp_path, "none")
+    daemon = replace(rig.config.daemon, segment_threshold_bytes=1, segment_size_bytes=8,
+                     segment_parallelism=2)
+    rig.uploader.reconfigure(replace(rig.config, daemon=daemon))
+    assert rig.process().kind == "archived"
+    assert len(rig.client.segment_puts) == 3  # 23 bytes in segments of 8
+    for thread, context in rig.client.segment_puts:
+        assert thread.startswith("segment")
+        assert context == {"path": str(rig.file), "file_id": rig.record.id}
+    assert rig.client.calls.count("complete_upload") == 1
+
+
+def test_a_name_clash_in_documents_adds_a_version(tmp_path: Path) -> None:
+    """Procore refuses the name (default on_name_clash "version"): the clashing document is
+    looked up and the Upload becomes its new version."""
+    rig = Rig(tmp_path, "documents")
+    rig.client.documents[7] = {"id": 7, "name": "scan.pdf",
+                               "file_versions": [{"number": 1}]}
+    rig.client.faults["create_document"] = [
+        ValidationFailed("Procore answered HTTP 422: name: has already been taken",
+                         status=422)]
+    assert rig.process().kind == "archived"
+    assert rig.client.calls.count("create_file_version") == 1
+    assert rig.ledger_lines()[0]["destination"] == {"kind": "documents", "id": 7}
