@@ -76,25 +76,41 @@ def schema_version(db: sqlite3.Connection) -> int:
 
 
 def upgrade(db: sqlite3.Connection) -> None:
-    """Bring ``db`` (autocommit mode) to ``SCHEMA_VERSION`` step by step, each upgrade in one
-    transaction. Raises ``JournalError`` for a schema newer than this daemon's."""
+    """Bring ``db`` (autocommit mode) to ``SCHEMA_VERSION`` step by step, all in one
+    transaction. Raises ``JournalError`` for a schema newer than this daemon's.
+
+    The version is read inside the write transaction: two processes opening a journal at
+    once (the daemon starting while ``status`` runs) upgrade it once, the second waiting for
+    the first and then finding it done."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = _known_version(db)
+        start = version
+        if version == 0:
+            _execute(db, _SCHEMA_V1)  # new, or version 1 (IF NOT EXISTS)
+            version = 1
+        while version < SCHEMA_VERSION:
+            _execute(db, _UPGRADES[version])
+            version += 1
+        if version != start:
+            db.execute(f"PRAGMA user_version = {version}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _known_version(db: sqlite3.Connection) -> int:
     version = schema_version(db)
     if version > SCHEMA_VERSION:
         raise JournalError(f"journal schema {version} is newer than this daemon's "
                            f"({SCHEMA_VERSION}); upgrade procore-hotfolder")
-    if version == 0:
-        db.executescript(_SCHEMA_V1)  # new, or version 1 (IF NOT EXISTS)
-        db.execute("PRAGMA user_version = 1")
-        version = 1
-    while version < SCHEMA_VERSION:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _UPGRADES[version].split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {version + 1}")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        version += 1
+    return version
+
+
+def _execute(db: sqlite3.Connection, script: str) -> None:
+    """Run ``script``'s statements inside the caller's transaction (``executescript`` would
+    commit it first). The schema has no statement with a ``;`` inside it."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)

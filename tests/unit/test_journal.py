@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
+from procore_hotfolder import journal_schema
 from procore_hotfolder.errors import JournalError
 from procore_hotfolder.journal import Journal
 from procore_hotfolder.model import FileState
@@ -126,3 +128,41 @@ def test_forgetting_a_folder_forgets_the_folders_below_it_only(tmp_path: Path) -
     assert [journal.folder_id(9, 0, p) for p in ("a", "a/b", "a/b/c", "ab", "x/a")] == [
         1, None, None, 4, 5]
     assert journal.folder_id(9, 42, "a") is None
+
+
+def test_two_processes_opening_a_new_journal_at_once_upgrade_it_once(tmp_path: Path) -> None:
+    """The daemon starting while `status` opens the journal: the second to arrive waits for
+    the first one's upgrade and finds it done (reading the version outside the write
+    transaction, it ran the upgrades again: "table folder_ids already exists")."""
+    path = tmp_path / "journal.sqlite3"
+    first = sqlite3.connect(path, isolation_level=None, timeout=30)
+    first.execute("PRAGMA journal_mode=WAL")
+    first.execute("BEGIN IMMEDIATE")  # the first process is in the middle of its upgrade
+
+    second = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+    waiting = threading.Event()
+    second.set_trace_callback(
+        lambda sql: waiting.set() if sql.lstrip().upper().startswith(("BEGIN", "CREATE"))
+        else None)
+    failures: list[BaseException] = []
+
+    def open_second() -> None:
+        try:
+            journal_schema.upgrade(second)
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=open_second)
+    thread.start()
+    assert waiting.wait(10), "the second opener never tried to write"
+    journal_schema._execute(first, journal_schema._SCHEMA_V1)  # the first one's upgrade
+    for version in range(1, journal_schema.SCHEMA_VERSION):
+        journal_schema._execute(first, journal_schema._UPGRADES[version])
+    first.execute(f"PRAGMA user_version = {journal_schema.SCHEMA_VERSION}")
+    first.execute("COMMIT")
+    thread.join(30)
+
+    assert not thread.is_alive() and failures == []
+    assert journal_schema.schema_version(second) == journal_schema.SCHEMA_VERSION
+    first.close()
+    second.close()
