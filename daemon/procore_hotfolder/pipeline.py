@@ -280,13 +280,22 @@ class Uploader:
                    "source": str(record.path)}
         if record.uuid:
             sidecar["uuid"] = record.uuid
+        history = _history(exc)
+        if history:
+            sidecar["history"] = history  # the earlier tries of the request that failed last
         final = archiver.move_to_failed(folder, record.path, sidecar)
         record = self._journal.move(record, FileState.FAILED, self._clock(), final_path=final,
                                     attempts=attempts, last_error=sidecar)
         log.error("upload_failed", failed_path=str(final) if final else None,
-                  kept_in_place=final is None, attempts=attempts, **info)
+                  kept_in_place=final is None, attempts=attempts,
+                  **info, **({"history": history} if history else {}))
         self.metrics.upload_finished(str(folder.path), "failed", record.observation.size)
         return Outcome("failed", record, detail=info.get("detail"))
+
+
+def _history(exc: HotfolderError) -> list[str]:
+    """The request's earlier tries when its retries ran out (``ProcoreError.history``)."""
+    return list(exc.history) if isinstance(exc, ProcoreError) else []
 
 
 def _error_info(exc: HotfolderError) -> dict[str, Any]:

@@ -374,3 +374,19 @@ def test_a_name_clash_in_documents_adds_a_version(tmp_path: Path) -> None:
     assert rig.process().kind == "archived"
     assert rig.client.calls.count("create_file_version") == 1
     assert rig.ledger_lines()[0]["destination"] == {"kind": "documents", "id": 7}
+
+
+def test_a_failed_file_keeps_the_history_of_the_request_that_failed_last(
+        tmp_path: Path) -> None:
+    """When a request's tries ran out, the sidecar and the `upload_failed` line say what
+    each try met, not only the last answer."""
+    rig = Rig(tmp_path, "none")
+    error = _http(ValidationFailed, 422)
+    error.history = ("1: server: Procore answered HTTP 502", "2: network: connection reset")
+    rig.client.faults["create_upload"] = [error]
+    with capture_logs() as logs:
+        assert rig.process().kind == "failed"
+    [sidecar] = rig.folder.failed_dir.glob("*.error.json")
+    assert json.loads(sidecar.read_text())["history"] == list(error.history)
+    [failed] = [e for e in logs if e["event"] == "upload_failed"]
+    assert failed["history"] == list(error.history) and failed["reason"] == "validation"
