@@ -53,6 +53,9 @@ class RunMode(Protocol):
     rescans: bool
     #: Fail files that stay empty for ``empty_file_timeout_seconds``.
     fails_empty: bool
+    #: A worker's try that ended in an unexpected exception (a defect, logged as
+    #: ``worker_error``) is tried again after this long.
+    unexpected_error_retry_seconds: float
     summary: RunSummary
 
     def gives_up(self, record: FileRecord) -> bool:
@@ -76,6 +79,7 @@ class Daemon:
     watches = True
     rescans = True
     fails_empty = True
+    unexpected_error_retry_seconds = 60.0
 
     def __init__(self) -> None:
         self.summary = RunSummary()
@@ -99,6 +103,8 @@ class Once:
     watches = False
     rescans = False
     fails_empty = False
+    #: `once` must end: its ``max_attempts`` tries come at once, then the file is left.
+    unexpected_error_retry_seconds = 0.0
 
     def __init__(self, max_attempts: int, stop: threading.Event) -> None:
         self.summary = RunSummary()

@@ -192,7 +192,9 @@ class Service:
                 outcome = self._uploader.process(record)
             except Exception:
                 log.exception("worker_error", path=str(record.path))
-                outcome = Outcome("retry", record, retry_at=self._wall() + 60)
+                outcome = Outcome("retry", record, retry_at=self._wall()
+                                  + self._mode.unexpected_error_retry_seconds,
+                                  detail="unexpected error (worker_error in the log)")
             finally:
                 self.heartbeat.working(None)
             retry_at = outcome.retry_at if outcome.kind == "retry" else None

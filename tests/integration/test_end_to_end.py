@@ -10,7 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,3 +207,37 @@ def test_once_sees_every_file_of_a_backlog_larger_than_the_window(
     finally:
         engine.close()
     assert len(summary.archived) == 40 and summary.exit_code == 0
+
+
+def test_once_ends_when_a_worker_meets_an_unexpected_error(
+        tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A defect in a file's processing (an exception no step expected) is logged as
+    `worker_error`; `once` gives the file its tries at once and ends naming it (it used to
+    wait a minute per try)."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "scan.pdf").write_bytes(b"%PDF broken by a defect")
+    config = load_config(write_config(tmp_path, emulator, [{"path": str(drop)}],
+                                      settle_seconds=0.1, max_attempts=3), environ={})
+    engine = build_engine(config, once=True)
+    tries: list[int] = []
+
+    def defect(record: object) -> None:
+        tries.append(1)
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(engine.service._uploader, "process", defect)
+    done = threading.Event()
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: (result.append(engine.service.run()), done.set()))
+    thread.start()
+    try:
+        assert done.wait(30), "once did not end"
+    finally:
+        engine.service.stop()
+        thread.join(30)
+        engine.close()
+    [summary] = result
+    assert len(tries) == 3 and summary.exit_code == 1
+    assert [p.name for p, _ in summary.not_uploaded] == ["scan.pdf"]
+    assert (drop / "scan.pdf").exists()
