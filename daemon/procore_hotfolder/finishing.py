@@ -57,7 +57,7 @@ class Finishing:
         when the ledger cannot be written."""
         now = self._clock()
         current = sourcefile.observe(record.path)
-        if current is None or not sourcefile.same_version(current, record.observation):
+        if current is None or not current.same_version(record.observation):
             # Filed, but the original changed (or went) since: record what was uploaded and
             # archive nothing; a changed file settles again and is uploaded as what it is now.
             if not self._ledger.contains_uuid(record.uuid or ""):

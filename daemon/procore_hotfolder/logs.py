@@ -14,6 +14,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from procore_hotfolder.model import display_path
+
 #: Keys whose values are never logged.
 SECRET_KEYS = frozenset({
     "access_token", "token", "client_secret", "secret", "authorization", "policy",
@@ -65,10 +67,7 @@ def _stringify_paths(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutabl
     for key, raw in event.items():
         value = str(raw) if hasattr(raw, "__fspath__") else raw
         if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            value = display_path(value)
         event[key] = value
     return event
 

@@ -108,12 +108,13 @@ def display_path(text: str | os.PathLike[str]) -> str:
 
 
 def display_values(value: object) -> object:
-    """``value`` with every string and path in it (inside mappings, lists and tuples too)
-    rendered by ``display_path``: for JSON written to the ledger and to sidecars."""
+    """``value`` with every string and path in it (inside mappings, their keys too, lists
+    and tuples) rendered by ``display_path``: for JSON written to the ledger, sidecars and
+    status.json."""
     if isinstance(value, str | os.PathLike):
         return display_path(value)
     if isinstance(value, Mapping):
-        return {k: display_values(v) for k, v in value.items()}
+        return {display_values(k): display_values(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [display_values(v) for v in value]
     return value

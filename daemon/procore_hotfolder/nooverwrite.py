@@ -27,6 +27,7 @@ from procore_hotfolder.errors import (
     FileVanished,
     HotfolderError,
 )
+from procore_hotfolder.sourcefile import observation_of
 from procore_hotfolder.stability import Observation
 
 log = structlog.get_logger(__name__)
@@ -81,8 +82,7 @@ def move_no_overwrite(source: Path, target: Path, expected: Observation | None =
 
 
 def _check_expected(st: os.stat_result, expected: Observation, source: Path) -> None:
-    if (st.st_size, st.st_mtime_ns, st.st_ino) != (expected.size, expected.mtime_ns,
-                                                   expected.ino):
+    if not observation_of(st).same_version(expected):
         raise FileChanged(f"{source} changed since it was uploaded; not moved")
 
 
@@ -298,8 +298,7 @@ def _verify_copy(temp: Path, size: int, digest: str) -> None:
 
 def _unlink_copied_source(source: Path, before: os.stat_result) -> None:
     now = os.lstat(source)
-    if (now.st_ino, now.st_dev, now.st_size, now.st_mtime_ns) != (
-            before.st_ino, before.st_dev, before.st_size, before.st_mtime_ns):
+    if not observation_of(now).same_version(observation_of(before)):
         raise FileChanged(f"{source} was replaced or changed while it was copied; not moved")
     os.unlink(source)
 

@@ -308,4 +308,4 @@ def _changed_since(record: FileRecord) -> bool:
     """The file at ``record.path`` is another version than the one uploaded (a file that is
     gone is not: its stored bytes are still filed)."""
     current = sourcefile.observe(record.path)
-    return current is not None and not sourcefile.same_version(current, record.observation)
+    return current is not None and not current.same_version(record.observation)

@@ -16,7 +16,15 @@ from typing import Any
 from procore_hotfolder import archiver, sourcefile
 from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.journal import FileRecord, Journal
-from procore_hotfolder.model import ACTIVE, IN_FLIGHT, FileState, describe_state, utc_iso
+from procore_hotfolder.model import (
+    ACTIVE,
+    IN_FLIGHT,
+    FileState,
+    describe_state,
+    display_path,
+    not_a_file_skip,
+    utc_iso,
+)
 from procore_hotfolder.pauses import ACCOUNT
 from procore_hotfolder.snapshot import UNFILED_WARNING, read_snapshot
 from procore_hotfolder.watcher import IgnoreRules
@@ -239,14 +247,13 @@ def explain(config: Config, journal: Journal, raw_path: str) -> str:
         return f"{path}: cannot be examined: {exc.strerror}"
     kind = sourcefile.classify(st)
     if kind is not None:
-        return f"{path}: skipped: a {kind} is never opened or uploaded"
+        return f"{path}: skipped: {not_a_file_skip(kind)}"
     if st.st_nlink > 1:
-        return (f"{path}: refused: it has {st.st_nlink} hard links (a shared folder must not "
-                "become a way to upload files its writers cannot read)")
+        return f"{path}: {sourcefile.HARD_LINKS_MESSAGE.format(n=st.st_nlink)}"
     if history and (history[0].state in ACTIVE or history[0].state is FileState.FAILED):
         return _explain_record(history[0], path)
     snapshot = _live_snapshot(config)
-    pending = (snapshot or {}).get("pending", {}).get(str(path))
+    pending = (snapshot or {}).get("pending", {}).get(display_path(path))
     if pending is not None:
         if st.st_size == 0:
             return (f"{path}: empty (0 bytes): waiting for content; moved to failed after "

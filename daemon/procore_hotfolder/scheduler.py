@@ -27,6 +27,7 @@ from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.dispatch import Dispatcher, Job
 from procore_hotfolder.heartbeat import Heartbeat
 from procore_hotfolder.journal import FileRecord, Journal
+from procore_hotfolder.model import not_a_file_skip
 from procore_hotfolder.pace import PaceMeter
 from procore_hotfolder.pipeline import Outcome, Uploader
 from procore_hotfolder.runmode import RunMode
@@ -287,7 +288,7 @@ class Scheduler:
             return
         kind = sourcefile.classify(st)
         if kind is not None:
-            self._note_skip(path, f"{kind}: never opened or uploaded")
+            self._note_skip(path, not_a_file_skip(kind))
             return
         with self._active_lock:
             if str(path) in self._active_paths:

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from procore_hotfolder.config import Config
+from procore_hotfolder.model import display_values
 from procore_hotfolder.stability import PendingFile
 
 log = structlog.get_logger(__name__)
@@ -79,8 +80,9 @@ def write_snapshot(state_dir: Path, snapshot: dict[str, Any]) -> None:
     target = state_dir / SNAPSHOT_NAME
     temp = state_dir / f".{SNAPSHOT_NAME}.tmp"
     try:
-        temp.write_text(json.dumps(snapshot, ensure_ascii=False, default=str), encoding="utf-8",
-                        errors="surrogateescape")
+        # Names that are not UTF-8 as ``\\xNN``, as in the ledger and the log.
+        temp.write_text(json.dumps(display_values(snapshot), ensure_ascii=False, default=str),
+                        encoding="utf-8")
         os.replace(temp, target)
     except OSError as exc:
         log.warning("status_snapshot_failed", error=str(exc))
@@ -89,8 +91,7 @@ def write_snapshot(state_dir: Path, snapshot: dict[str, Any]) -> None:
 def read_snapshot(state_dir: Path) -> dict[str, Any] | None:
     """The last snapshot written, or None (none yet, unreadable, not a JSON object)."""
     try:
-        data = json.loads((state_dir / SNAPSHOT_NAME).read_text(encoding="utf-8",
-                                                                errors="surrogateescape"))
+        data = json.loads((state_dir / SNAPSHOT_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from procore_hotfolder.errors import FileChanged, FileRefused, FileUnreadable, FileVanished
+from procore_hotfolder.model import not_a_file_skip
 from procore_hotfolder.stability import Observation
 
 __all__ = [
@@ -26,7 +27,6 @@ __all__ = [
     "observation_of",
     "observe",
     "open_for_upload",
-    "same_version",
 ]
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -42,13 +42,6 @@ def observation_of(st: os.stat_result) -> Observation:
     """The ``Observation`` an ``os.stat_result`` describes."""
     return Observation(size=st.st_size, mtime_ns=st.st_mtime_ns, ino=st.st_ino,
                        dev=st.st_dev, ctime_ns=st.st_ctime_ns)
-
-
-def same_version(a: Observation, b: Observation) -> bool:
-    """True when ``a`` and ``b`` show the same version of a file: the same size, mtime,
-    inode and device. ``ctime_ns`` is left aside (a chmod changes it, not the bytes); only
-    the settle tracker also counts it, through ``Observation.same_version``."""
-    return (a.size, a.mtime_ns, a.ino, a.dev) == (b.size, b.mtime_ns, b.ino, b.dev)
 
 
 def observe(path: Path) -> Observation | None:
@@ -178,8 +171,8 @@ class OpenedFile:
             by_name = os.lstat(self.path)
         except OSError:
             return False
-        return (same_version(observation_of(by_fd), self.observation)
-                and same_version(observation_of(by_name), self.observation)
+        return (observation_of(by_fd).same_version(self.observation)
+                and observation_of(by_name).same_version(self.observation)
                 and by_fd.st_nlink == 1)
 
 
@@ -214,11 +207,11 @@ def _check_opened(st: os.stat_result, expected: Observation) -> None:
     """Raise unless the opened file is a singly linked regular file of the expected version."""
     kind = classify(st)
     if kind is not None:
-        raise FileRefused(f"not a regular file but a {kind}: never opened or uploaded",
+        raise FileRefused(f"not a regular file: {not_a_file_skip(kind)}",
                           reason=kind)
     if st.st_nlink > 1:
         raise FileRefused(HARD_LINKS_MESSAGE.format(n=st.st_nlink), reason="hard_links")
-    if not same_version(observation_of(st), expected):
+    if not observation_of(st).same_version(expected):
         raise FileChanged(
             f"the file changed since it settled (size {expected.size} -> {st.st_size}, "
             f"mtime_ns {expected.mtime_ns} -> {st.st_mtime_ns}, inode {expected.ino} -> "
@@ -243,6 +236,6 @@ def _open_error(path: Path, exc: OSError) -> Exception:
             kind = classify(os.lstat(path)) or "other"
         except OSError:
             kind = "other"
-        return FileRefused(f"not a regular file but a {kind}: never opened or uploaded",
+        return FileRefused(f"not a regular file: {not_a_file_skip(kind)}",
                            reason=kind)
     return FileUnreadable(f"cannot open the file: {exc.strerror or exc}")

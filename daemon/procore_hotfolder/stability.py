@@ -27,16 +27,23 @@ class Observation:
     dev: int
     ctime_ns: int = 0
 
-    def same_version(self, other: Observation) -> bool:
-        """True when ``other`` shows the same file content version.
+    @property
+    def version(self) -> tuple[int, int, int, int]:
+        """A file's identity, "this version of this file": size, mtime, inode, device."""
+        return (self.size, self.mtime_ns, self.ino, self.dev)
 
-        ``ctime_ns`` is compared only when both sides know it (0 means "not recorded"), so
-        an observation rebuilt from the journal still matches a fresh ``lstat()``.
-        """
-        if (self.size, self.mtime_ns, self.ino, self.dev) != (
-                other.size, other.mtime_ns, other.ino, other.dev):
-            return False
-        return not (self.ctime_ns and other.ctime_ns and self.ctime_ns != other.ctime_ns)
+    def same_version(self, other: Observation) -> bool:
+        """True when ``other`` shows the same version of the same file (``version``).
+        ``ctime_ns`` is left aside: a chmod changes it, not the bytes."""
+        return self.version == other.version
+
+    def unchanged_since(self, other: Observation) -> bool:
+        """``same_version``, and not even touched: for settling, a change of ``ctime_ns``
+        restarts the quiet period too. It is compared only when both sides know it (0 means
+        "not recorded"), so an observation rebuilt from the journal still matches a fresh
+        ``lstat()``."""
+        return self.same_version(other) and not (
+            self.ctime_ns and other.ctime_ns and self.ctime_ns != other.ctime_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +100,7 @@ class SettleTracker:
             self.forget(key)
             return
         old = self._pending.get(key)
-        if old is None or not old.observation.same_version(obs):
+        if old is None or not old.observation.unchanged_since(obs):
             entry = PendingFile(
                 first_seen=old.first_seen if old is not None else now,
                 last_change=now, observation=obs, last_seen=now,

@@ -26,6 +26,18 @@ def test_ledger_lines_and_torn_tail(tmp_path: Path) -> None:
     assert not ledger.contains_uuid("U2")
 
 
+def test_a_name_that_is_not_utf8_reads_the_same_in_the_log_as_in_the_ledger(
+        tmp_path: Path) -> None:
+    out = io.StringIO()
+    configure_logging("info", stream=out, json_output=True)
+    structlog.get_logger("t").info("upload_completed", path=Path("/d/caf\udce9.pdf"),
+                                   source="/d/caf\udce9.pdf")
+    Ledger(tmp_path).append({"uuid": "U1", "source": "/d/caf\udce9.pdf"})
+    line = json.loads(out.getvalue())
+    ledger_line = json.loads(Ledger(tmp_path).path.read_text(encoding="utf-8"))
+    assert line["path"] == line["source"] == ledger_line["source"] == "/d/caf\\xe9.pdf"
+
+
 def test_logs_are_json_and_never_carry_secrets() -> None:
     out = io.StringIO()
     configure_logging("info", stream=out, json_output=True)

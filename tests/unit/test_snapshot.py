@@ -10,6 +10,7 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
+from procore_hotfolder.model import display_path
 from procore_hotfolder.snapshot import (
     SNAPSHOT_NAME,
     SNAPSHOT_PENDING_LIMIT,
@@ -59,11 +60,23 @@ def test_pending_times_are_turned_into_wall_clock() -> None:
 
 
 def test_what_is_written_is_read_back(tmp_path: Path) -> None:
-    name = "caf\udce9.pdf"  # an undecodable name survives the round trip
-    snapshot = _snapshot(pending={f"/drop/{name}": {"since": 1.0}})
+    snapshot = _snapshot(pending={"/drop/a.pdf": {"since": 1.0}})
     write_snapshot(tmp_path, snapshot)
     assert read_snapshot(tmp_path) == json.loads(json.dumps(snapshot))
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_undecodable_name_is_written_as_the_ledger_and_the_log_write_it(
+        tmp_path: Path) -> None:
+    """status.json stays valid UTF-8: the byte shows as \\xNN, as in uploads.jsonl."""
+    snapshot = _snapshot(pending={"/drop/caf\udce9.pdf": {"since": 1.0}},
+                         uploading={"/drop/caf\udce9.pdf": {"sent": 1, "total": 2}})
+    write_snapshot(tmp_path, snapshot)
+    (tmp_path / SNAPSHOT_NAME).read_bytes().decode("utf-8")  # raises if it is not UTF-8
+    read = read_snapshot(tmp_path)
+    assert read is not None
+    assert list(read["pending"]) == list(read["uploading"]) == ["/drop/caf\\xe9.pdf"]
+    assert display_path("/drop/caf\udce9.pdf") == "/drop/caf\\xe9.pdf"
 
 
 def test_a_missing_or_broken_snapshot_reads_as_none(tmp_path: Path) -> None:
