@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -32,6 +31,7 @@ from procore_hotfolder.errors import (
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.model import FileState, segment_size_for, ticket_reusable
 from procore_hotfolder.procore import ProcoreClient, SegmentSpec, UploadTarget, UploadTicket
+from procore_hotfolder.procore.tickets import segments_from_json, segments_to_json
 from procore_hotfolder.progress import Progress, ProgressLog
 
 log = structlog.get_logger(__name__)
@@ -176,7 +176,11 @@ class Transfer:
     def _reusable_ticket(self, record: FileRecord, segmented: bool) -> UploadTicket | None:
         if not record.ticket:
             return None
-        ticket = UploadTicket.from_json(record.ticket)
+        try:
+            ticket = UploadTicket.from_json(record.ticket)
+        except ValueError as exc:  # a form this daemon does not know: a new Upload
+            log.warning("journal_value_unreadable", what="ticket", error=str(exc))
+            return None
         if bool(ticket.segments) != segmented or not ticket_reusable(ticket.created_at,
                                                                       self._clock()):
             return None
@@ -244,21 +248,26 @@ class Transfer:
     # --- segments --------------------------------------------------------------------------
 
     def _specs(self, record: FileRecord, opened: sourcefile.OpenedFile, config: Config
-               ) -> tuple[list[SegmentSpec], str]:
-        """The segments recorded in the journal, else hashed now."""
+               ) -> tuple[list[SegmentSpec], str, bool]:
+        """The segments and the whole file's SHA-256 recorded in the journal (True), else
+        hashed now (False)."""
         if record.segments and record.sha256:
-            return [SegmentSpec(**s) for s in json.loads(record.segments)], record.sha256
+            try:
+                return segments_from_json(record.segments), record.sha256, True
+            except ValueError as exc:  # a form this daemon does not know: hash again
+                log.warning("journal_value_unreadable", what="segments", error=str(exc))
         seg_size = segment_size_for(record.observation.size, config.daemon.segment_size_bytes)
-        return segment_specs(opened, seg_size, lambda: self._progress.touch(record.path))
+        specs, whole = segment_specs(opened, seg_size, lambda: self._progress.touch(record.path))
+        return specs, whole, False
 
     def _segmented(self, record: FileRecord, folder: FolderSettings, target: UploadTarget,
                    opened: sourcefile.OpenedFile, config: Config) -> FileRecord:
-        specs, whole = self._specs(record, opened, config)
-        if not record.segments or record.state is not FileState.UPLOADING:
+        specs, whole, recorded = self._specs(record, opened, config)
+        if not recorded or record.state is not FileState.UPLOADING:
             # Also when resuming a row that a retry or a stop put back in the queue.
             record = self._journal.move(
                 record, FileState.UPLOADING, self._clock(), sha256=whole,
-                segments=json.dumps([s.__dict__ for s in specs]))
+                segments=segments_to_json(specs))
         ticket = self._reusable_ticket(record, segmented=True)
         if ticket is None or len(ticket.segments) != len(specs):
             record, ticket = self._new_ticket(record, folder, target, segments=specs)

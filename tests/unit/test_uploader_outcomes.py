@@ -390,3 +390,17 @@ def test_a_failed_file_keeps_the_history_of_the_request_that_failed_last(
     assert json.loads(sidecar.read_text())["history"] == list(error.history)
     [failed] = [e for e in logs if e["event"] == "upload_failed"]
     assert failed["history"] == list(error.history) and failed["reason"] == "validation"
+
+
+def test_a_ticket_of_an_unknown_form_means_a_new_upload_not_a_crash(tmp_path: Path) -> None:
+    """A journal row written by a newer release (then downgraded): its stored ticket is not
+    guessed at; the bytes go to a new Upload, and the log says why."""
+    rig = Rig(tmp_path, "none")
+    rig.journal.move(rig.record, FileState.UPLOADING, rig.now, uuid="UUIDOLD",
+                     ticket=json.dumps({"v": 99, "uuid": "UUIDOLD"}))
+    with capture_logs() as logs:
+        outcome = rig.process()
+    assert outcome.kind == "archived" and rig.client.calls.count("create_upload") == 1
+    assert rig.row().uuid != "UUIDOLD"
+    [warning] = [e for e in logs if e["event"] == "journal_value_unreadable"]
+    assert warning["what"] == "ticket" and "99" in warning["error"]

@@ -4,6 +4,7 @@ Procore answers with (kept in the journal as JSON), plus the body shape storage 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +30,35 @@ class SegmentSpec:
     size: int
     sha256: str
     md5: str | None = None
+
+
+#: The form of ``segments_to_json``; bump it, and read the old one, when it changes.
+SEGMENTS_VERSION = 1
+
+
+def segments_to_json(specs: Sequence[SegmentSpec]) -> str:
+    """The segments of a file as the journal keeps them (sizes and hashes), tagged with
+    ``SEGMENTS_VERSION``."""
+    return json.dumps({"v": SEGMENTS_VERSION,
+                       "segments": [{"size": s.size, "sha256": s.sha256, "md5": s.md5}
+                                    for s in specs]}, separators=(",", ":"))
+
+
+def segments_from_json(text: str) -> list[SegmentSpec]:
+    """The inverse of ``segments_to_json`` (a bare list is the form before tags). Raises
+    ValueError on a malformed text or an unknown version."""
+    raw = json.loads(text)
+    if isinstance(raw, list):
+        raw = {"v": 1, "segments": raw}
+    version = raw.get("v") if isinstance(raw, dict) else None
+    if version != SEGMENTS_VERSION:
+        raise ValueError(f"segments of unknown version {version!r}")
+    try:
+        return [SegmentSpec(size=int(s["size"]), sha256=str(s["sha256"]),
+                            md5=None if s.get("md5") is None else str(s["md5"]))
+                for s in raw["segments"]]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed segments: {exc.__class__.__name__}") from exc
 
 
 @dataclass(frozen=True)
