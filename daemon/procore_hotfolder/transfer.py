@@ -203,11 +203,10 @@ class Transfer:
     def _already_stored(self, target: UploadTarget, ticket: UploadTicket) -> bool:
         """Best effort: does Show Upload say the bytes of a resumed Upload are stored?"""
         try:
-            shown = self._client.show_upload(target, ticket.uuid)
+            return self._client.upload_is_stored(target, ticket.uuid)
         except ProcoreError as exc:
             log.info("upload_show_failed", uuid=ticket.uuid, **exc.as_dict())
             return False
-        return str(shown.get("status", "")).lower() in ("complete", "completed", "stored")
 
     def _forget_ticket(self, record: FileRecord) -> FileRecord:
         self._journal.clear_parts(record.id)

@@ -355,9 +355,11 @@ def test_segmented_upload_round_trip(emulator: Emulator, client: ProcoreClient) 
     etags = [client.store_segment(ticket.segments[0], io.BytesIO(first)),
              client.store_segment(ticket.segments[1], second)]
     assert all('"' not in etag for etag in etags)
+    assert not client.upload_is_stored(PROJECT_TARGET, ticket.uuid)  # "ready" until complete
     done = client.complete_upload(PROJECT_TARGET, ticket.uuid, list(zip(etags, specs,
                                                                         strict=True)))
     assert done["status"] == "complete"
+    assert client.upload_is_stored(PROJECT_TARGET, ticket.uuid)
     with emulator.lock:
         assert emulator.uploads[ticket.uuid].stored_sha256 == hashlib.sha256(
             first + second).hexdigest()

@@ -100,6 +100,9 @@ class FakeClient:
         self._step("show_upload")
         return {"uuid": uuid, "status": "ready"}
 
+    def upload_is_stored(self, target: object, uuid: str) -> bool:
+        return self.show_upload(target, uuid)["status"] == "complete"
+
     def procore_time_floor(self) -> float:
         return 0.0  # every document counts as made after the send
 

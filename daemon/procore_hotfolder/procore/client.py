@@ -190,6 +190,10 @@ class ProcoreClient:
         """GET the Upload. A 404 raises ``UploadExpired`` (gone, or never ours)."""
         return self._uploads.show(target, uuid)
 
+    def upload_is_stored(self, target: UploadTarget, uuid: str) -> bool:
+        """Whether the Upload's bytes are stored (``UploadsV11.is_stored``)."""
+        return self._uploads.is_stored(target, uuid)
+
     # --- Documents and Photos (``Filing`` has the contracts) ------------------------------
 
     def folder_listing(

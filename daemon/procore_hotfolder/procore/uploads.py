@@ -3,7 +3,7 @@
 ``UploadProtocol`` is what the client needs of a version of the protocol; ``UploadsV11`` is
 Procore's v1.1 (``/rest/v1.1/{projects|companies}/{id}/uploads``): a single form POST to
 storage, or segments PUT to storage one by one and completed with their ETags. A v2.1 twin
-implements the same five methods.
+implements the same methods.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ class UploadProtocol(Protocol):
                  parts: Sequence[tuple[str, SegmentSpec]]) -> Mapping[str, Any]: ...
 
     def show(self, target: UploadTarget, uuid: str) -> Mapping[str, Any]: ...
+
+    def is_stored(self, target: UploadTarget, uuid: str) -> bool: ...
 
 
 class UploadsV11:
@@ -128,6 +130,18 @@ class UploadsV11:
         except NotFound as exc:
             raise _as_expired(exc) from None
         return read_object(response, "upload")
+
+    def is_stored(self, target: UploadTarget, uuid: str) -> bool:
+        """Whether Show Upload says the Upload's bytes are stored (a resumed Upload whose
+        answer a crash lost). Procore documents ``status: "ready"`` before and
+        ``"complete"`` after a segmented completion; what a form POST leaves is
+        unconfirmed, so the words a storage-backed status may take all count."""
+        shown = self.show(target, uuid)
+        return str(shown.get("status", "")).lower() in _STORED_STATUSES
+
+
+#: Upload ``status`` values that mean the bytes are stored (see ``UploadsV11.is_stored``).
+_STORED_STATUSES = frozenset({"complete", "completed", "stored"})
 
 
 def _as_expired(error: ProcoreError) -> ProcoreError:
