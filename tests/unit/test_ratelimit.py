@@ -6,6 +6,7 @@ import itertools
 import math
 import threading
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 
 import pytest
@@ -231,8 +232,8 @@ def test_wait_returning_false_raises_stopping(fake: FakeTime) -> None:
         governor.acquire()
 
 
-def test_default_wait_is_woken_by_stop() -> None:
-    governor = RateGovernor()
+def _waiting_caller_is_stopped(governor: RateGovernor, stop: Callable[[], None]) -> None:
+    """A caller waiting out a pause raises ``Stopping`` as soon as ``stop`` runs."""
     governor.pause(time.time() + 60, "network")
     raised = threading.Event()
 
@@ -244,28 +245,21 @@ def test_default_wait_is_woken_by_stop() -> None:
 
     thread = threading.Thread(target=caller)
     thread.start()
-    governor.stop()
+    stop()
     thread.join(5)
     assert raised.is_set()
+
+
+def test_default_wait_is_woken_by_stop() -> None:
+    governor = RateGovernor()
+    _waiting_caller_is_stopped(governor, governor.stop)
 
 
 def test_the_process_stop_event_stops_a_waiting_caller() -> None:
     stop = threading.Event()
     governor = RateGovernor(stop=stop)
-    governor.pause(time.time() + 60, "network")
-    raised = threading.Event()
-
-    def caller() -> None:
-        try:
-            governor.acquire()
-        except Stopping:
-            raised.set()
-
-    thread = threading.Thread(target=caller)
-    thread.start()
-    stop.set()  # set by whoever owns the process's stop, not through the governor
-    thread.join(5)
-    assert raised.is_set()
+    # set by whoever owns the process's stop, not through the governor
+    _waiting_caller_is_stopped(governor, stop.set)
     assert governor.stopping
     assert governor.sleep(1.0) is False
 
