@@ -4,6 +4,7 @@ the daemon's engine running in-process."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -102,6 +103,17 @@ def cli_env() -> dict[str, str]:
                         "PROCORE_HOTFOLDER_CONFIG", "CREDENTIALS_DIRECTORY")}
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, then SIGKILL after 30 s; waits for the process either way and returns its
+    exit code."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +23,15 @@ from typing import Any
 
 import requests
 
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, COMPANY_ID, cli_env, wait_for, write_config
+from tests.conftest import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    COMPANY_ID,
+    cli_env,
+    stop_process,
+    wait_for,
+    write_config,
+)
 
 MIB = 1024 * 1024
 PROJECT_ID = 1
@@ -127,12 +134,7 @@ def emulator_process(work: Path) -> Iterator[RemoteEmulator]:
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL after 30 s; waits for the process either way."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
 
 
 @contextmanager

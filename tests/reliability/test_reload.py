@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from procore_hotfolder.emulator import Emulator
-from tests.conftest import cli_env, wait_for, write_config
+from tests.conftest import cli_env, stop_process, wait_for, write_config
 
 
 class FakeSystemd:
@@ -65,12 +65,7 @@ def daemon(config: Path, systemd: FakeSystemd) -> Iterator[subprocess.Popen[byte
             yield proc
         finally:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_process(proc)
 
 
 def events(config: Path) -> list[dict[str, object]]:

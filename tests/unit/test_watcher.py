@@ -36,17 +36,6 @@ def settings(root: Path, **overrides: Any) -> FolderSettings:
     return FolderSettings(**values)
 
 
-def wait_until(condition: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 # --- ignore rules --------------------------------------------------------------------------
 
 ROOT = Path("/srv/drop")
