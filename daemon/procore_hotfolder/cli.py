@@ -31,8 +31,8 @@ from procore_hotfolder.discovery import (
     list_albums,
     list_projects,
 )
-from procore_hotfolder.engine import EXIT_FAILURE, EXIT_OK, run_once, serve_daemon
 from procore_hotfolder.errors import ConfigError, ProcoreError
+from procore_hotfolder.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from procore_hotfolder.heartbeat import SystemdNotifier
 from procore_hotfolder.journal import Journal
 from procore_hotfolder.logs import configure_logging
@@ -40,9 +40,6 @@ from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.reporting import StateLock, explain, format_status, retry, status
 from procore_hotfolder.snapshot import UNFILED_WARNING
-
-EXIT_USAGE = 2
-EXIT_CONFIG = 78
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,12 +129,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     path = args.config or default_config_path()
     config = load_config(path)
     configure_logging(config.daemon.log_level)
+    from procore_hotfolder.engine import serve_daemon  # noqa: PLC0415 - loaded only to run
     return serve_daemon(config, lambda: load_config(path), notifier=SystemdNotifier())
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
     config = _config(args)
     configure_logging(config.daemon.log_level)
+    from procore_hotfolder.engine import run_once  # noqa: PLC0415 - loaded only to run
     return run_once(config)
 
 
@@ -348,6 +347,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
               f"  {prog} explain -c {config_path} {drop / 'hello-procore.txt'}\n"
               f"  kill -HUP {os.getpid()}    # reload the configuration (as systemctl reload)\n",
               flush=True)
+        from procore_hotfolder.engine import serve_daemon  # noqa: PLC0415 - loaded only to run
         return serve_daemon(config, lambda: load_config(config_path, environ={}))
 
 

@@ -19,6 +19,7 @@ from types import FrameType
 import structlog
 
 from procore_hotfolder.config import Config
+from procore_hotfolder.exitcodes import EXIT_FAILURE, EXIT_OK
 from procore_hotfolder.heartbeat import Notifier
 from procore_hotfolder.journal import Journal
 from procore_hotfolder.ledger import Ledger
@@ -32,9 +33,6 @@ from procore_hotfolder.progress import Progress
 from procore_hotfolder.reporting import StateLock
 from procore_hotfolder.runmode import Daemon, Once, RunMode, RunSummary
 from procore_hotfolder.service import Service
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any
 
 from procore_hotfolder import archiver, sourcefile
 from procore_hotfolder.config import Config, FolderSettings
+from procore_hotfolder.ignore import IgnoreRules
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.model import (
     ACTIVE,
@@ -27,7 +28,6 @@ from procore_hotfolder.model import (
 )
 from procore_hotfolder.pauses import ACCOUNT
 from procore_hotfolder.snapshot import UNFILED_WARNING, read_snapshot
-from procore_hotfolder.watcher import IgnoreRules
 
 LOCK_NAME = "daemon.lock"
 #: The daemon rewrites its snapshot every 2 s; older than this means it is not running.

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from procore_hotfolder.model import display_path
@@ -94,10 +95,13 @@ def test_a_snapshot_that_cannot_be_written_is_logged_not_raised(tmp_path: Path) 
     assert not (tmp_path / "missing").exists()
 
 
-def test_status_does_not_load_the_engine() -> None:
-    code = ("import sys, procore_hotfolder.reporting\n"
+@pytest.mark.parametrize("module", ["procore_hotfolder.reporting", "procore_hotfolder.cli"])
+def test_status_does_not_load_the_engine(module: str) -> None:
+    """`status`, `explain` and `retry` read a JSON file and the journal: neither the
+    reporting module nor the command line loads the engine, or watchdog, to do it."""
+    code = (f"import sys, {module}\n"
             "engine = {'procore_hotfolder.service', 'procore_hotfolder.scheduler',"
-            " 'procore_hotfolder.pipeline', 'procore_hotfolder.engine'}\n"
+            " 'procore_hotfolder.pipeline', 'procore_hotfolder.engine', 'watchdog'}\n"
             "print(sorted(engine & set(sys.modules)))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
