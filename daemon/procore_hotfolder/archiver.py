@@ -11,15 +11,10 @@ from pathlib import Path
 
 import structlog
 
-from procore_hotfolder.clash_names import free_name, numbered_name
 from procore_hotfolder.config import FolderSettings
 from procore_hotfolder.errors import HotfolderError
 from procore_hotfolder.model import display_values
 from procore_hotfolder.nooverwrite import move_no_overwrite, write_new_file
-
-# free_name and move_no_overwrite are imported from here by the uploader and `retry`.
-__all__ = ["archive_path_for", "failed_path_for", "free_name", "move_no_overwrite",
-           "move_to_failed", "numbered_name", "sidecar_path_for", "write_error_sidecar"]
 
 log = structlog.get_logger(__name__)
 

@@ -13,11 +13,13 @@ from typing import Any
 import structlog
 
 from procore_hotfolder import archiver, sourcefile
+from procore_hotfolder.clash_names import free_name
 from procore_hotfolder.config import FolderSettings
 from procore_hotfolder.errors import FileChanged
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.ledger import Ledger
 from procore_hotfolder.model import FileState, utc_iso
+from procore_hotfolder.nooverwrite import move_no_overwrite
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +72,7 @@ class Finishing:
                      detail="the file changed after it was filed; it settles again")
             return self._journal.move(record, FileState.CHANGED, now, final_path=None)
         recovering = record.archive_path is not None
-        target = record.archive_path or archiver.free_name(
+        target = record.archive_path or free_name(
             archiver.archive_path_for(folder, record.path))
         if not recovering:
             record = self._journal.move(record, record.state, now, archive_path=target)
@@ -97,7 +99,7 @@ class Finishing:
             os.unlink(record.path)
             return self._finish(record, folder, target)
         try:
-            final = archiver.move_no_overwrite(record.path, target, record.observation)
+            final = move_no_overwrite(record.path, target, record.observation)
         except FileChanged:
             log.warning("file_changed_before_archive", uuid=record.uuid)
             return self._journal.move(record, FileState.CHANGED, self._clock())

@@ -8,19 +8,21 @@ applies the decision; nothing here touches the journal, a file, a clock or a soc
 
 The rules, first match wins:
 
-1. The daemon is stopping: resume at the next start, uncharged.
-2. The file changed (or vanished) before it was done: it settles again (or is forgotten),
+1. The file changed (or vanished) before it was done: it settles again (or is forgotten),
    from every state that allows it; nothing is archived.
-3. The file must not be uploaded (symlink, hard links, empty for too long): failed.
-4. The Upload is filed already (ASSOCIATED, LEDGERED) or only local steps failed (ledger,
+2. The file must not be uploaded (symlink, hard links, empty for too long): failed.
+3. The Upload is filed already (ASSOCIATED, LEDGERED) or only local steps failed (ledger,
    archive): never failed, retried with backoff until the disk lets us.
-5. Procore refuses the account (credentials): every folder pauses; uncharged.
-6. Procore refuses the folder's project or destination (403, 404): that folder pauses;
+4. Procore refuses the account (credentials): every folder pauses; uncharged.
+5. Procore refuses the folder's project or destination (403, 404): that folder pauses;
    uncharged. Neither is the file's fault, and it is fixed in Procore.
-7. An outage that hits every request (network down, 429, 503): wait, uncharged.
-8. A transient error (5xx, 408, expired Upload, content mismatch, unreadable file): retried
+6. An outage that hits every request (network down, 429, 503): wait, uncharged.
+7. A transient error (5xx, 408, expired Upload, content mismatch, unreadable file): retried
    with backoff, charged; failed once ``max_attempts`` attempts are spent.
-9. Anything else (validation, storage refusal): failed.
+8. Anything else (validation, storage refusal): failed.
+
+A stop is no error and not in this table: ``errors.Stopping`` is a control signal that the
+pipeline catches itself (the row resumes at the next start, uncharged).
 
 A file whose association POST has an unknown outcome (ASSOCIATING, no certain refusal) is
 failed only after a look at Procore shows it was not filed (``resolve_first``).

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from procore_hotfolder import archiver, sourcefile
+from procore_hotfolder import sourcefile
+from procore_hotfolder.clash_names import free_name
 from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.ignore import IgnoreRules
 from procore_hotfolder.journal import FileRecord, Journal
@@ -26,6 +27,7 @@ from procore_hotfolder.model import (
     not_a_file_skip,
     utc_iso,
 )
+from procore_hotfolder.nooverwrite import move_no_overwrite
 from procore_hotfolder.pauses import ACCOUNT
 from procore_hotfolder.snapshot import UNFILED_WARNING, read_snapshot
 
@@ -326,8 +328,8 @@ def _move_back(folder: FolderSettings, record: FileRecord) -> Path | None:
     assert record.final_path is not None
     if sourcefile.observe(record.final_path) is None:
         return None
-    target = archiver.free_name(record.path)
-    final = archiver.move_no_overwrite(record.final_path, target)
+    target = free_name(record.path)
+    final = move_no_overwrite(record.final_path, target)
     sidecar = record.final_path.with_name(record.final_path.name + ".error.json")
     # The sidecar is our own note, not a user file; it has served its purpose.
     sidecar.unlink(missing_ok=True)

@@ -26,13 +26,15 @@ from procore_hotfolder import sourcefile
 from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.dispatch import Dispatcher, Job
 from procore_hotfolder.heartbeat import Heartbeat
+from procore_hotfolder.ignore import IgnoreRules
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.model import not_a_file_skip
+from procore_hotfolder.mounts import FolderHealth
 from procore_hotfolder.pace import PaceMeter
 from procore_hotfolder.pipeline import Outcome, Uploader
 from procore_hotfolder.runmode import RunMode
 from procore_hotfolder.stability import SettleTracker
-from procore_hotfolder.watcher import FolderHealth, FolderWatcher, IgnoreRules, scan
+from procore_hotfolder.watcher import FolderWatcher, scan
 
 log = structlog.get_logger(__name__)
 

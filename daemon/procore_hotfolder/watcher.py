@@ -25,10 +25,7 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 from procore_hotfolder.config import FolderSettings
 from procore_hotfolder.ignore import IgnoreRules
 from procore_hotfolder.model import SYMLINK_SKIP, not_a_file_skip
-from procore_hotfolder.mounts import FolderHealth, choose_watch_mode, folder_available
-
-# IgnoreRules and FolderHealth are imported from here by the service and `explain`.
-__all__ = ["FolderHealth", "FolderWatcher", "IgnoreRules", "ScanEntry", "scan"]
+from procore_hotfolder.mounts import choose_watch_mode, folder_available
 
 log = structlog.get_logger(__name__)
 
