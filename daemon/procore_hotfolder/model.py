@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from procore_hotfolder.errors import JournalError
 
@@ -105,6 +106,13 @@ def display_path(text: str | os.PathLike[str]) -> str:
     """
     raw = os.fspath(text)
     return raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def procore_name(path: Path) -> str:
+    """The file's name as Procore is given it (Upload, document, photo): valid UTF-8, with
+    bytes that are not UTF-8 as U+FFFD. Not ``display_path``'s ``\\xNN``: a backslash in
+    a name Procore shows (and Procore Drive syncs to Windows) is asking for trouble."""
+    return os.fsencode(path.name).decode("utf-8", "replace")
 
 
 def display_values(value: object) -> object:

@@ -20,7 +20,6 @@ import structlog
 
 from procore_hotfolder import sourcefile
 from procore_hotfolder.config import Config, FolderSettings
-from procore_hotfolder.destinations import display_name
 from procore_hotfolder.errors import (
     ContentMismatch,
     FileChanged,
@@ -29,7 +28,7 @@ from procore_hotfolder.errors import (
     UploadExpired,
 )
 from procore_hotfolder.journal import FileRecord, Journal
-from procore_hotfolder.model import FileState, segment_size_for, ticket_reusable
+from procore_hotfolder.model import FileState, procore_name, segment_size_for, ticket_reusable
 from procore_hotfolder.procore import ProcoreClient, SegmentSpec, UploadTarget, UploadTicket
 from procore_hotfolder.procore.tickets import segments_from_json, segments_to_json
 from procore_hotfolder.progress import Progress, ProgressLog
@@ -190,7 +189,7 @@ class Transfer:
                     segments: Sequence[SegmentSpec] | None = None,
                     ) -> tuple[FileRecord, UploadTicket]:
         ticket = self._client.create_upload(
-            target, display_name(record.path), record.observation.size,
+            target, procore_name(record.path), record.observation.size,
             content_type=folder.response_content_type, segments=segments)
         record = self._journal.move(record, FileState.UPLOADING, self._clock(),
                                     uuid=ticket.uuid, ticket=ticket.to_json())
@@ -234,7 +233,7 @@ class Transfer:
         meter = ProgressLog(record.path, size, self._progress, self._clock, ticket.uuid)
         reader = HashingReader(opened.reader, on_read=meter.set, stopping=self._stopping)
         try:
-            self._client.store_file(ticket, reader, filename=display_name(record.path),
+            self._client.store_file(ticket, reader, filename=procore_name(record.path),
                                     content_type=folder.response_content_type)
         except UploadExpired:
             self._forget_ticket(record)

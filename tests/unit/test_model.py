@@ -17,6 +17,7 @@ from procore_hotfolder.model import (
     check_move,
     display_path,
     display_values,
+    procore_name,
     segment_size_for,
     ticket_reusable,
 )
@@ -74,3 +75,9 @@ def test_an_undecodable_name_is_displayed_one_way() -> None:
     assert display_path("Ünïcødé.pdf") == "Ünïcødé.pdf"  # valid UTF-8 is left alone
     assert display_values({"a": [odd, 3], "b": (Path(odd),), "c": None}) == {
         "a": ["caf\\xe9 \\xff.pdf", 3], "b": ["caf\\xe9 \\xff.pdf"], "c": None}
+
+
+def test_procore_is_given_the_name_with_u_fffd_and_never_a_backslash() -> None:
+    odd = os.fsdecode(b"caf\xe9 \xff.pdf")
+    assert procore_name(Path("/d") / odd) == "caf\ufffd \ufffd.pdf"
+    assert procore_name(Path("/d/Ünïcødé.pdf")) == "Ünïcødé.pdf"

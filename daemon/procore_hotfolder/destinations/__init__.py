@@ -52,7 +52,6 @@ from procore_hotfolder.destinations.protocol import (
     Plan,
     PlanAgain,
     Sent,
-    display_name,
 )
 from procore_hotfolder.errors import JournalError, UploadExpired
 from procore_hotfolder.journal import FileRecord, Journal
@@ -72,7 +71,6 @@ __all__ = [
     "Plan",
     "PlanAgain",
     "Sent",
-    "display_name",
 ]
 
 log = structlog.get_logger(__name__)

@@ -21,13 +21,13 @@ from procore_hotfolder.destinations.protocol import (
     Sent,
     as_int,
     as_time,
-    display_name,
     is_live,
     is_name_clash,
     since,
 )
 from procore_hotfolder.errors import NameClash, NotFound, ValidationFailed
 from procore_hotfolder.journal import FileRecord, Journal
+from procore_hotfolder.model import procore_name
 from procore_hotfolder.procore import ProcoreClient
 
 log = structlog.get_logger(__name__)
@@ -68,7 +68,7 @@ class Documents:
         names: list[str] = []
         if folder.mirror_subfolders:
             relative = record.path.relative_to(record.folder).parent
-            names = [display_name(Path(part)) for part in relative.parts]
+            names = [procore_name(Path(part)) for part in relative.parts]
         try:
             parent = self._tree.resolve(folder.project_id, folder.documents_folder_id, names)
         except NotFound:
@@ -80,7 +80,7 @@ class Documents:
         if folder.documents_folder_id is not None:
             base = f"folder {folder.documents_folder_id}"
         return DocumentPlan(
-            parent_id=parent, where="/".join([base, *names]), name=display_name(record.path),
+            parent_id=parent, where="/".join([base, *names]), name=procore_name(record.path),
             size=record.observation.size, unique_name=folder.on_name_clash == "rename",
             version_of=None, versions_before=0, not_before=self._procore_time.not_before(),
             mirrored=bool(names))

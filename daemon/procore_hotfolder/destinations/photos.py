@@ -15,10 +15,10 @@ from procore_hotfolder.destinations.protocol import (
     Sent,
     as_int,
     as_time,
-    display_name,
     since,
 )
 from procore_hotfolder.journal import FileRecord, Journal
+from procore_hotfolder.model import procore_name
 from procore_hotfolder.procore import ProcoreClient
 
 
@@ -49,13 +49,13 @@ class Photos:
         self._claiming = threading.Lock()
 
     def plan(self, record: FileRecord, folder: FolderSettings) -> PhotoPlan:
-        return PhotoPlan(name=display_name(record.path), album_id=folder.photos_album_id,
+        return PhotoPlan(name=procore_name(record.path), album_id=folder.photos_album_id,
                          size=record.observation.size,
                          not_before=self._procore_time.not_before())
 
     def load(self, raw: Mapping[str, Any], record: FileRecord) -> PhotoPlan:
         if raw.get("v") is None:  # written before plans were versioned
-            return PhotoPlan(name=str(raw.get("name", display_name(record.path))),
+            return PhotoPlan(name=str(raw.get("name", procore_name(record.path))),
                              album_id=as_int(raw.get("album_id")),
                              size=record.observation.size, not_before=None)
         return PhotoPlan(name=str(raw["name"]), album_id=as_int(raw.get("album_id")),

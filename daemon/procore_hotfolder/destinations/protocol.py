@@ -1,14 +1,12 @@
 """What every destination implements (plan, send, find), the answers of a send, and the
-helpers the destinations share: Procore's clock floor, reading Procore's JSON, names."""
+helpers the destinations share: Procore's clock floor, reading Procore's JSON."""
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from procore_hotfolder.config import FolderSettings
@@ -70,11 +68,6 @@ class Destination(Protocol[P]):
     def find(self, record: FileRecord, folder: FolderSettings, plan: P) -> int | None:
         """The id of what ``plan``'s send made, if it ran; None when nothing is found."""
         ...
-
-
-def display_name(path: Path) -> str:
-    """The file's name as valid UTF-8 (undecodable bytes become U+FFFD) for Procore."""
-    return os.fsencode(path.name).decode("utf-8", "replace")
 
 
 def as_int(value: Any) -> int | None:
