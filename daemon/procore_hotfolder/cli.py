@@ -38,8 +38,9 @@ from procore_hotfolder.journal import Journal
 from procore_hotfolder.logs import configure_logging
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.procore.governor import RateGovernor
-from procore_hotfolder.reporting import StateLock, explain, format_status, retry, status
+from procore_hotfolder.reporting import explain, format_status, retry, status
 from procore_hotfolder.snapshot import UNFILED_WARNING
+from procore_hotfolder.statelock import StateLock
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,9 +30,9 @@ from procore_hotfolder.pipeline import Uploader
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.progress import Progress
-from procore_hotfolder.reporting import StateLock
 from procore_hotfolder.runmode import Daemon, Once, RunMode, RunSummary
 from procore_hotfolder.service import Service
+from procore_hotfolder.statelock import StateLock
 
 
 @dataclass
