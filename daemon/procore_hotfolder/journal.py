@@ -158,13 +158,6 @@ class Journal:
         return [(r[0], folders.setdefault(r[1], Path(os.fsdecode(r[1]))), os.fsdecode(r[2]),
                  r[3]) for r in rows]
 
-    def active_for(self, path: Path) -> FileRecord | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT * FROM files WHERE path = ? AND state IN ({ACTIVE_SQL})",  # noqa: S608 - constant
-                (_b(path),)).fetchone()
-        return FileRecord.from_row(row) if row else None
-
     def history(self, path: Path) -> list[FileRecord]:
         """Every row for ``path`` (as source, archive or failed location), newest first."""
         raw = _b(path)

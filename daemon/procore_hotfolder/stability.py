@@ -197,17 +197,6 @@ class SettleTracker:
         """Tracked files that are not empty (an empty one is a scanner still to write)."""
         return len(self._pending) - len(self._empty_since)
 
-    def next_deadline(self) -> float | None:
-        """The earliest time at which re-observing something could make it due.
-
-        None when nothing is tracked. Empty files are included (their quiet period ends like
-        any other; the empty-file timeout is the caller's, coarser, concern).
-        """
-        if self._ready:
-            return min(self._pending[key].last_seen for key in self._ready)
-        if not self._pending:
-            return None
-        return min(entry.last_change + entry.settle_seconds for entry in self._pending.values())
 
     def __len__(self) -> int:
         return len(self._pending)

@@ -179,12 +179,6 @@ class FolderWatcher:
         with self._lock:
             return [path for path, mode in self._modes.items() if mode != "events"]
 
-    @property
-    def missing(self) -> dict[Path, str]:
-        """Folders that could not be watched at the last attempt, with the reason."""
-        with self._lock:
-            return dict(self._missing)
-
     def start(self) -> dict[Path, str]:
         """Start watching; returns the folders that are unavailable now (with the reason)."""
         with self._lock:

@@ -123,8 +123,8 @@ def write_random(path: Path, size: int) -> str:
 
 def test_token_is_cached(emulator: Emulator, client: ProcoreClient) -> None:
     client.ensure_token()
-    client.check_access()
-    client.check_access()
+    list(client.get_pages("v1.0/companies"))
+    list(client.get_pages("v1.0/companies"))
     assert emulator.count(kind="token") == 1
 
 
@@ -134,9 +134,9 @@ def test_short_lived_token_is_renewed_ahead_of_expiry(
     now = [1000.0]
     client = make_client(clock=lambda: now[0])
     with capture_logs() as events:
-        client.check_access()
+        list(client.get_pages("v1.0/companies"))
         now[0] += 1.7  # 20 % of 2 s before expiry: renew now
-        client.check_access()
+        list(client.get_pages("v1.0/companies"))
     assert emulator.count(kind="token") == 2
     assert emulator.count(status=401) == 0
     renewals = [e for e in events if e["event"] == "token_renewed"]
@@ -145,9 +145,9 @@ def test_short_lived_token_is_renewed_ahead_of_expiry(
 
 
 def test_401_renews_once_and_retries_once(emulator: Emulator, client: ProcoreClient) -> None:
-    client.check_access()
+    list(client.get_pages("v1.0/companies"))
     emulator.faults.revoke_tokens()
-    client.check_access()
+    list(client.get_pages("v1.0/companies"))
     assert emulator.count(status=401) == 1
     assert emulator.count(kind="token") == 2
 
@@ -156,7 +156,7 @@ def test_second_401_is_an_authentication_error(emulator: Emulator, client: Proco
     client.ensure_token()
     emulator.faults.fail_next(2, status=401, kind="api")
     with pytest.raises(AuthenticationError) as caught:
-        client.check_access()
+        list(client.get_pages("v1.0/companies"))
     assert not caught.value.retryable
     assert emulator.count(kind="token") == 2
 
@@ -190,7 +190,7 @@ def test_token_renewal_is_shared_by_threads(emulator: Emulator, client: ProcoreC
     def work() -> None:
         barrier.wait()
         try:
-            client.check_access()
+            list(client.get_pages("v1.0/companies"))
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 
@@ -203,15 +203,10 @@ def test_token_renewal_is_shared_by_threads(emulator: Emulator, client: ProcoreC
     assert emulator.count(kind="token") == 1
 
 
-def test_check_access_tolerates_404(emulator: Emulator, client: ProcoreClient) -> None:
-    emulator.faults.fail_next(1, status=404, kind="api")
-    client.check_access()
-
-
-def test_check_access_raises_typed_errors(emulator: Emulator, client: ProcoreClient) -> None:
+def test_a_refused_api_call_raises_a_typed_error(emulator: Emulator, client: ProcoreClient) -> None:
     emulator.faults.fail_next(1, status=403, kind="api")
     with pytest.raises(PermissionDenied):
-        client.check_access()
+        list(client.get_pages("v1.0/companies"))
 
 
 # --- uploads ---------------------------------------------------------------------------------
@@ -592,7 +587,7 @@ def test_429_pauses_every_worker_then_succeeds(emulator: Emulator,
     client.ensure_token()
     emulator.faults.fail_next(1, status=429, kind="api")  # Retry-After: 1
     start = time.monotonic()
-    client.check_access()
+    list(client.get_pages("v1.0/companies"))
     assert time.monotonic() - start >= 0.9  # the governor held the retry back
 
 

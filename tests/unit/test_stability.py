@@ -117,16 +117,16 @@ def test_pending_snapshot_and_first_seen_kept_across_changes() -> None:
     assert "a" in pending and "a" not in tracker  # the snapshot is a copy
 
 
-def test_next_deadline() -> None:
+def test_the_file_whose_quiet_period_ended_is_due() -> None:
     tracker = SettleTracker()
-    assert tracker.next_deadline() is None
     tracker.observe("a", obs(), now=0.0, settle_seconds=SETTLE)
     tracker.observe("b", obs(), now=3.0, settle_seconds=2.0)
-    assert tracker.next_deadline() == 5.0
     tracker.observe("b", obs(), now=5.0, settle_seconds=2.0)
-    assert tracker.next_deadline() == 5.0  # b is due now
     assert [k for k, _ in tracker.due(5.0)] == ["b"]
-    assert tracker.next_deadline() == 10.0
+    tracker.observe("a", obs(), now=9.9, settle_seconds=SETTLE)
+    assert tracker.due(9.9) == []  # a's quiet period ends at 10
+    tracker.observe("a", obs(), now=10.0, settle_seconds=SETTLE)
+    assert [k for k, _ in tracker.due(10.0)] == ["a"]
 
 
 def test_recheck_names_only_the_files_whose_quiet_period_ran() -> None:

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from procore_hotfolder.config import ProcoreSettings
-from procore_hotfolder.errors import NotFound
 from procore_hotfolder.metrics import MetricsHooks
 from procore_hotfolder.procore.api import Api
 from procore_hotfolder.procore.auth import TokenSource
@@ -129,15 +128,6 @@ class ProcoreClient:
         """
         self._auth.ensure_server_clock()
         return self._server_clock.floor()
-
-    def check_access(self) -> None:
-        """Obtain a token and make one cheap call (a 404 there is fine: not every server has
-        the companies list). Raises the typed error otherwise."""
-        self.ensure_token()
-        try:
-            self._api.call("GET", "v1.0/companies", idempotent=True)
-        except NotFound:
-            return
 
     # --- reading --------------------------------------------------------------------------
 
