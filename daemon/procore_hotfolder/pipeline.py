@@ -234,7 +234,7 @@ class Uploader:
             if decision.gave_up:
                 info["detail"] = f"{info['detail']} (gave up after {attempts} attempts)"
             return self._fail(record, folder, exc, info=info, attempts=attempts)
-        return self._schedule(record, now, decision, info)
+        return self._schedule(record, now, decision, info, history=_history(exc))
 
     def _fail_after_lookup(self, record: FileRecord, folder: FolderSettings,
                            exc: HotfolderError, decision: Decision) -> Outcome:
@@ -254,7 +254,8 @@ class Uploader:
         return self._fail(record, folder, exc, info=info, attempts=attempts)
 
     def _schedule(self, record: FileRecord, now: float, decision: Decision,
-                  info: dict[str, Any], *, log_it: bool = True) -> Outcome:
+                  info: dict[str, Any], *, log_it: bool = True,
+                  history: list[str] | None = None) -> Outcome:
         """Put the row back for a try at ``now + decision.delay`` (an UPLOADING row back in
         the queue), charging an attempt when the decision says so."""
         state = FileState.QUEUED if record.state is FileState.UPLOADING else record.state
@@ -266,7 +267,8 @@ class Uploader:
             local = state in (FileState.ASSOCIATED, FileState.LEDGERED)
             level = log.error if local else log.warning
             level("archive_retry_scheduled" if local else "upload_retry_scheduled",
-                  retry_in=round(decision.delay, 1), attempts=attempts, **info)
+                  retry_in=round(decision.delay, 1), attempts=attempts, **info,
+                  **({"history": history} if history else {}))
         return Outcome("retry", record, retry_at=retry_at, detail=info.get("detail"))
 
     def _fail(self, record: FileRecord, folder: FolderSettings, exc: HotfolderError,

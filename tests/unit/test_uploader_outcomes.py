@@ -407,3 +407,14 @@ def test_a_ticket_of_an_unknown_form_means_a_new_upload_not_a_crash(tmp_path: Pa
     assert rig.row().uuid != "UUIDOLD"
     [warning] = [e for e in logs if e["event"] == "journal_value_unreadable"]
     assert warning["what"] == "ticket" and "99" in warning["error"]
+
+
+def test_a_retry_after_a_request_ran_out_of_tries_logs_its_history(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "none")
+    error = _http(ServerError, 502)
+    error.history = ("1: server: Procore answered HTTP 502", "2: server: HTTP 502")
+    rig.client.faults["create_upload"] = [error]
+    with capture_logs() as logs:
+        assert rig.process().kind == "retry"
+    [scheduled] = [e for e in logs if e["event"] == "upload_retry_scheduled"]
+    assert scheduled["history"] == list(error.history) and scheduled["attempts"] == 1
