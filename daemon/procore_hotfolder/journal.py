@@ -168,7 +168,10 @@ class Journal:
         return [FileRecord.from_row(r) for r in rows]
 
     def failed_version(self, path: Path, observation: Observation) -> FileRecord | None:
-        """A failed row for this very version of ``path`` (same size, mtime and inode)."""
+        """A failed row for this very version of ``path`` (same size, mtime and inode).
+
+        ``Observation.version`` less the device, on purpose: a failed file left in place
+        must not be tried again because a remount gave its share another device number."""
         with self._lock:
             row = self._db.execute(
                 "SELECT * FROM files WHERE path = ? AND state = 'failed' AND size = ? "
