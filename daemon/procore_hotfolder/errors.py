@@ -82,7 +82,8 @@ class ProcoreError(HotfolderError):
         self.history: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
-        """Fields for logs and error sidecars (never includes secrets)."""
+        """Fields for logs, error sidecars and the journal (never includes secrets); the
+        ``history`` of earlier tries when the request's tries ran out."""
         out: dict[str, object] = {"reason": self.reason, "detail": self.message}
         if self.status is not None:
             out["status"] = self.status
@@ -90,12 +91,6 @@ class ProcoreError(HotfolderError):
             out["code"] = self.code
         if self.request_id:
             out["request_id"] = self.request_id
-        return out
-
-    def log_fields(self) -> dict[str, object]:
-        """``as_dict()`` plus the ``history`` of earlier tries when there were any: for log
-        events (sidecars and the journal keep ``as_dict()``)."""
-        out = self.as_dict()
         if self.history:
             out["history"] = list(self.history)
         return out

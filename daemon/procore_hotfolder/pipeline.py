@@ -234,7 +234,7 @@ class Uploader:
             if decision.gave_up:
                 info["detail"] = f"{info['detail']} (gave up after {attempts} attempts)"
             return self._fail(record, folder, exc, info=info, attempts=attempts)
-        return self._schedule(record, now, decision, info, history=_history(exc))
+        return self._schedule(record, now, decision, info)
 
     def _fail_after_lookup(self, record: FileRecord, folder: FolderSettings,
                            exc: HotfolderError, decision: Decision) -> Outcome:
@@ -254,8 +254,7 @@ class Uploader:
         return self._fail(record, folder, exc, info=info, attempts=attempts)
 
     def _schedule(self, record: FileRecord, now: float, decision: Decision,
-                  info: dict[str, Any], *, log_it: bool = True,
-                  history: list[str] | None = None) -> Outcome:
+                  info: dict[str, Any], *, log_it: bool = True) -> Outcome:
         """Put the row back for a try at ``now + decision.delay`` (an UPLOADING row back in
         the queue), charging an attempt when the decision says so."""
         state = FileState.QUEUED if record.state is FileState.UPLOADING else record.state
@@ -267,8 +266,7 @@ class Uploader:
             local = state in (FileState.ASSOCIATED, FileState.LEDGERED)
             level = log.error if local else log.warning
             level("archive_retry_scheduled" if local else "upload_retry_scheduled",
-                  retry_in=round(decision.delay, 1), attempts=attempts, **info,
-                  **({"history": history} if history else {}))
+                  retry_in=round(decision.delay, 1), attempts=attempts, **info)
         return Outcome("retry", record, retry_at=retry_at, detail=info.get("detail"))
 
     def _fail(self, record: FileRecord, folder: FolderSettings, exc: HotfolderError,
@@ -282,22 +280,14 @@ class Uploader:
                    "source": str(record.path)}
         if record.uuid:
             sidecar["uuid"] = record.uuid
-        history = _history(exc)
-        if history:
-            sidecar["history"] = history  # the earlier tries of the request that failed last
         final = archiver.move_to_failed(folder, record.path, sidecar)
         record = self._journal.move(record, FileState.FAILED, self._clock(), final_path=final,
                                     attempts=attempts, last_error=sidecar)
         log.error("upload_failed", failed_path=str(final) if final else None,
                   kept_in_place=final is None, attempts=attempts,
-                  **info, **({"history": history} if history else {}))
+                  **info)
         self.metrics.upload_finished(str(folder.path), "failed", record.observation.size)
         return Outcome("failed", record, detail=info.get("detail"))
-
-
-def _history(exc: HotfolderError) -> list[str]:
-    """The request's earlier tries when its retries ran out (``ProcoreError.history``)."""
-    return list(exc.history) if isinstance(exc, ProcoreError) else []
 
 
 def _error_info(exc: HotfolderError) -> dict[str, Any]:

@@ -145,8 +145,8 @@ def test_request_scope_gives_up_with_the_last_error_and_the_history() -> None:
     assert caught.value is last
     assert caught.value.history == ("1: network: connection dropped",
                                     "2: server_error: second")
-    assert caught.value.log_fields()["history"] == list(caught.value.history)
-    assert "history" not in caught.value.as_dict()  # sidecars and the journal: unchanged
+    assert caught.value.as_dict()["history"] == list(caught.value.history)
+    assert "history" not in ServerError("once", status=502).as_dict()  # only after retries
     assert attempt.calls == 3
     assert len(sleeps.calls) == 2
 

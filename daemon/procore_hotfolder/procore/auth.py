@@ -128,7 +128,7 @@ class TokenSource:
         try:
             response, started = self._retry.run("token", attempt)
         except ProcoreError as error:
-            log.warning("token_failed", **error.log_fields(), attempt=len(error.history) + 1)
+            log.warning("token_failed", **error.as_dict(), attempt=len(error.history) + 1)
             raise
         return self._parse(response, started)
 
