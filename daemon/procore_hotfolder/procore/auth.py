@@ -36,7 +36,6 @@ _IDENTITY = ("client_id", "client_secret", "login_url", "api_url", "company_id")
 class _Token:
     value: str
     renew_at: float
-    expires_at: float
 
 
 class TokenSource:
@@ -149,12 +148,13 @@ class TokenSource:
             data = response.json()
         except ValueError:
             data = None
-        value = data.get("access_token") if isinstance(data, Mapping) else None
+        if not isinstance(data, Mapping):
+            data = {}
+        value = data.get("access_token")
         if not isinstance(value, str) or not value:
             raise UnexpectedResponse("the token endpoint answered without an access_token",
                                      status=response.status_code,
                                      request_id=response.headers.get("x-request-id"))
-        assert isinstance(data, Mapping)
         try:
             lifetime = float(data.get("expires_in", 5400))
         except (TypeError, ValueError):
@@ -163,8 +163,7 @@ class TokenSource:
         # Renew ahead of expiry: with less than min(60 s, 20 % of the lifetime) left.
         margin = min(60.0, 0.2 * lifetime)
         log.info("token_renewed", expires_in=lifetime)
-        return _Token(value=value, renew_at=started + lifetime - margin,
-                      expires_at=started + lifetime)
+        return _Token(value=value, renew_at=started + lifetime - margin)
 
     def _redact(self, text: str) -> str:
         secrets = [self._settings.client_secret]
