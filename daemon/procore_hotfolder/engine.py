@@ -59,8 +59,7 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     stopping = threading.Event()  # the process's one stop event
     governor = RateGovernor(stop=stopping,
                             ceiling_per_hour=config.daemon.max_api_calls_per_hour)
-    client = ProcoreClient(config.procore, governor,
-                           sleep=lambda seconds: not stopping.wait(seconds))
+    client = ProcoreClient(config.procore, governor, sleep=governor.sleep)
     journal = Journal.open(config.daemon.state_dir)
     progress = Progress()
     uploader = Uploader(config, journal, Ledger(config.daemon.state_dir), client,

@@ -162,8 +162,7 @@ class Service:
         if self._stopped_by is not None:
             log.info("signal_received", signal=self._stopped_by)
         log.info("daemon_stopping")
-        self.stop()
-        self._governor.stop()
+        self.stop()  # the process's one stop event: the governor's waits end with it
         self._dispatcher.close()
         self.scheduler.stop_scanning()
         if self._watcher is not None:
