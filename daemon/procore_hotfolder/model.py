@@ -105,6 +105,8 @@ def display_path(text: str | os.PathLike[str]) -> str:
     ``\\xNN`` (``caf\\xe9.pdf``), so the line stays UTF-8 and still shows which byte it was.
     """
     raw = os.fspath(text)
+    if raw.isascii():  # nearly every name, and every log field: nothing to do
+        return raw
     return raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
