@@ -105,12 +105,13 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> int:
-    """SIGTERM, then SIGKILL after 30 s; waits for the process either way and returns its
-    exit code."""
-    proc.send_signal(signal.SIGTERM)
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    """SIGTERM (unless it ended already), then SIGKILL after ``timeout`` seconds; waits for
+    the process either way and returns its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
     try:
-        return proc.wait(timeout=30)
+        return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.wait()

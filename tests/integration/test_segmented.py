@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 
 from procore_hotfolder.emulator import Emulator
 from procore_hotfolder.journal import JOURNAL_NAME
-from tests.conftest import cli_env, run_cli, wait_for, write_config
+from tests.conftest import cli_env, run_cli, stop_process, wait_for, write_config
 
 MIB = 1024 * 1024
 SEGMENT = 5 * MIB
@@ -177,8 +177,7 @@ def test_after_a_failed_attempt_stored_segments_are_not_sent_again(
         stored_first = _stored_parts(emulator)
         emulator.faults.failing_segments = set()
         wait_for((drop / ".archive" / "plans.pdf").exists, timeout=40, message="archived")
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        assert stop_process(proc) == 0
 
     assert stored_first == set(range(1, count + 1)) - {3}
     _assert_stored_once(emulator, data)
@@ -241,8 +240,7 @@ def test_resume_after_sigterm_mid_upload(tmp_path: Path, emulator: Emulator) -> 
     with _daemon(config, log) as proc:
         wait_for(lambda: len(_stored_parts(emulator)) >= 2, timeout=60,
                  message="two segments stored")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert stop_process(proc) == 0
     stored_at_stop = _stored_parts(emulator)
     assert len(stored_at_stop) < count
     puts_before = len(_part_puts(emulator))
@@ -277,8 +275,7 @@ def test_progress_in_the_log_and_in_status(tmp_path: Path, emulator: Emulator) -
         wait_for(lambda: _events(log, "upload_progress"), timeout=30, message="progress event")
         emulator.faults.storage_delay_seconds = 0.0
         wait_for((drop / ".archive" / "scan-set.pdf").exists, timeout=30, message="archived")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert stop_process(proc) == 0
 
     (event, *_) = _events(log, "upload_progress")
     assert event["path"] == key and event["uuid"] in emulator.uploads

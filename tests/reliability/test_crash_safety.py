@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from procore_hotfolder.emulator import Emulator
-from tests.conftest import cli_env, wait_for, write_config
+from tests.conftest import cli_env, stop_process, wait_for, write_config
 
 FILES_PER_FOLDER = 150
 KILLS = 30
@@ -79,9 +79,8 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(
                  and len(ledger_path.read_text().splitlines()) >= len(expected),
                  timeout=60, message="ledger complete")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    assert proc.returncode == 0
+        code = stop_process(proc, timeout=60)
+    assert code == 0
 
     # Stored: each file's bytes under exactly one Upload, byte-identical.
     by_sha: dict[str, set[str]] = {}

@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from procore_hotfolder.emulator import Emulator
-from tests.conftest import CLIENT_SECRET, cli_env, run_cli, wait_for, write_config
+from tests.conftest import CLIENT_SECRET, cli_env, run_cli, stop_process, wait_for, write_config
 
 
 def _drop_files(folder: Path, count: int, prefix: str = "f") -> dict[str, bytes]:
@@ -52,14 +51,7 @@ class Daemon:
                 stdout=out, stderr=subprocess.STDOUT, env=cli_env(), stdin=subprocess.DEVNULL)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
+        return stop_process(self.proc, timeout=60)
 
     def events(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.log.read_text().splitlines()

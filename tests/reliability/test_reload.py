@@ -128,8 +128,7 @@ def test_reload_keeps_uploads_in_flight_and_applies_the_new_folders(
             failed = next(e for e in events(config)
                           if e["event"] == "configuration_reload_failed")
             assert "invalid TOML" in json.dumps(failed["problems"])
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=30) == 0
+            assert stop_process(proc) == 0
         assert systemd.seen("STOPPING=1") is not None
     finally:
         systemd.close()
