@@ -379,20 +379,26 @@ def test_a_name_clash_in_documents_adds_a_version(tmp_path: Path) -> None:
     assert rig.ledger_lines()[0]["destination"] == {"kind": "documents", "id": 7}
 
 
-def test_a_failed_file_keeps_the_history_of_the_request_that_failed_last(
-        tmp_path: Path) -> None:
-    """When a request's tries ran out, the sidecar and the `upload_failed` line say what
+@pytest.mark.parametrize(("error", "kind", "event"), [
+    (_http(ValidationFailed, 422), "failed", "upload_failed"),
+    (_http(ServerError, 502), "retry", "upload_retry_scheduled"),
+], ids=["failed", "retried"])
+def test_a_request_that_ran_out_of_tries_is_described_with_its_history(
+        tmp_path: Path, error: ProcoreError, kind: str, event: str) -> None:
+    """When a request's tries ran out, the log line (and a failed file's sidecar) say what
     each try met, not only the last answer."""
     rig = Rig(tmp_path, "none")
-    error = _http(ValidationFailed, 422)
     error.history = ("1: server: Procore answered HTTP 502", "2: network: connection reset")
     rig.client.faults["create_upload"] = [error]
     with capture_logs() as logs:
-        assert rig.process().kind == "failed"
-    [sidecar] = rig.folder.failed_dir.glob("*.error.json")
-    assert json.loads(sidecar.read_text())["history"] == list(error.history)
-    [failed] = [e for e in logs if e["event"] == "upload_failed"]
-    assert failed["history"] == list(error.history) and failed["reason"] == "validation"
+        assert rig.process().kind == kind
+    [line] = [e for e in logs if e["event"] == event]
+    assert line["history"] == list(error.history) and line["reason"] == error.reason
+    if kind == "failed":
+        [sidecar] = rig.folder.failed_dir.glob("*.error.json")
+        assert json.loads(sidecar.read_text())["history"] == list(error.history)
+    else:
+        assert line["attempts"] == 1 and rig.row().last_error["history"] == list(error.history)
 
 
 def test_a_ticket_of_an_unknown_form_means_a_new_upload_not_a_crash(tmp_path: Path) -> None:
@@ -407,14 +413,3 @@ def test_a_ticket_of_an_unknown_form_means_a_new_upload_not_a_crash(tmp_path: Pa
     assert rig.row().uuid != "UUIDOLD"
     [warning] = [e for e in logs if e["event"] == "journal_value_unreadable"]
     assert warning["what"] == "ticket" and "99" in warning["error"]
-
-
-def test_a_retry_after_a_request_ran_out_of_tries_logs_its_history(tmp_path: Path) -> None:
-    rig = Rig(tmp_path, "none")
-    error = _http(ServerError, 502)
-    error.history = ("1: server: Procore answered HTTP 502", "2: server: HTTP 502")
-    rig.client.faults["create_upload"] = [error]
-    with capture_logs() as logs:
-        assert rig.process().kind == "retry"
-    [scheduled] = [e for e in logs if e["event"] == "upload_retry_scheduled"]
-    assert scheduled["history"] == list(error.history) and scheduled["attempts"] == 1
