@@ -32,7 +32,9 @@ class SegmentSpec:
     md5: str | None = None
 
 
-#: The form of ``segments_to_json``; bump it, and read the old one, when it changes.
+#: The forms of ``UploadTicket.to_json`` and ``segments_to_json`` in the journal; bump one,
+#: and read the old form, when it changes.
+TICKET_VERSION = 1
 SEGMENTS_VERSION = 1
 
 
@@ -128,10 +130,6 @@ class UploadTicket:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"malformed upload ticket: {exc.__class__.__name__}") from exc
-
-
-#: The form of ``UploadTicket.to_json``; bump it, and read the old one, when it changes.
-TICKET_VERSION = 1
 
 
 class Body(Protocol):
