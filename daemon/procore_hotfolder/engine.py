@@ -12,9 +12,11 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import structlog
 
@@ -82,61 +84,59 @@ def _lock_or_fail(config: Config) -> StateLock | None:
     return lock
 
 
-def serve_daemon(config: Config, reload_config: Callable[[], Config], *,
-                 notifier: Notifier | None = None,
-                 on_ready: Callable[[Engine], None] | None = None) -> int:
-    """The daemon, as `run` (and `demo`) run it: the state lock, SIGTERM/SIGINT stop it,
-    SIGHUP reloads the configuration without stopping work in flight. Returns the exit
-    code."""
+@contextmanager
+def _running(config: Config, **build: Any) -> Iterator[Engine | None]:
+    """The state lock and the engine (None when another process holds the lock), with
+    SIGTERM and SIGINT stopping it; closed and unlocked on the way out."""
     lock = _lock_or_fail(config)
     if lock is None:
-        return EXIT_FAILURE
-
-    def relog(new: Config) -> None:
-        configure_logging(new.daemon.log_level)
-
-    engine = build_engine(config, once=False, notifier=notifier, load_config=reload_config,
-                          on_reload=[relog])
+        yield None
+        return
+    engine = build_engine(config, **build)
 
     def on_stop(signum: int, _: FrameType | None) -> None:
         # No logging here: the handler may interrupt the main thread inside a log write,
         # whose lock it would then wait for forever. The service logs the signal.
         engine.service.stop(signal.Signals(signum).name)
 
-    def on_reload(_signum: int, _frame: FrameType | None) -> None:
-        engine.service.request_reload()
-
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_reload)
     try:
-        if on_ready is not None:
-            on_ready(engine)
-        engine.service.run()
+        yield engine
     finally:
         engine.close()
         lock.release()
+
+
+def serve_daemon(config: Config, reload_config: Callable[[], Config], *,
+                 notifier: Notifier | None = None,
+                 on_ready: Callable[[Engine], None] | None = None) -> int:
+    """The daemon, as `run` (and `demo`) run it: the state lock, SIGTERM/SIGINT stop it,
+    SIGHUP reloads the configuration without stopping work in flight. Returns the exit
+    code."""
+
+    def relog(new: Config) -> None:
+        configure_logging(new.daemon.log_level)
+
+    with _running(config, once=False, notifier=notifier, load_config=reload_config,
+                  on_reload=[relog]) as engine:
+        if engine is None:
+            return EXIT_FAILURE
+        service = engine.service
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: service.request_reload())
+        if on_ready is not None:
+            on_ready(engine)
+        service.run()
     return EXIT_OK
 
 
 def run_once(config: Config) -> int:
     """`once`: every file now in the folders, then exit (1 when any failed or was not
     uploaded); SIGTERM/SIGINT stop it early."""
-    lock = _lock_or_fail(config)
-    if lock is None:
-        return EXIT_FAILURE
-    engine = build_engine(config, once=True)
-
-    def on_stop(_signum: int, _frame: FrameType | None) -> None:
-        engine.service.stop()
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    try:
+    with _running(config, once=True) as engine:
+        if engine is None:
+            return EXIT_FAILURE
         summary = engine.service.run()
-    finally:
-        engine.close()
-        lock.release()
     _report_summary(summary)
     return summary.exit_code
 
