@@ -117,7 +117,7 @@ def answer_api(state: EmulatorState, exchange: Exchange, path: str, query: str) 
         except ValueError:
             return json_reply(400, {"errors": {"base": ["malformed"]}}, limits)
     request = api.ApiRequest(
-        exchange.command, path, dict(parse_qsl(query)), int(company), body, now, query
+        exchange.command, path, dict(parse_qsl(query)), int(company), body, now
     )
     reply = api.route(state, request)
     reply.headers.update(limits)

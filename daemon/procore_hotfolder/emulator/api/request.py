@@ -20,7 +20,6 @@ class ApiRequest:
     company_id: int
     body: Any
     now: float
-    raw_query: str = ""  # as sent, for the pagination links
 
 
 Handler = Callable[[EmulatorState, ApiRequest, tuple[str, ...]], Reply]
@@ -59,5 +58,5 @@ def flag(request: ApiRequest, name: str) -> bool:
 def page(state: EmulatorState, request: ApiRequest, items: list[Any]) -> Reply:
     """A paginated list answer (see ``pagination``)."""
     chosen, headers = paginate(items, request.query, base_url=state.base_url,
-                               path=request.path, raw_query=request.raw_query)
+                               path=request.path)
     return json_reply(200, chosen, headers)
