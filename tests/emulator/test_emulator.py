@@ -37,16 +37,24 @@ def test_token_endpoint(emu: Emulator) -> None:
     assert body["expires_in"] == 5400
     assert abs(body["created_at"] - time.time()) < 5
     assert ok.headers["x-request-id"]
+    again = requests.post(url, data={**good, "client_secret": "emulator-secret"})
+    assert again.status_code == 200
+    assert again.json()["access_token"] != body["access_token"]
+    # Procore documents form parameters only: a JSON body or HTTP Basic is not read
     as_json = requests.post(url, json={**good, "client_secret": "emulator-secret"})
-    assert as_json.status_code == 200
-    assert as_json.json()["access_token"] != body["access_token"]
+    assert as_json.status_code == 400
+    assert as_json.json()["error"] == "invalid_request"
+    basic = requests.post(url, data={"grant_type": "client_credentials"},
+                          auth=("emulator-client", "emulator-secret"))
+    assert basic.status_code == 401
+    assert basic.json()["error"] == "invalid_client"
     wrong = requests.post(url, data={**good, "client_secret": "nope"})
     assert wrong.status_code == 401
     assert wrong.json()["error"] == "invalid_client"
     grant = requests.post(url, data={"grant_type": "password"})
     assert grant.status_code == 400
     assert grant.json() == {"error": "unsupported_grant_type"}
-    assert emu.count(kind="token") == 4
+    assert emu.count(kind="token") == 6
 
 
 def test_token_expiry_and_revocation(emu: Emulator) -> None:

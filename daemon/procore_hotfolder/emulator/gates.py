@@ -68,7 +68,7 @@ def answer_token(state: EmulatorState, exchange: Exchange) -> Reply:
         return _injected_error(faults, scripted)
     if faults.chance(faults.token_error_rate):
         return _injected_error(faults, faults.error_status)
-    return oauth.token_answer(state, exchange.command, exchange.headers, raw)
+    return oauth.token_answer(state, exchange.command, raw)
 
 
 def answer_api(state: EmulatorState, exchange: Exchange, path: str, query: str) -> Reply:
