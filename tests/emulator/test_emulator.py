@@ -255,6 +255,11 @@ def test_segmented_upload(emu: Emulator, client: Client) -> None:
     assert "fields" not in upload
     segments = upload["segments"]
     assert segments[0]["headers"]["content-md5"] == declared[0]["md5"]
+    for segment, d, piece in zip(segments, declared, pieces, strict=True):
+        # as Procore's upload tutorial shows a segment: md5 (hex), sha256, size, url, headers
+        assert set(segment) == {"md5", "sha256", "size", "url", "headers"}
+        assert (segment["md5"], segment["sha256"], segment["size"]) == (
+            hashlib.md5(piece).hexdigest(), d["sha256"], d["size"])
     assert "Authorization" not in segments[0]["headers"]
     # A body that does not match the declared SHA-256 is refused.
     wrong = bytes(len(pieces[1]))
@@ -282,6 +287,8 @@ def test_segmented_upload(emu: Emulator, client: Client) -> None:
     done = client.call("PATCH", path, json=body)
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "complete"
+    # completed, each segment also names its etag (the tutorial's Complete Upload answer)
+    assert [s["etag"] for s in done.json()["segments"]] == [e.strip('"') for e in etags]
     record = emu.uploads[upload["uuid"]]
     assert record.stored_sha256 == hashlib.sha256(data).hexdigest()
     assert record.store_count == 1
