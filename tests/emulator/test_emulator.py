@@ -181,6 +181,8 @@ def test_storage_refusals_use_s3_codes(emu: Emulator, client: Client) -> None:
     def refused(status: int, code: str, response: requests.Response) -> str:
         assert response.status_code == status, response.text
         assert s3_code(response) == code
+        assert response.headers["x-amz-request-id"]
+        assert "x-request-id" not in response.headers  # Procore's API header, not S3's
         return response.text
 
     tampered = [(n, "text/plain" if n == ctype else v) for n, v in fields]
