@@ -128,6 +128,10 @@ def test_listing_filters_and_large_listing_timeout(emu: Emulator, client: Client
     assert [v["number"] for v in latest["files"][0]["file_versions"]] == [3]
     assert listing(client, folder, "&exclude_folders=true")["folders"] == []
     assert listing(client, folder, "&exclude_files=true")["files"] == []
+    assert listing(client, folder, "&exclude_files=false")["files"]
+    # "Must be either true or false" (Procore's OpenAPI): another spelling is refused
+    odd = client.call("GET", f"/rest/v1.0/folders/{folder}{QUERY}&exclude_files=1")
+    assert odd.status_code == 400
     assert "Link" not in client.call("GET", f"/rest/v1.0/folders/{folder}{QUERY}").headers
     emu.faults.listing_timeout_entries = 3  # Sub + the file + 3 versions = 5 entries
     slow = client.call("GET", f"/rest/v1.0/folders/{folder}{QUERY}")

@@ -37,16 +37,24 @@ def test_token_endpoint(emu: Emulator) -> None:
     assert body["expires_in"] == 5400
     assert abs(body["created_at"] - time.time()) < 5
     assert ok.headers["x-request-id"]
+    again = requests.post(url, data={**good, "client_secret": "emulator-secret"})
+    assert again.status_code == 200
+    assert again.json()["access_token"] != body["access_token"]
+    # Procore documents form parameters only: a JSON body or HTTP Basic is not read
     as_json = requests.post(url, json={**good, "client_secret": "emulator-secret"})
-    assert as_json.status_code == 200
-    assert as_json.json()["access_token"] != body["access_token"]
+    assert as_json.status_code == 400
+    assert as_json.json()["error"] == "invalid_request"
+    basic = requests.post(url, data={"grant_type": "client_credentials"},
+                          auth=("emulator-client", "emulator-secret"))
+    assert basic.status_code == 401
+    assert basic.json()["error"] == "invalid_client"
     wrong = requests.post(url, data={**good, "client_secret": "nope"})
     assert wrong.status_code == 401
     assert wrong.json()["error"] == "invalid_client"
     grant = requests.post(url, data={"grant_type": "password"})
     assert grant.status_code == 400
     assert grant.json() == {"error": "unsupported_grant_type"}
-    assert emu.count(kind="token") == 4
+    assert emu.count(kind="token") == 6
 
 
 def test_token_expiry_and_revocation(emu: Emulator) -> None:
@@ -173,6 +181,8 @@ def test_storage_refusals_use_s3_codes(emu: Emulator, client: Client) -> None:
     def refused(status: int, code: str, response: requests.Response) -> str:
         assert response.status_code == status, response.text
         assert s3_code(response) == code
+        assert response.headers["x-amz-request-id"]
+        assert "x-request-id" not in response.headers  # Procore's API header, not S3's
         return response.text
 
     tampered = [(n, "text/plain" if n == ctype else v) for n, v in fields]
@@ -247,6 +257,11 @@ def test_segmented_upload(emu: Emulator, client: Client) -> None:
     assert "fields" not in upload
     segments = upload["segments"]
     assert segments[0]["headers"]["content-md5"] == declared[0]["md5"]
+    for segment, d, piece in zip(segments, declared, pieces, strict=True):
+        # as Procore's upload tutorial shows a segment: md5 (hex), sha256, size, url, headers
+        assert set(segment) == {"md5", "sha256", "size", "url", "headers"}
+        assert (segment["md5"], segment["sha256"], segment["size"]) == (
+            hashlib.md5(piece).hexdigest(), d["sha256"], d["size"])
     assert "Authorization" not in segments[0]["headers"]
     # A body that does not match the declared SHA-256 is refused.
     wrong = bytes(len(pieces[1]))
@@ -274,6 +289,8 @@ def test_segmented_upload(emu: Emulator, client: Client) -> None:
     done = client.call("PATCH", path, json=body)
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "complete"
+    # completed, each segment also names its etag (the tutorial's Complete Upload answer)
+    assert [s["etag"] for s in done.json()["segments"]] == [e.strip('"') for e in etags]
     record = emu.uploads[upload["uuid"]]
     assert record.stored_sha256 == hashlib.sha256(data).hexdigest()
     assert record.store_count == 1

@@ -68,7 +68,7 @@ def answer_token(state: EmulatorState, exchange: Exchange) -> Reply:
         return _injected_error(faults, scripted)
     if faults.chance(faults.token_error_rate):
         return _injected_error(faults, faults.error_status)
-    return oauth.token_answer(state, exchange.command, exchange.headers, raw)
+    return oauth.token_answer(state, exchange.command, raw)
 
 
 def answer_api(state: EmulatorState, exchange: Exchange, path: str, query: str) -> Reply:
@@ -96,11 +96,14 @@ def answer_api(state: EmulatorState, exchange: Exchange, path: str, query: str) 
     decision = state.rates.admit(now)
     limits = decision.headers
     if not decision.admitted:
-        # Procore's rate-limiting page: 429 with the three headers and the body "You have
-        # surpassed the max number of requests for an hour. Please wait until your limit
-        # resets." (plain text). The spike window's wording is not documented.
-        period = "an hour" if decision.window == "hourly" else "this period"
-        text = (f"You have surpassed the max number of requests for {period}. "
+        # Procore's Rate Limiting page (procore/documentation plan_your_app/rate_limiting.md,
+        # before commit ca4a1eb): 429 with the three headers, and "While the response body
+        # for both [hourly and spike] may state, 'You have surpassed the max number of
+        # requests for an hour. Please wait until your limit resets.', this message can be
+        # triggered by either limit type": so the spike window says "an hour" too, and the
+        # body cannot tell the windows apart. Retry-After on a 429: Error Code Reference
+        # (api_essentials/error_reference.md, "Rate limiting").
+        text = ("You have surpassed the max number of requests for an hour. "
                 "Please wait until your limit resets.")
         return Reply(429, text.encode(), "text/plain; charset=utf-8",
                      {**limits, "Retry-After": str(decision.retry_after)})
@@ -117,7 +120,7 @@ def answer_api(state: EmulatorState, exchange: Exchange, path: str, query: str) 
         except ValueError:
             return json_reply(400, {"errors": {"base": ["malformed"]}}, limits)
     request = api.ApiRequest(
-        exchange.command, path, dict(parse_qsl(query)), int(company), body, now, query
+        exchange.command, path, dict(parse_qsl(query)), int(company), body, now
     )
     reply = api.route(state, request)
     reply.headers.update(limits)

@@ -210,7 +210,10 @@ class RequestHandler(BaseHTTPRequestHandler):
                     reply = gates.answer_api(self.state, self, path, split.query)
             except ApiError as exc:
                 reply = exc.reply
-            reply.headers["x-request-id"] = new_request_id()
+            if kind != "storage":
+                # Procore's API answers carry x-request-id; S3 answers carry its own
+                # x-amz-request-id and x-amz-id-2 (``wire.s3_error``) and not this one.
+                reply.headers["x-request-id"] = new_request_id()
             if kind == "api":
                 gates.add_rate_headers(self.state, reply)
             status = reply.status

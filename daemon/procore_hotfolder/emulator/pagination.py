@@ -1,17 +1,24 @@
 """Procore's list pagination: ``page``/``per_page`` in, ``Total``, ``Per-Page`` and ``Link`` out.
 
 Source: Procore's "Using Pagination" page (``procore/documentation``,
-``api_essentials/pagination.md``, and developers.procore.com/documentation/content/pagination):
+``plan_your_app/pagination.md``, formerly ``api_essentials/pagination.md``;
+developers.procore.com/documentation/pagination):
 
-- ``page`` is 1-based, ``per_page`` the page size; the older page states a maximum of 10,000,
+- ``page`` is 1-based, ``per_page`` the page size; the older page stated a maximum of 10,000,
   the current one only recommends at most 2,000. We cap at 2,000 (the smaller reading).
 - Answers carry ``Total`` (all items), ``Per-Page`` and a ``Link`` header of RFC 5988 links
-  whose URLs are absolute, with the request's path and query and only ``page`` changed.
-- "If page is set to 1, the header will only include the next and last link. If page is set
-  to 2, ... the first, next, and last link. If page is set to 3, ... first, prev, next, and
-  last": so ``prev`` is left out when it would equal ``first``. Nothing is said of the last
-  page; like the api-pagination gem Procore's headers come from, ``next`` and ``last`` are
-  left out there, and a single-page list has no ``Link`` header at all.
+  whose URLs are absolute.
+- The link URLs of Procore's example carry ``page`` and ``per_page`` ONLY: the request was
+  ``/rest/v1.0/punch_items?project_id=14406&per_page=5&page=3``, its links are
+  ``/rest/v1.0/punch_items?page=4&per_page=5``. So the links keep the path and drop every
+  other parameter (``project_id``, filters, ``sort``): a client that follows a link as it
+  is loses its filters; it must carry its own query and take over only ``page`` (and
+  ``per_page``) from the link.
+- "If page=1, the Link header includes next and last. If page=2, ... first, next, and last.
+  If page=3 ..., first, prev, next, and last": so ``prev`` is left out when it would equal
+  ``first``. "On the last page, next is omitted"; ``last`` is left out there too (like the
+  api-pagination gem Procore's headers come from: the smaller header), and a single-page
+  list has no ``Link`` header at all.
 
 Not documented, so the least convenient reading: the default ``per_page`` is small
 (``DEFAULT_PER_PAGE``), so a client that does not page misses items; a ``page`` or
@@ -40,15 +47,10 @@ def _positive(raw: str | None, name: str, default: int) -> int:
     return int(raw)
 
 
-def page_url(base_url: str, path: str, raw_query: str, page: int) -> str:
-    """The absolute URL of ``page``: the same path and query, byte for byte, with only the
-    ``page`` parameter replaced (or appended when the request had none)."""
-    pieces = [piece for piece in raw_query.split("&") if piece]
-    replaced = [f"page={page}" if piece.split("=", 1)[0] == "page" else piece
-                for piece in pieces]
-    if not any(piece.split("=", 1)[0] == "page" for piece in pieces):
-        replaced.append(f"page={page}")
-    return f"{base_url}{path}?{'&'.join(replaced)}"
+def page_url(base_url: str, path: str, per_page: int, page: int) -> str:
+    """The absolute URL of ``page`` as Procore's example writes it: the request's path with
+    ``page`` and ``per_page`` only (the request's other parameters are not repeated)."""
+    return f"{base_url}{path}?page={page}&per_page={per_page}"
 
 
 def paginate(
@@ -57,7 +59,6 @@ def paginate(
     *,
     base_url: str,
     path: str,
-    raw_query: str,
     default_per_page: int = DEFAULT_PER_PAGE,
 ) -> tuple[list[T], dict[str, str]]:
     """One page of ``items`` and its headers (``Total``, ``Per-Page``, maybe ``Link``).
@@ -80,7 +81,7 @@ def paginate(
         links.append((last, "last"))
     if links:
         headers["Link"] = ", ".join(
-            f'<{page_url(base_url, path, raw_query, number)}>; rel="{rel}"'
+            f'<{page_url(base_url, path, per_page, number)}>; rel="{rel}"'
             for number, rel in links
         )
     return chosen, headers

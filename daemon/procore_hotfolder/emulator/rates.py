@@ -89,8 +89,10 @@ class RateLimits:
     def admit(self, now: float) -> RateDecision:
         """Count one API call against both windows, or refuse it (429).
 
-        Procore: "Every response carries X-Rate-Limit-* for the window closest to
-        exhaustion" (our spec, from Procore's rate-limiting pages). Closest = the smaller
+        Procore: "The values returned reflect the limit your app is most likely to exceed
+        first. In most cases, the spike limit is reported until you are very close to
+        exhausting the hourly limit" (Rate Limiting, ``procore/documentation``
+        ``plan_your_app/rate_limiting.md``). Most likely to be exceeded first = the smaller
         share of calls left. A refused call gets the headers of the window that refused it
         (of both, the one that resets later) and counts against neither: Procore does not
         say whether refused calls count.

@@ -5,6 +5,7 @@ Call them with ``state.lock`` held: they read the state's tables.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from .records import (
@@ -24,11 +25,29 @@ from .state import EmulatorState
 
 def upload_view(record: UploadRecord) -> dict[str, Any]:
     """An Upload as Create/Show/Complete Upload answer it: ``uuid`` and ``status``, plus the
-    segments' PUT targets for a segmented Upload, or the form POST's ``url`` and ``fields``
-    while a single-request one is still ready."""
+    segments for a segmented Upload, or the form POST's ``url`` and ``fields`` while a
+    single-request one is still ready.
+
+    Each segment as "Working with Direct File Uploads" shows it (``procore/documentation``
+    ``tutorials/tutorial_uploads.md``, steps 2 and 4): ``md5`` (hex, only when the create
+    declared one), ``sha256``, ``size``, the PUT ``url`` and its ``headers``; once the
+    Upload is complete also the ``etag`` the completion named."""
     view: dict[str, Any] = {"uuid": record.uuid, "status": record.status}
     if record.segments is not None:
-        view["segments"] = [dict(s) for s in record.segment_views]
+        etags = record.completed_etags if record.status == "complete" else None
+        segments: list[dict[str, Any]] = []
+        for number, (declared, target) in enumerate(
+            zip(record.segments, record.segment_views, strict=True)
+        ):
+            segment: dict[str, Any] = {}
+            if etags is not None and number < len(etags):
+                segment["etag"] = etags[number]
+            if declared.get("md5"):
+                segment["md5"] = base64.b64decode(declared["md5"]).hex()
+            segment.update(sha256=declared["sha256"], size=declared["size"],
+                           url=target["url"], headers=dict(target["headers"]))
+            segments.append(segment)
+        view["segments"] = segments
     elif record.status == "ready":
         view["url"] = record.url
         view["fields"] = dict(record.fields)

@@ -108,14 +108,18 @@ _IMAGE_SORTS = {
 
 
 def list_images(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    """List Images, paginated. Filters (Procore's OpenAPI): ``image_category_id`` (also
-    accepted as ``filters[image_category_id]``), ``filters[created_at]`` (``A...B``),
-    ``filters[uploader_id]``, ``filters[query]`` (filename and description), ``filters[id]``
-    (comma-separated); ``sort`` names a field, ``-`` first for reverse. With no ``sort`` the
-    order is not documented: newest first here, so pages shift while images are added."""
+    """List Images, paginated. Filters (Procore's OpenAPI, List Images: see
+    ``docs/ProjectManagementPhotosImagesApi.md`` of the generated procore_sdk):
+    ``image_category_id`` (a top-level parameter), ``filters[created_at]`` (``A...B``),
+    ``filters[uploader_id]`` (our spec), ``filters[query]`` (filename and description),
+    ``filters[id]`` (comma-separated); ``sort`` names a field, ``-`` first for reverse. A
+    parameter Procore does not document (``filters[image_category_id]`` among them) is
+    ignored, as Rails ignores unknown parameters: the least convenient reading, the list
+    comes back unfiltered. With no ``sort`` the order is not documented: newest first
+    here, so pages shift while images are added."""
     project_id = query_project(state, request, "photos")
     query = request.query
-    wanted = positive_int(query.get("filters[image_category_id]", query.get("image_category_id")))
+    wanted = positive_int(query.get("image_category_id"))
     created = query.get("filters[created_at]")
     window = time_range(created) if created else None
     uploader = query.get("filters[uploader_id]")

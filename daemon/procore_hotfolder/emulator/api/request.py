@@ -20,7 +20,6 @@ class ApiRequest:
     company_id: int
     body: Any
     now: float
-    raw_query: str = ""  # as sent, for the pagination links
 
 
 Handler = Callable[[EmulatorState, ApiRequest, tuple[str, ...]], Reply]
@@ -53,11 +52,20 @@ def body_object(body: Any, name: str) -> dict[str, Any]:
 
 
 def flag(request: ApiRequest, name: str) -> bool:
-    return request.query.get(name, "").lower() in ("true", "1")
+    """A boolean query parameter: absent is false. Procore's OpenAPI says of the Documents
+    flags (``exclude_folders``, ``exclude_files``, ``show_latest_file_version_only``) "Must
+    be either true or false"; any other spelling ("1", "True") is refused (400), the least
+    convenient reading of that sentence."""
+    value = request.query.get(name)
+    if value is None or value == "false":
+        return False
+    if value == "true":
+        return True
+    raise ApiError(400, {"errors": {name: ["must be either true or false"]}})
 
 
 def page(state: EmulatorState, request: ApiRequest, items: list[Any]) -> Reply:
     """A paginated list answer (see ``pagination``)."""
     chosen, headers = paginate(items, request.query, base_url=state.base_url,
-                               path=request.path, raw_query=request.raw_query)
+                               path=request.path)
     return json_reply(200, chosen, headers)
