@@ -51,8 +51,10 @@ def write_error_sidecar(failed_file: Path, info: Mapping[str, object]) -> Path:
     return write_new_file(sidecar_path_for(failed_file), data)
 
 
-def move_to_failed(folder: FolderSettings, source: Path, info: Mapping[str, object]) -> Path | None:
-    """Move ``source`` under ``failed_dir`` (never overwriting) with its error sidecar.
+def move_to_failed(folder: FolderSettings, source: Path, info: Mapping[str, object], *,
+                   guard: bool = False) -> Path | None:
+    """Move ``source`` under ``failed_dir`` (never overwriting) with its error sidecar;
+    ``guard``: not while a writer holds it (``move_no_overwrite``).
 
     Returns the new path, or None when the file could not be moved: it then stays where it
     is (event ``failed_move_impossible``). A sidecar that cannot be written is logged; the
@@ -60,7 +62,7 @@ def move_to_failed(folder: FolderSettings, source: Path, info: Mapping[str, obje
     """
     problem = ""
     try:
-        final = move_no_overwrite(source, failed_path_for(folder, source))
+        final = move_no_overwrite(source, failed_path_for(folder, source), guard=guard)
     except (HotfolderError, OSError, ValueError) as exc:
         problem = str(exc)
     if problem:

@@ -41,6 +41,7 @@ from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.reporting import explain, format_status, retry, status
 from procore_hotfolder.snapshot import UNFILED_WARNING
 from procore_hotfolder.statelock import StateLock
+from procore_hotfolder.writers import folder_sight
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +153,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for result in results:
         if result.folder.destination == "none":
             result.warnings.append(UNFILED_WARNING)
+        sight = folder_sight(result.folder)
+        result.writers = sight.summary()
+        if sight.warning() is not None:
+            result.warnings.append(str(sight.warning()))
     reachable = ""
     if not args.offline:
         configure_logging("warning", stream=sys.stderr)

@@ -81,6 +81,8 @@ class FolderCheck:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: How the daemon sees this folder's writers (``writers.Sight.summary``).
+    writers: str = ""
 
     @property
     def key(self) -> str:
@@ -97,7 +99,8 @@ class FolderCheck:
             head += "ok"
         if self.notes:
             head += f" ({'; '.join(self.notes)})"
-        return ([head] + [f"  problem: {p}" for p in self.problems]
+        return ([head] + ([f"  {self.writers}"] if self.writers else [])
+                + [f"  problem: {p}" for p in self.problems]
                 + [f"  warning: {w}" for w in self.warnings])
 
 

@@ -35,6 +35,7 @@ from procore_hotfolder.progress import Progress
 from procore_hotfolder.runmode import Daemon, Once, RunMode, RunSummary
 from procore_hotfolder.service import Service
 from procore_hotfolder.statelock import StateLock
+from procore_hotfolder.writers import Writers
 
 
 @dataclass
@@ -64,12 +65,14 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     client = ProcoreClient(config.procore, governor, sleep=governor.sleep)
     journal = Journal.open(config.daemon.state_dir)
     progress = Progress()
+    writers = Writers()
     uploader = Uploader(config, journal, Ledger(config.daemon.state_dir), client,
-                        progress=progress, stopping=stopping.is_set, pauses=PauseBoard())
+                        progress=progress, stopping=stopping.is_set, pauses=PauseBoard(),
+                        writers=writers)
     mode: RunMode = Once(config.daemon.max_attempts, stopping) if once else Daemon()
     service = Service(config, journal, uploader, governor, stop=stopping, mode=mode,
-                      progress=progress, notifier=notifier, load_config=load_config,
-                      on_reload=on_reload)
+                      progress=progress, writers=writers, notifier=notifier,
+                      load_config=load_config, on_reload=on_reload)
     attach_metrics(config.daemon.metrics_listen, tuple(str(f.path) for f in config.folders),
                    governor, client, uploader, service)
     return Engine(config, journal, client, governor, service)
@@ -147,7 +150,7 @@ def _report_summary(summary: RunSummary) -> None:
     groups = {
         "failed": summary.failed,
         "not_uploaded": summary.not_uploaded,
-        "left_in_place": [(p, "empty (0 bytes), waiting for content") for p in summary.empty],
+        "left_in_place": summary.left_in_place,
     }
     structlog.get_logger("procore_hotfolder.cli").info(
         "once_finished", uploaded=len(summary.archived), exit_code=summary.exit_code,

@@ -263,6 +263,13 @@ class FileVanished(FileChanged):
     reason = "vanished"
 
 
+class FileOpenForWriting(FileChanged):
+    """A writer holds the file open (it came back after the file settled): nothing of this
+    version is filed or moved; the file settles again once the writer lets go."""
+
+    reason = "open_for_writing"
+
+
 class ArchiveError(HotfolderError):
     """The original could not be moved (disk full, permission): kept in place, retried."""
 

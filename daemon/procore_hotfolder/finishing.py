@@ -15,11 +15,12 @@ import structlog
 from procore_hotfolder import archiver, sourcefile
 from procore_hotfolder.clash_names import free_name
 from procore_hotfolder.config import FolderSettings
-from procore_hotfolder.errors import FileChanged
+from procore_hotfolder.errors import FileChanged, FileOpenForWriting
 from procore_hotfolder.journal import FileRecord, Journal
 from procore_hotfolder.ledger import Ledger
 from procore_hotfolder.model import FileState, utc_iso
 from procore_hotfolder.nooverwrite import move_no_overwrite
+from procore_hotfolder.writers import SeenBy, Writers
 
 log = structlog.get_logger(__name__)
 
@@ -28,11 +29,12 @@ class Finishing:
     """Writes the ledger line and archives the original of journal rows; logs the file's
     one ``upload_completed`` line (in the caller's structlog context)."""
 
-    def __init__(self, journal: Journal, ledger: Ledger, *, clock: Callable[[], float]
-                 ) -> None:
+    def __init__(self, journal: Journal, ledger: Ledger, *, clock: Callable[[], float],
+                 writers: Writers) -> None:
         self._journal = journal
         self._ledger = ledger
         self._clock = clock
+        self._writers = writers
 
     def ledger_entry(self, record: FileRecord, folder: FolderSettings, company_id: int,
                      archived: Path | None) -> dict[str, Any]:
@@ -82,7 +84,9 @@ class Finishing:
 
     def archive(self, record: FileRecord, folder: FolderSettings) -> FileRecord:
         """LEDGERED → ARCHIVED (moved, or gone already), or CHANGED when the original was
-        re-saved before the move. Raises ``ArchiveError``/``OSError`` when the move fails."""
+        re-saved, or is held open by a writer, before or during the move (a writer that
+        opens it during the move gets it back in place: ``move_no_overwrite``'s guard).
+        Raises ``ArchiveError``/``OSError`` when the move fails."""
         target = record.archive_path
         assert target is not None
         source_now = sourcefile.observe(record.path)
@@ -93,16 +97,25 @@ class Finishing:
             if final is None:
                 log.warning("original_vanished_after_upload", uuid=record.uuid)
             return self._finish(record, folder, final)
-        if target_now is not None and (target_now.ino, target_now.dev) == (
-                source_now.ino, source_now.dev):
-            # Crash between link() and unlink() of a move: finish it.
-            os.unlink(record.path)
-            return self._finish(record, folder, target)
         try:
-            final = move_no_overwrite(record.path, target, record.observation)
-        except FileChanged:
-            log.warning("file_changed_before_archive", uuid=record.uuid)
-            return self._journal.move(record, FileState.CHANGED, self._clock())
+            writer = self._writers.check(record.path, folder)
+            if writer.open:
+                raise FileOpenForWriting(f"{writer.detail}; not archived")
+            if target_now is not None and (target_now.ino, target_now.dev) == (
+                    source_now.ino, source_now.dev):
+                # Crash between link() and unlink() of a move: finish it.
+                os.unlink(record.path)
+                return self._finish(record, folder, target)
+            final = move_no_overwrite(record.path, target, record.observation,
+                                      guard=writer.seen_by is SeenBy.LEASE)
+        except FileChanged as exc:
+            if target_now is not None and (target_now.ino, target_now.dev) == (
+                    source_now.ino, source_now.dev):
+                os.unlink(target)  # the half-done move's second name: the file stays put
+            log.warning("file_changed_before_archive", uuid=record.uuid, reason=exc.reason,
+                        detail=exc.message)
+            return self._journal.move(record, FileState.CHANGED, self._clock(),
+                                      last_error={"reason": exc.reason, "detail": exc.message})
         return self._finish(record, folder, final)
 
     def _finish(self, record: FileRecord, folder: FolderSettings, final: Path | None

@@ -31,6 +31,7 @@ from procore_hotfolder.destinations import Filing
 from procore_hotfolder.errors import (
     ArchiveError,
     FileChanged,
+    FileOpenForWriting,
     FileRefused,
     HotfolderError,
     ProcoreError,
@@ -47,6 +48,7 @@ from procore_hotfolder.policy import DEFAULT_BACKOFF, Action, Decision, decide
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.progress import Progress
 from procore_hotfolder.transfer import Transfer
+from procore_hotfolder.writers import Writers
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +92,7 @@ class Uploader:
         backoff: Backoff = DEFAULT_BACKOFF,
         stopping: Callable[[], bool] | None = None,
         pauses: PauseBoard | None = None,
+        writers: Writers | None = None,
     ) -> None:
         self._config = config
         self._journal = journal
@@ -99,10 +102,11 @@ class Uploader:
         self._rand = rand
         self._backoff = backoff
         self._folders = {f.path: f for f in config.folders}
+        self._writers = writers or Writers()
         self._transfer = Transfer(journal, client, self._progress, clock=clock,
-                                  stopping=stopping or (lambda: False))
+                                  stopping=stopping or (lambda: False), writers=self._writers)
         self._filing = Filing(journal, client, clock=clock)
-        self._finishing = Finishing(journal, ledger, clock=clock)
+        self._finishing = Finishing(journal, ledger, clock=clock, writers=self._writers)
         self.pauses = pauses or PauseBoard()
 
     def reconfigure(self, config: Config) -> None:
@@ -179,11 +183,7 @@ class Uploader:
             if state in (FileState.QUEUED, FileState.UPLOADING):
                 record = self._transfer.store(record, folder, self._config)
             elif state is FileState.STORED:
-                if _changed_since(record):
-                    # Re-saved after its bytes were stored: file nothing of the old version;
-                    # the new one settles and is uploaded (and filed) as what it now is.
-                    raise FileChanged("the file changed after its upload; not filed, it "
-                                      "settles again")
+                self._still_as_uploaded(record, folder)
                 if folder.destination == "none":
                     record = self._finishing.write_ledger(record, folder, company_id)
                 else:
@@ -198,6 +198,19 @@ class Uploader:
             elif state is FileState.LEDGERED:
                 record = self._finishing.archive(record, folder)
         return record
+
+    def _still_as_uploaded(self, record: FileRecord, folder: FolderSettings) -> None:
+        """Before anything of the uploaded version is filed (or, destination none, recorded):
+        the file must still be that version, and no writer may hold it. Re-saved, or opened
+        again by a writer: nothing of the old version is filed; the file settles again and
+        is uploaded (and filed) once, as what it then is. A file that is gone is neither:
+        its stored bytes are still filed."""
+        if _changed_since(record):
+            raise FileChanged("the file changed after its upload; not filed, it settles again")
+        writer = self._writers.check(record.path, folder)
+        if writer.open:
+            raise FileOpenForWriting(f"{writer.detail} after its upload; not filed, it "
+                                     "settles again once the writer lets go")
 
     # --- outcomes --------------------------------------------------------------------------
 
@@ -225,7 +238,7 @@ class Uploader:
             record = self._journal.move(record, state, now,
                                         last_error={"reason": exc.reason, "detail": exc.message})
             log.info("file_changed" if state is FileState.CHANGED else "file_vanished",
-                 detail=exc.message)
+                     reason=exc.reason, detail=exc.message)
             return Outcome(state.value, record, detail=exc.message)
         if action is Action.FAIL:
             if decision.resolve_first:
@@ -280,7 +293,8 @@ class Uploader:
                    "source": str(record.path)}
         if record.uuid:
             sidecar["uuid"] = record.uuid
-        final = archiver.move_to_failed(folder, record.path, sidecar)
+        final = archiver.move_to_failed(folder, record.path, sidecar,
+                                        guard=self._writers.sight(folder).lease_usable)
         record = self._journal.move(record, FileState.FAILED, self._clock(), final_path=final,
                                     attempts=attempts, last_error=sidecar)
         log.error("upload_failed", failed_path=str(final) if final else None,

@@ -23,6 +23,7 @@ from procore_hotfolder.progress import Progress
 from procore_hotfolder.runmode import RunMode
 from procore_hotfolder.scheduler import Scheduler
 from procore_hotfolder.watcher import FolderWatcher
+from procore_hotfolder.writers import Writers
 
 
 class StatusPublisher:
@@ -32,7 +33,8 @@ class StatusPublisher:
     def __init__(self, *, config: Callable[[], Config], journal: Journal,
                  scheduler: Scheduler, dispatcher: Dispatcher, governor: RateGovernor,
                  pauses: PauseBoard, progress: Progress, heartbeat: Heartbeat, mode: RunMode,
-                 watcher: Callable[[], FolderWatcher | None], workers: Callable[[], int],
+                 watcher: Callable[[], FolderWatcher | None], writers: Writers,
+                 workers: Callable[[], int],
                  monotonic: Callable[[], float], wall: Callable[[], float]) -> None:
         self._config = config
         self._journal = journal
@@ -44,6 +46,7 @@ class StatusPublisher:
         self._heartbeat = heartbeat
         self._mode = mode
         self._watcher = watcher
+        self._writers = writers
         self._workers = workers
         self._now = monotonic
         self._wall = wall
@@ -71,6 +74,7 @@ class StatusPublisher:
             pid=os.getpid(), updated=wall, once=self._mode.once, counts=counts,
             waiting=len(scheduler.tracker), pending=pending, skipped=scheduler.skipped,
             unavailable=scheduler.unavailable, modes=watcher.modes if watcher else {},
+            writers={path: sight.as_dict() for path, sight in self._writers.sights().items()},
             paused=paused, pauses=[p.as_dict() for p in pauses],
             files_per_hour=scheduler.pace.files_per_hour(now), bound_by=bound_by,
             uploading=self._progress.snapshot(), last_upload=last))

@@ -30,6 +30,7 @@ from procore_hotfolder.nooverwrite import move_no_overwrite
 from procore_hotfolder.pauses import ACCOUNT
 from procore_hotfolder.snapshot import UNFILED_WARNING, read_snapshot
 from procore_hotfolder.statelock import StateLock
+from procore_hotfolder.writers import folder_sight
 
 #: The daemon rewrites its snapshot every 2 s; older than this means it is not running.
 SNAPSHOT_STALE_SECONDS = 30.0
@@ -62,9 +63,11 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
     pauses = {p.get("scope"): p for p in (snapshot or {}).get("pauses") or []
               if isinstance(p, dict)}
     folders = []
+    sights = (snapshot or {}).get("writers") or {}
     for folder in config.folders:
-        waiting_since = [float(info.get("since", now)) for key, info in pending.items()
-                         if config.folder_for(Path(key)) == folder]
+        mine = [info for key, info in pending.items() if config.folder_for(Path(key)) == folder]
+        waiting_since = [float(info.get("since", now)) for info in mine]
+        writers = sights.get(str(folder.path)) or folder_sight(folder).as_dict()
         by_state = counts.get(folder.path, {})
         record = last.get(folder.path)
         folders.append({
@@ -75,7 +78,9 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
             "unavailable": ((snapshot or {}).get("unavailable") or {}).get(str(folder.path)),
             "paused": _pause_view(pauses.get(str(folder.path)) or pauses.get(ACCOUNT)),
             "warning": UNFILED_WARNING if folder.destination == "none" else None,
+            "writers": writers,
             "waiting": len(waiting_since),
+            "held_by_writer": sum(1 for info in mine if info.get("held")),
             "oldest_waiting_seconds": round(now - min(waiting_since), 1) if waiting_since
             else None,
             "queued": by_state.get(FileState.QUEUED.value, 0),
@@ -159,9 +164,16 @@ def format_status(report: dict[str, Any]) -> str:
                          "no file is failed for it")
         if f.get("warning"):
             lines.append(f"  WARNING: {f['warning']}")
+        writers = f.get("writers") or {}
+        if writers.get("summary"):
+            lines.append(f"  {writers['summary']}")
+        if writers.get("warning"):
+            lines.append(f"  WARNING: {writers['warning']}")
         oldest = f"; oldest {f['oldest_waiting_seconds']:.0f}s" \
             if f["oldest_waiting_seconds"] is not None else ""
-        lines.append(f"  waiting to settle {f['waiting']}{oldest}; queued {f['queued']}; "
+        held = f" ({f['held_by_writer']} held open by a writer)" if f.get("held_by_writer") \
+            else ""
+        lines.append(f"  waiting to settle {f['waiting']}{held}{oldest}; queued {f['queued']}; "
                      f"uploading {f['uploading']}; failed {f['failed']}; "
                      f"archived {f['archived']}")
         left = f["waiting"] + f["queued"] + f["uploading"]
@@ -215,6 +227,10 @@ def explain(config: Config, journal: Journal, raw_path: str) -> str:
         if st.st_size == 0:
             return (f"{path}: empty (0 bytes): waiting for content; moved to failed after "
                     f"{config.daemon.empty_file_timeout_seconds:g} s if it stays empty")
+        if pending.get("held"):
+            return (f"{path}: settled, but held open by a writer since "
+                    f"{_iso(pending.get('held_since'))} ({pending['held']}): uploaded once the "
+                    "writer lets go of it")
         return (f"{path}: settling since {_iso(pending.get('since'))}: uploaded once its size "
                 f"and mtime stay unchanged for {pending.get('settle_seconds', 0):g} s")
     if snapshot is None:

@@ -2,9 +2,9 @@
 present is done), chosen once at construction; the loops ask it instead of testing a flag.
 
 ``Daemon`` watches for events, rescans for ever, fails files that stay empty and never gives
-up on a file (the journal keeps it). ``Once`` scans a single time, leaves empty files in
-place, gives a file ``max_attempts`` tries (outages included) and keeps the ``RunSummary``
-the command prints.
+up on a file (the journal keeps it). ``Once`` scans a single time, leaves in place empty
+files and files a writer holds open, gives a file ``max_attempts`` tries (outages included)
+and keeps the ``RunSummary`` the command prints.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ class RunSummary:
     archived: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     not_uploaded: list[tuple[Path, str]] = field(default_factory=list)
-    #: 0-byte files: not ready yet (a scanner creates the file before writing it), so they
-    #: are left in place and named, but are no failure.
-    empty: list[Path] = field(default_factory=list)
+    #: Files not ready yet, with why: 0-byte files (a scanner creates the file before
+    #: writing it) and files a writer holds open. Left in place and named, but no failure.
+    left_in_place: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -39,7 +39,7 @@ class Progressing(Protocol):
 
     def drained(self) -> bool: ...
 
-    def left_settling(self) -> list[Path]: ...
+    def left_settling(self) -> list[tuple[Path, str]]: ...
 
     def left_unfinished(self) -> list[FileRecord]: ...
 
@@ -130,10 +130,10 @@ class Once:
 
     def finished(self, engine: Progressing) -> bool:
         """Done once the single scan is through and nothing moves any more; the files left
-        (empty ones, rows given up on) go into the summary."""
+        (empty ones, ones a writer holds open, rows given up on) go into the summary."""
         if not engine.drained():
             return False
-        self.summary.empty.extend(engine.left_settling())
+        self.summary.left_in_place.extend(engine.left_settling())
         self.summary.not_uploaded.extend(
             (record.path, (record.last_error or {}).get("detail", "not finished"))
             for record in engine.left_unfinished())

@@ -35,6 +35,7 @@ from procore_hotfolder.pipeline import Outcome, Uploader
 from procore_hotfolder.runmode import RunMode
 from procore_hotfolder.stability import SettleTracker
 from procore_hotfolder.watcher import FolderWatcher, scan
+from procore_hotfolder.writers import Writers
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +46,9 @@ log = structlog.get_logger(__name__)
 SCAN_WINDOW = 5000
 #: At most this many hints are looked at in one tick (the rest wait for the next).
 HINTS_PER_TICK = 20000
+#: A settled file held open by a writer is asked again after its quiet period, and at
+#: least this long: the writer's close (an inotify event, a poll) usually comes first.
+HELD_RECHECK_SECONDS = 1.0
 #: A scan request for every folder (a reload, `retry`).
 _FULL_SCAN = Path("\0full-scan")
 
@@ -58,9 +62,11 @@ class Scheduler:
     def __init__(self, config: Config, journal: Journal, uploader: Uploader, *,
                  dispatcher: Dispatcher, mode: RunMode, heartbeat: Heartbeat,
                  stop: threading.Event, watcher: Callable[[], FolderWatcher | None],
-                 monotonic: Callable[[], float], wall: Callable[[], float]) -> None:
+                 writers: Writers, monotonic: Callable[[], float], wall: Callable[[], float]
+                 ) -> None:
         self.config = config
         self._journal = journal
+        self._writers = writers
         self._uploader = uploader
         self._dispatcher = dispatcher
         self._mode = mode
@@ -105,6 +111,10 @@ class Scheduler:
     def rescan(self) -> None:
         """Scan every folder again soon (a reload, `retry`)."""
         self._scan_requests.put(_FULL_SCAN)
+
+    def scan_below(self, path: Path) -> None:
+        """Scan ``path`` (a folder, or below one) again soon: the watch lost events there."""
+        self._scan_requests.put(path)
 
     def stop_scanning(self) -> None:
         """End ``scan_loop`` (after ``stop`` is set)."""
@@ -157,8 +167,11 @@ class Scheduler:
         return (self._scan_done.is_set() and self._hints.empty() and self._outcomes.empty()
                 and not self.tracker.waiting_with_content() and self._dispatcher.idle())
 
-    def left_settling(self) -> list[Path]:
-        return [Path(key) for key in self.tracker.pending()]
+    def left_settling(self) -> list[tuple[Path, str]]:
+        """The files still in the tracker, with why they are not uploaded yet."""
+        return [(Path(key), f"held open by a writer ({info.held})" if info.held
+                 else "empty (0 bytes), waiting for content")
+                for key, info in self.tracker.pending().items()]
 
     def left_unfinished(self) -> list[FileRecord]:
         return list(self._journal.active())
@@ -310,15 +323,27 @@ class Scheduler:
                                  folder.settle_seconds if folder is not None else 0.0)
 
     def _queue_settled(self, now: float) -> None:
+        """Settled files become journal rows, unless a writer still holds one open: that
+        one waits (``SettleTracker.hold``) and is looked at again after its quiet period,
+        or at once when the writer closes it (an event)."""
         due = self.tracker.due(now)
         if not due:
             return
         entries = []
-        for key, observation in due:
+        for key, pending in due:
             path = Path(key)
             folder = self.config.folder_for(path)
-            if folder is not None:
-                entries.append((folder.path, path, observation))
+            if folder is None:
+                continue
+            writer = self._writers.check(path, folder)
+            if writer.open:
+                if pending.held is None:
+                    log.info("file_held_by_writer", path=key, seen_by=writer.seen_by.value,
+                             detail=writer.detail)
+                self.tracker.hold(key, pending, writer.detail, now,
+                                  now + max(folder.settle_seconds, HELD_RECHECK_SECONDS))
+                continue
+            entries.append((folder.path, path, pending.observation))
         for record in self._journal.enqueue(entries, self._wall()):
             with self._active_lock:
                 self._active_paths.add(str(record.path))
@@ -332,6 +357,11 @@ class Scheduler:
             folder = self.config.folder_for(path)
             observation = sourcefile.observe(path)
             if folder is None or observation is None or observation.size != 0:
+                continue
+            if self._writers.check(path, folder).open:
+                # A scanner that holds its empty file open is still to write it: wait on.
+                self.tracker.observe(key, observation, now, folder.settle_seconds,
+                                     str(folder.path))
                 continue
             self._uploader.fail_unsettled(
                 folder, path, observation, "empty",

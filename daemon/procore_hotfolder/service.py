@@ -36,6 +36,7 @@ from procore_hotfolder.publisher import StatusPublisher
 from procore_hotfolder.runmode import RunMode, RunSummary
 from procore_hotfolder.scheduler import Scheduler
 from procore_hotfolder.watcher import FolderWatcher
+from procore_hotfolder.writers import Writers
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +58,7 @@ class Service:
         stop: threading.Event,
         mode: RunMode,
         progress: Progress,
+        writers: Writers | None = None,
         notifier: Notifier | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -80,20 +82,21 @@ class Service:
         self._worker_target = config.daemon.workers
         self._threads: list[threading.Thread] = []
         self._watcher: FolderWatcher | None = None
+        self._writers = writers or Writers()
         self._dispatcher = Dispatcher(clock=wall)
         self.heartbeat = Heartbeat(self._notifier, progress=progress,
                                    waiting_out=lambda: governor.paused() is not None,
                                    monotonic=monotonic)
         self.scheduler = Scheduler(config, journal, uploader, dispatcher=self._dispatcher,
                                    mode=mode, heartbeat=self.heartbeat, stop=stop,
-                                   watcher=lambda: self._watcher, monotonic=monotonic,
-                                   wall=wall)
+                                   watcher=lambda: self._watcher, writers=self._writers,
+                                   monotonic=monotonic, wall=wall)
         self.publisher = StatusPublisher(
             config=lambda: self.config, journal=journal, scheduler=self.scheduler,
             dispatcher=self._dispatcher, governor=governor, pauses=self.pauses,
             progress=progress, heartbeat=self.heartbeat, mode=mode,
-            watcher=lambda: self._watcher, workers=lambda: self._worker_target,
-            monotonic=monotonic, wall=wall)
+            watcher=lambda: self._watcher, writers=self._writers,
+            workers=lambda: self._worker_target, monotonic=monotonic, wall=wall)
 
     # --- control (safe from a signal handler: they only set events) ------------------------
 
@@ -116,8 +119,7 @@ class Service:
         self.scheduler.recover()
         self._start_workers()
         if self._mode.watches:
-            self._watcher = FolderWatcher(self.config.folders, self.scheduler.hint,
-                                          self.config.daemon.poll_seconds)
+            self._watcher = self._new_watcher(self.config)
             self._watcher.start()
         self._start_thread(self.scheduler.scan_loop, "scanner")
         self.metrics.serve(self.publisher.metrics_sample)
@@ -143,6 +145,10 @@ class Service:
         finally:
             self._shutdown()
         return self._mode.summary
+
+    def _new_watcher(self, config: Config) -> FolderWatcher:
+        return FolderWatcher(config.folders, self.scheduler.hint, config.daemon.poll_seconds,
+                             writers=self._writers, lost=self.scheduler.scan_below)
 
     def _start_thread(self, target: Callable[..., None], name: str, *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -257,7 +263,9 @@ class Service:
             # Hints only: a fresh observer over the new set; the rescan below catches what
             # happened in between. Uploads in flight are not touched.
             self._watcher.stop()
-            self._watcher = FolderWatcher(new.folders, self.scheduler.hint, new.daemon.poll_seconds)
+            for path in removed:
+                self._writers.forget(Path(path))
+            self._watcher = self._new_watcher(new)
             self._watcher.start()
         self._worker_target = new.daemon.workers
         self._start_workers()

@@ -42,16 +42,24 @@ def warn_unfiled(config: Config) -> None:
 def pending_view(settling: Iterable[tuple[str, PendingFile]], *, wall: float, monotonic: float,
                  settle_for: Callable[[str], float]) -> dict[str, dict[str, Any]]:
     """The snapshot's ``pending``: per settling file, since when (wall clock), its size and
-    its folder's quiet period. The tracker's clock is monotonic; status wants wall time."""
-    return {key: {"since": wall - (monotonic - info.first_seen),
-                  "size": info.observation.size,
-                  "settle_seconds": settle_for(key)}
-            for key, info in settling}
+    its folder's quiet period; for a file a writer holds open, why we know and since when.
+    The tracker's clock is monotonic; status wants wall time."""
+    view: dict[str, dict[str, Any]] = {}
+    for key, info in settling:
+        item: dict[str, Any] = {"since": wall - (monotonic - info.first_seen),
+                                "size": info.observation.size,
+                                "settle_seconds": settle_for(key)}
+        if info.held is not None:
+            item["held"] = info.held
+            item["held_since"] = wall - (monotonic - info.held_since)
+        view[key] = item
+    return view
 
 
 def build_snapshot(*, pid: int, updated: float, once: bool, counts: Mapping[str, int],
                    waiting: int, pending: Mapping[str, Any], skipped: Mapping[str, str],
                    unavailable: Mapping[Path, str], modes: Mapping[Path, str],
+                   writers: Mapping[Path, Mapping[str, Any]],
                    paused: tuple[float, str] | None, pauses: list[dict[str, Any]],
                    files_per_hour: float | None, bound_by: str,
                    uploading: Mapping[str, Any], last_upload: Mapping[str, Any] | None,
@@ -67,6 +75,7 @@ def build_snapshot(*, pid: int, updated: float, once: bool, counts: Mapping[str,
         "skipped": dict(list(skipped.items())[-SNAPSHOT_PENDING_LIMIT:]),
         "unavailable": {str(k): v for k, v in unavailable.items()},
         "modes": {str(k): v for k, v in modes.items()},
+        "writers": {str(k): dict(v) for k, v in writers.items()},
         "paused": {"until": paused[0], "reason": paused[1]} if paused else None,
         "pauses": pauses,
         "pace": {"files_per_hour": files_per_hour, "bound_by": bound_by},

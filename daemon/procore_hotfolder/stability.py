@@ -61,6 +61,9 @@ class PendingFile:
     last_seen: float = 0.0
     settle_seconds: float = 0.0
     group: str = ""  # the watched folder it belongs to (counted per group)
+    #: Settled, but a writer still holds it open: why we know (None: no writer seen).
+    held: str | None = None
+    held_since: float = 0.0
 
     @property
     def settled(self) -> bool:
@@ -80,6 +83,8 @@ class SettleTracker:
         self._ready: dict[str, None] = {}
         # Keys whose size is 0 -> when the size was first seen as 0 (consecutively).
         self._empty_since: dict[str, float] = {}
+        # Keys settled but held open by a writer (see ``hold``).
+        self._held: set[str] = set()
         # When each file's quiet period ends (it is worth an lstat() then), as a heap: a
         # tick looks at the files whose time has come, not at every file waiting.
         self._checks: list[tuple[float, int, str]] = []
@@ -110,9 +115,11 @@ class SettleTracker:
             entry = PendingFile(
                 first_seen=old.first_seen, last_change=old.last_change, observation=obs,
                 last_seen=max(now, old.last_seen), settle_seconds=settle_seconds,
-                group=old.group)
+                group=old.group, held=old.held, held_since=old.held_since)
         if old is None:
             self._per_group[entry.group] = self._per_group.get(entry.group, 0) + 1
+        if entry.held is None:
+            self._held.discard(key)
         self._pending[key] = entry
         if entry.last_change == now:
             self._schedule(key, now + settle_seconds)
@@ -148,19 +155,36 @@ class SettleTracker:
                 self._schedule(key, now + max(entry.settle_seconds, 1.0))
         return out
 
-    def due(self, now: float) -> list[tuple[str, Observation]]:
+    def due(self, now: float) -> list[tuple[str, PendingFile]]:
         """Settled, non-empty files (removed from the tracker as they are returned).
 
         A file is due once an observation confirmed its values ``settle_seconds`` after
-        they were first seen; ``now`` guards against confirmations from the future.
+        they were first seen; ``now`` guards against confirmations from the future. The
+        caller either takes it or ``hold``s it.
         """
-        out: list[tuple[str, Observation]] = []
+        out: list[tuple[str, PendingFile]] = []
         for key in list(self._ready):
             entry = self._pending[key]
             if entry.last_seen <= now:
-                out.append((key, entry.observation))
+                out.append((key, entry))
                 self.forget(key)
         return out
+
+    def hold(self, key: str, entry: PendingFile, why: str, now: float, recheck_at: float
+             ) -> None:
+        """Keep a settled file (``entry``, as ``due`` returned it) waiting because a writer
+        holds it open (``why``): it is looked at again at ``recheck_at`` (or at the next
+        ``observe``), and becomes due once its values are unchanged and nobody writes."""
+        held = PendingFile(first_seen=entry.first_seen, last_change=entry.last_change,
+                           observation=entry.observation, last_seen=entry.last_seen,
+                           settle_seconds=entry.settle_seconds, group=entry.group, held=why,
+                           held_since=entry.held_since if entry.held else now)
+        if key not in self._pending:
+            self._per_group[held.group] = self._per_group.get(held.group, 0) + 1
+        self._pending[key] = held
+        self._ready.pop(key, None)
+        self._held.add(key)
+        self._schedule(key, recheck_at)
 
     def empty_overdue(self, now: float, timeout: float) -> list[str]:
         """Keys whose size has been 0 for at least ``timeout`` seconds (removed as returned)."""
@@ -180,6 +204,7 @@ class SettleTracker:
                 del self._per_group[entry.group]
         self._ready.pop(key, None)
         self._empty_since.pop(key, None)
+        self._held.discard(key)
 
     def pending(self) -> dict[str, PendingFile]:
         """A snapshot of every tracked file (a copy: safe to iterate while observing)."""
@@ -194,8 +219,13 @@ class SettleTracker:
         return self._per_group.get(group, 0)
 
     def waiting_with_content(self) -> int:
-        """Tracked files that are not empty (an empty one is a scanner still to write)."""
-        return len(self._pending) - len(self._empty_since)
+        """Tracked files that are neither empty (a scanner still to write) nor held open by
+        a writer: the files about to settle."""
+        return len(self._pending) - len(self._empty_since) - len(self._held)
+
+    def held(self) -> int:
+        """Settled files that a writer holds open."""
+        return len(self._held)
 
 
     def __len__(self) -> int:

@@ -23,6 +23,7 @@ from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.errors import (
     ContentMismatch,
     FileChanged,
+    FileOpenForWriting,
     ProcoreError,
     Stopping,
     UploadExpired,
@@ -32,6 +33,7 @@ from procore_hotfolder.model import FileState, procore_name, segment_size_for, t
 from procore_hotfolder.procore import ProcoreClient, SegmentSpec, UploadTarget, UploadTicket
 from procore_hotfolder.procore.tickets import segments_from_json, segments_to_json
 from procore_hotfolder.progress import Progress, ProgressLog
+from procore_hotfolder.writers import Writers
 
 log = structlog.get_logger(__name__)
 
@@ -145,9 +147,11 @@ class Transfer:
     structlog context (the file's ``path`` and ``file_id``)."""
 
     def __init__(self, journal: Journal, client: ProcoreClient, progress: Progress, *,
-                 clock: Callable[[], float], stopping: Callable[[], bool]) -> None:
+                 clock: Callable[[], float], stopping: Callable[[], bool],
+                 writers: Writers) -> None:
         self._journal = journal
         self._client = client
+        self._writers = writers
         self._progress = progress
         self._clock = clock
         self._stopping = stopping
@@ -156,19 +160,30 @@ class Transfer:
         """Upload the bytes of a QUEUED or UPLOADING row; returns it STORED.
 
         Raises ``FileChanged`` when the file is not (or no longer) the version that settled,
-        ``Stopping`` when the daemon stops mid-transfer, and what the client raises (an
+        ``FileOpenForWriting`` when a writer holds it open, before the upload or once it is
+        sent, ``Stopping`` when the daemon stops mid-transfer, and what the client raises (an
         ``UploadExpired`` Upload is forgotten first, so the next try creates a fresh one).
         """
         target = UploadTarget(company_id=config.procore.company_id,
                               project_id=folder.project_id)
         with sourcefile.open_for_upload(record.path, record.observation) as opened:
+            self._no_writer(opened, folder, "")
             if record.observation.size >= config.daemon.segment_threshold_bytes:
                 record = self._segmented(record, folder, target, opened, config)
             else:
                 record = self._single(record, folder, target, opened)
             if not opened.unchanged():
                 raise FileChanged("the file changed while it was being uploaded")
+            self._no_writer(opened, folder, " (it came back while the file was uploaded)")
             return self._journal.move(record, FileState.STORED, self._clock())
+
+    def _no_writer(self, opened: sourcefile.OpenedFile, folder: FolderSettings, when: str
+                   ) -> None:
+        """Raise ``FileOpenForWriting`` when a writer holds the opened file."""
+        writer = self._writers.check(opened.path, folder, opened.fd)
+        if writer.open:
+            raise FileOpenForWriting(f"{writer.detail}{when}; it settles again once the "
+                                     "writer lets go")
 
     # --- the Upload (ticket) ---------------------------------------------------------------
 

@@ -4,7 +4,10 @@ whether a folder can be watched and how is ``mounts``').
 Events are hints, never facts: the watchdog handler only passes a path to ``hint`` (it runs
 on watchdog's single dispatch thread, so it never blocks and never stats). The scan is the
 source of truth; on network shares and FUSE mounts, where events written by other machines
-never arrive, the service scans the folder every ``poll_seconds`` instead.
+never arrive, the service scans the folder every ``poll_seconds`` instead. The handler also
+tells ``writers`` what inotify shows of writers (a write, a close after writing, a rename, a
+deletion, events lost); the opens and read-only closes of files (the daemon's own among them)
+are not asked for.
 """
 
 from __future__ import annotations
@@ -18,7 +21,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirAttribEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    EventsLostEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
@@ -26,8 +44,18 @@ from procore_hotfolder.config import FolderSettings
 from procore_hotfolder.ignore import IgnoreRules
 from procore_hotfolder.model import SYMLINK_SKIP, not_a_file_skip
 from procore_hotfolder.mounts import choose_watch_mode, folder_available
+from procore_hotfolder.writers import Writers
 
 log = structlog.get_logger(__name__)
+
+#: The events asked of inotify: every change of a name or of content, and the close of a
+#: writable descriptor; not opens or read-only closes (FileOpenedEvent,
+#: FileClosedNoWriteEvent), which every read of a file (the daemon's own) would raise.
+_EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, DirModifiedEvent, FileAttribEvent,
+    DirAttribEvent, FileMovedEvent, DirMovedEvent, FileDeletedEvent, DirDeletedEvent,
+    FileClosedEvent, EventsLostEvent,
+]
 
 _SYSCTL_FOR_ERRNO = {
     errno.ENOSPC: "fs.inotify.max_user_watches",
@@ -112,11 +140,15 @@ def _special_kind(mode: int) -> str:
 
 
 class _HintHandler(FileSystemEventHandler):
-    """Passes every interesting path to ``hint``: never blocks, never stats."""
+    """Passes every interesting path to ``hint`` and what it shows of writers to
+    ``writers``: never blocks, never stats."""
 
-    def __init__(self, hint: Callable[[Path], None]) -> None:
+    def __init__(self, hint: Callable[[Path], None], writers: Writers,
+                 lost: Callable[[Path], None]) -> None:
         super().__init__()
         self._hint = hint
+        self._events = writers.events
+        self._lost = lost
 
     def _send(self, raw: str | bytes) -> None:
         self._hint(Path(os.fsdecode(raw)))
@@ -125,6 +157,8 @@ class _HintHandler(FileSystemEventHandler):
         self._send(event.src_path)
 
     def on_modified(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._events.wrote(os.fsdecode(event.src_path))
         self._send(event.src_path)
 
     def on_attrib(self, event: FileSystemEvent) -> None:
@@ -132,14 +166,24 @@ class _HintHandler(FileSystemEventHandler):
         self._send(event.src_path)
 
     def on_closed(self, event: FileSystemEvent) -> None:
+        # IN_CLOSE_WRITE: a writable descriptor was closed.
+        self._events.closed(os.fsdecode(event.src_path))
         self._send(event.src_path)
 
     def on_deleted(self, event: FileSystemEvent) -> None:
+        self._events.gone(os.fsdecode(event.src_path))
         self._send(event.src_path)
 
     def on_moved(self, event: FileSystemEvent) -> None:
+        self._events.moved(os.fsdecode(event.src_path), os.fsdecode(event.dest_path))
         self._send(event.dest_path)
         self._send(event.src_path)
+
+    def on_events_lost(self, event: FileSystemEvent) -> None:
+        # The kernel's queue overflowed: writes and closes below went unseen.
+        where = os.fsdecode(event.src_path)
+        self._events.forget_below(where)
+        self._lost(Path(where))
 
 
 class FolderWatcher:
@@ -156,10 +200,14 @@ class FolderWatcher:
         folders: Sequence[FolderSettings],
         hint: Callable[[Path], None],
         poll_seconds: float,
+        *,
+        writers: Writers | None = None,
+        lost: Callable[[Path], None] | None = None,
     ) -> None:
         self._folders = list(folders)
         self.poll_seconds = poll_seconds
-        self._handler = _HintHandler(hint)
+        self.writers = writers or Writers()
+        self._handler = _HintHandler(hint, self.writers, lost or hint)
         self._lock = threading.Lock()
         self._observer: BaseObserver | None = None
         self._watches: dict[Path, ObservedWatch] = {}
@@ -211,6 +259,7 @@ class FolderWatcher:
                 if watch is not None and watch not in alive:
                     self._unschedule(path)
                     log.warning("folder_watch_lost", path=str(path))
+                    self.writers.events.forget_below(str(path))  # it saw nothing since
                     self._set_up(folder)
                 elif path in self._missing:
                     self._set_up(folder)
@@ -240,22 +289,32 @@ class FolderWatcher:
         if mode == "poll":
             self._modes[path] = "poll"
             log.info("folder_watch_started", path=str(path), mode="poll",
-                     poll_seconds=self.poll_seconds)
+                     poll_seconds=self.poll_seconds, writers=self._sight(folder, False))
             return
         assert self._observer is not None
         failure: OSError | None = None
         try:
             watch = self._observer.schedule(self._handler, os.fspath(path),
-                                            recursive=folder.recursive)
+                                            recursive=folder.recursive, event_filter=_EVENTS)
         except OSError as exc:
             failure = exc
         if failure is not None:
             self._fall_back_to_poll(path, failure)
+            self._sight(folder, False)
             return
         self._watches[path] = watch
         self._modes[path] = "events"
         log.info("folder_watch_started", path=str(path), mode="events",
-                 recursive=folder.recursive)
+                 recursive=folder.recursive, writers=self._sight(folder, True))
+
+    def _sight(self, folder: FolderSettings, events: bool) -> str:
+        """Tell ``writers`` how this folder is watched; warn when its writers cannot all be
+        seen. Returns the sight's summary for the log."""
+        sight = self.writers.watching(folder, events)
+        warning = sight.warning()
+        if warning is not None:
+            log.warning("writers_not_seen", path=str(folder.path), detail=warning)
+        return sight.summary()
 
     def _fall_back_to_poll(self, path: Path, failure: OSError) -> None:
         sysctl = _SYSCTL_FOR_ERRNO.get(failure.errno or 0)

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ from procore_hotfolder.archiver import (
 )
 from procore_hotfolder.clash_names import free_name, numbered_name
 from procore_hotfolder.config import FolderSettings
-from procore_hotfolder.errors import ArchiveError, FileChanged, FileVanished
+from procore_hotfolder.errors import ArchiveError, FileChanged, FileOpenForWriting, FileVanished
 from procore_hotfolder.nooverwrite import move_no_overwrite
 from procore_hotfolder.sourcefile import observe
+from tests.conftest import wait_for
 
 
 def settings(root: Path) -> FolderSettings:
@@ -409,3 +411,105 @@ def test_source_replaced_during_move_is_not_deleted(tmp_path: Path,
         move_no_overwrite(source, tmp_path / "archive" / "a.pdf")
     assert source.read_bytes() == b"newer version"
     assert list((tmp_path / "archive").iterdir()) == []
+
+
+# --- guarded moves: never under a writer ---------------------------------------------------
+
+
+class ArrivingWriter:
+    """A writer that opens ``path`` for writing in a thread at ``arrive()``: while the move
+    holds its lease the open waits, which /proc/locks shows as a lease BREAKING."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.ino = os.stat(path).st_ino
+        self.fd: int | None = None
+        self._thread = threading.Thread(target=self._open)
+
+    def _open(self) -> None:
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+
+    def arrive(self) -> None:
+        self._thread.start()
+        wait_for(self._breaking, timeout=10, message="the writer waiting on the lease")
+
+    def _breaking(self) -> bool:
+        return any("BREAKING" in line and f":{self.ino} " in line
+                   for line in Path("/proc/locks").read_text().splitlines())
+
+    def write(self, data: bytes) -> None:
+        self._thread.join(timeout=10)
+        assert self.fd is not None
+        os.write(self.fd, data)
+
+    def close(self) -> None:
+        self._thread.join(timeout=10)
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+@pytest.mark.parametrize("where", ["same", "other"])
+def test_a_guarded_move_leaves_a_file_a_writer_holds(tmp_path: Path, other_fs: Path,
+                                                     where: str) -> None:
+    source = make(tmp_path / "drop" / "stalled.pdf", b"half of it")
+    target = (tmp_path / "drop" / ".archive" if where == "same" else other_fs) / "stalled.pdf"
+    writer = os.open(source, os.O_WRONLY | os.O_APPEND)
+    try:
+        with pytest.raises(FileOpenForWriting):
+            move_no_overwrite(source, target, observe(source), guard=True)
+    finally:
+        os.close(writer)
+    assert source.read_bytes() == b"half of it" and not target.exists()
+    assert leftovers(tmp_path) == [] and leftovers(other_fs) == []
+    # Unguarded (the network mounts, where a lease means nothing) it would have moved.
+    assert move_no_overwrite(source, target, observe(source)) == target
+
+
+def test_a_writer_arriving_during_a_move_gets_the_file_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = make(tmp_path / "drop" / "scan.pdf", b"first part")
+    target = tmp_path / "drop" / ".archive" / "scan.pdf"
+    writer = ArrivingWriter(source)
+
+    def link_then_writer_arrives(src: Any, dst: Any, **kwargs: Any) -> None:
+        os.link(src, dst, **kwargs)
+        if Path(src) == source:
+            writer.arrive()
+
+    monkeypatch.setattr(nooverwrite, "_link", link_then_writer_arrives)
+    try:
+        with pytest.raises(FileOpenForWriting):
+            move_no_overwrite(source, target, observe(source), guard=True)
+        writer.write(b", and the rest")
+    finally:
+        writer.close()
+    assert source.read_bytes() == b"first part, and the rest"  # the writer's own inode
+    assert os.stat(source).st_ino == writer.ino and not target.exists()
+
+
+@pytest.mark.parametrize("moment", ["copy", "unlink"])
+def test_a_writer_arriving_during_a_copy_across_filesystems_loses_nothing(
+        tmp_path: Path, other_fs: Path, monkeypatch: pytest.MonkeyPatch, moment: str) -> None:
+    """The copy is discarded and the original keeps its name, whether the writer comes while
+    the bytes are copied or at the last step, when the original is about to be unlinked."""
+    data = os.urandom(3 * 1024 * 1024)
+    source = make(tmp_path / "drop" / "big.bin", data)
+    target = other_fs / "archive" / "big.bin"
+    writer = ArrivingWriter(source)
+    seam, real = ("_write", os.write) if moment == "copy" else ("_rename", os.rename)
+
+    def writer_arrives_first(*args: Any) -> Any:
+        monkeypatch.setattr(nooverwrite, seam, real)
+        writer.arrive()
+        return real(*args)
+
+    monkeypatch.setattr(nooverwrite, seam, writer_arrives_first)
+    try:
+        with pytest.raises(FileOpenForWriting):
+            move_no_overwrite(source, target, observe(source), guard=True)
+        writer.write(b"the rest")
+    finally:
+        writer.close()
+    assert source.read_bytes() == data + b"the rest"
+    assert os.stat(source).st_ino == writer.ino
+    assert not target.exists() and leftovers(other_fs) == [] and leftovers(tmp_path) == []

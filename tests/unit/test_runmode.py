@@ -22,7 +22,7 @@ def _record(id_: int, error: dict[str, str] | None = None) -> FileRecord:
 
 
 class FakeEngine:
-    def __init__(self, drained: bool, settling: list[Path] | None = None,
+    def __init__(self, drained: bool, settling: list[tuple[Path, str]] | None = None,
                  unfinished: list[FileRecord] | None = None) -> None:
         self._drained = drained
         self.settling = settling or []
@@ -31,7 +31,7 @@ class FakeEngine:
     def drained(self) -> bool:
         return self._drained
 
-    def left_settling(self) -> list[Path]:
+    def left_settling(self) -> list[tuple[Path, str]]:
         return self.settling
 
     def left_unfinished(self) -> list[FileRecord]:
@@ -43,7 +43,7 @@ def test_the_daemon_never_gives_up_never_finishes_and_keeps_no_list() -> None:
     assert (mode.once, mode.watches, mode.rescans, mode.fails_empty) == (False, True, True, True)
     assert not any(mode.gives_up(_record(1)) for _ in range(100))
     mode.noted(Outcome("archived", _record(1)))
-    assert not mode.finished(FakeEngine(drained=True, settling=[Path("/drop/x")]))
+    assert not mode.finished(FakeEngine(drained=True, settling=[(Path("/drop/x"), "empty")]))
     assert mode.summary.archived == [] and mode.summary.exit_code == 0
 
 
@@ -67,15 +67,16 @@ def test_once_finishes_only_when_drained_and_names_what_is_left() -> None:
     mode.noted(Outcome("archived", _record(1)))
     mode.noted(Outcome("failed", _record(2), detail="refused"))
     mode.noted(Outcome("retry", _record(3)))
-    assert not mode.finished(FakeEngine(drained=False, settling=[Path("/drop/e")]))
-    assert mode.summary.empty == []
-    left = FakeEngine(drained=True, settling=[Path("/drop/e")],
+    left_in_place = [(Path("/drop/e"), "empty"), (Path("/drop/w"), "held open by a writer")]
+    assert not mode.finished(FakeEngine(drained=False, settling=left_in_place))
+    assert mode.summary.left_in_place == []
+    left = FakeEngine(drained=True, settling=left_in_place,
                       unfinished=[_record(4, {"detail": "outage"}), _record(5)])
     assert mode.finished(left)
     summary = mode.summary
     assert summary.archived == [Path("/drop/1.pdf")]
     assert summary.failed == [(Path("/drop/2.pdf"), "refused")]
-    assert summary.empty == [Path("/drop/e")]
+    assert summary.left_in_place == left_in_place
     assert summary.not_uploaded == [(Path("/drop/4.pdf"), "outage"),
                                     (Path("/drop/5.pdf"), "not finished")]
     assert summary.exit_code == 1

@@ -4,6 +4,7 @@ files. A fake monotonic clock; real files, a real journal."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from procore_hotfolder.pipeline import Outcome
 from procore_hotfolder.runmode import Daemon, Once, RunMode
 from procore_hotfolder.scheduler import Scheduler
 from procore_hotfolder.stability import Observation
+from procore_hotfolder.writers import Writers
 
 
 class Clock:
@@ -50,12 +52,13 @@ class Rig:
         self.journal = Journal.open(self.config.daemon.state_dir)
         self.dispatcher = Dispatcher(clock=lambda: 1_000_000.0)
         self.uploader = FakeUploader()
+        self.writers = Writers()
         heartbeat = Heartbeat(NullNotifier(), progress=_NoProgress(),
                               waiting_out=lambda: False, monotonic=self.clock, watchdog_usec=0)
         self.scheduler = Scheduler(
             self.config, self.journal, self.uploader, dispatcher=self.dispatcher,  # type: ignore[arg-type]
             mode=mode, heartbeat=heartbeat, stop=threading.Event(), watcher=lambda: None,
-            monotonic=self.clock, wall=lambda: 1_000_000.0)
+            writers=self.writers, monotonic=self.clock, wall=lambda: 1_000_000.0)
 
     def after(self, seconds: float) -> None:
         self.clock.now += seconds
@@ -144,7 +147,8 @@ def test_the_daemon_fails_a_file_that_stays_empty_once_leaves_it(tmp_path: Path)
             assert [reason for _, reason in rig.uploader.failed] == (
                 [expected] if expected else [])
             # `once` names it in its summary as left in place
-            assert rig.scheduler.left_settling() == ([] if expected else [blank])
+            assert rig.scheduler.left_settling() == (
+                [] if expected else [(blank, "empty (0 bytes), waiting for content")])
         finally:
             rig.journal.close()
 
@@ -158,3 +162,47 @@ def test_a_skipped_special_file_is_noted_once(rig: Rig) -> None:
             rig.after(0.0)
     assert [e["event"] for e in logs] == ["file_skipped"]
     assert str(link) in rig.scheduler.skipped
+
+
+def test_a_settled_file_a_writer_holds_open_waits_for_the_writer(rig: Rig) -> None:
+    """Quiet for its whole settle time but still open for writing (a copy that stalled):
+    no journal row; logged once; queued as soon as the writer closes it."""
+    scan = rig.drop / "stalled.pdf"
+    scan.write_bytes(b"%PDF half of it")
+    writer = os.open(scan, os.O_WRONLY | os.O_APPEND)
+    try:
+        rig.scheduler.hint(scan)
+        with capture_logs() as logs:
+            rig.after(0.0)
+            for _ in range(5):
+                rig.after(2.5)
+        assert not rig.journal.active() and rig.dispatcher.ready() == 0
+        [held] = [e for e in logs if e["event"] == "file_held_by_writer"]
+        assert held["path"] == str(scan) and held["seen_by"] == "lease"
+        assert rig.scheduler.tracker.held() == 1
+        assert rig.scheduler.left_settling() == [
+            (scan, "held open by a writer (another process holds it open for writing (a "
+                   "read lease was refused))")]
+    finally:
+        os.close(writer)
+    rig.scheduler.hint(scan)  # the close event
+    rig.after(0.0)
+    (record,) = rig.journal.active()
+    assert record.path == scan and rig.scheduler.tracker.held() == 0
+
+
+def test_an_empty_file_a_scanner_holds_open_is_not_failed(rig: Rig) -> None:
+    blank = rig.drop / "blank.pdf"
+    blank.write_bytes(b"")
+    writer = os.open(blank, os.O_WRONLY)
+    try:
+        rig.scheduler.hint(blank)
+        rig.after(0.0)
+        for _ in range(20):
+            rig.after(2.0)
+        assert rig.uploader.failed == []
+    finally:
+        os.close(writer)
+    for _ in range(20):
+        rig.after(2.0)
+    assert [reason for _, reason in rig.uploader.failed] == ["empty"]

@@ -27,7 +27,7 @@ def _snapshot(**changes: object) -> dict[str, object]:
     parts: dict[str, object] = {
         "pid": 42, "updated": 1000.0, "once": False,
         "counts": {"queued": 1, "delayed": 0, "in_flight": 0}, "waiting": 0, "pending": {},
-        "skipped": {}, "unavailable": {}, "modes": {}, "paused": None, "pauses": [],
+        "skipped": {}, "unavailable": {}, "modes": {}, "writers": {}, "paused": None, "pauses": [],
         "files_per_hour": None, "bound_by": "uploads", "uploading": {}, "last_upload": None}
     parts.update(changes)
     return build_snapshot(**parts)  # type: ignore[arg-type]
@@ -37,7 +37,8 @@ def test_the_snapshot_has_the_keys_status_reads() -> None:
     snapshot = _snapshot(unavailable={Path("/drop"): "gone"}, modes={Path("/drop"): "poll"},
                          paused=(2000.0, "rate_limited"), files_per_hour=120.0)
     assert set(snapshot) == {"pid", "updated", "once", "counts", "waiting", "pending",
-                             "skipped", "unavailable", "modes", "paused", "pauses", "pace",
+                             "skipped", "unavailable", "modes", "writers", "paused", "pauses",
+                             "pace",
                              "uploading", "last_upload"}
     assert snapshot["unavailable"] == {"/drop": "gone"}
     assert snapshot["modes"] == {"/drop": "poll"}

@@ -144,6 +144,7 @@ class Rig:
         self.journal = Journal.open(self.config.daemon.state_dir)
         self.ledger = Ledger(self.config.daemon.state_dir)
         self.client = FakeClient(self.file)
+        self.writer_fds: list[int] = []
         self.now = 1_000_000.0
         self.uploader = Uploader(self.config, self.journal, self.ledger,
                                  self.client,  # type: ignore[arg-type]
@@ -160,6 +161,15 @@ class Rig:
 
     def rewrite(self) -> None:
         self.file.write_bytes(b"%PDF-1.7 second, longer version\n")
+
+    def open_writer(self) -> None:
+        """A writer (a stalled copy) opens the file for writing and writes nothing yet."""
+        self.writer_fds.append(os.open(self.file, os.O_WRONLY | os.O_APPEND))
+
+    def close(self) -> None:
+        for fd in self.writer_fds:
+            os.close(fd)
+        self.journal.close()
 
     def row(self) -> FileRecord:
         return self.journal.get(self.record.id)
@@ -205,17 +215,30 @@ CASES = [
      FileState.CHANGED, "changed", 0, None, True),
     ("changed-after-filing-settles-again", "documents", "create_document", "rewrite",
      FileState.CHANGED, "changed", 0, None, True),
+    # a writer holds the file open (a copy that stalled longer than the settle time)
+    ("writer-holds-it-nothing-uploaded", "documents", "before", "writer",
+     FileState.CHANGED, "changed", 0, None, True),
+    ("writer-back-during-upload-nothing-filed", "documents", "store_file", "writer",
+     FileState.CHANGED, "changed", 0, None, True),
+    ("writer-back-during-upload-nothing-recorded", "none", "store_file", "writer",
+     FileState.CHANGED, "changed", 0, None, True),
+    ("writer-back-after-filing-not-archived", "documents", "create_document", "writer",
+     FileState.CHANGED, "changed", 0, None, True),
 ]
 
 
 @pytest.mark.parametrize(("destination", "step", "action", "state", "kind", "attempts",
                           "paused", "kept"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_outcome_table(tmp_path: Path, destination: str, step: str | None, action: Any,
-                       state: FileState, kind: str, attempts: int, paused: str | None,
-                       kept: bool) -> None:
+def test_outcome_table(tmp_path: Path, request: pytest.FixtureRequest, destination: str,
+                       step: str | None, action: Any, state: FileState, kind: str,
+                       attempts: int, paused: str | None, kept: bool) -> None:
     rig = Rig(tmp_path, destination)
-    if step is not None:
-        rig.client.faults[step] = [rig.rewrite if action == "rewrite" else action]
+    request.addfinalizer(rig.close)
+    action = {"rewrite": rig.rewrite, "writer": rig.open_writer}.get(action, action)
+    if step == "before":
+        action()
+    elif step is not None:
+        rig.client.faults[step] = [action]
     outcome = rig.process()
     assert (outcome.kind, rig.row().state, rig.row().attempts) == (kind, state, attempts)
     scope = {"folder": str(rig.folder.path), ACCOUNT: ACCOUNT}.get(paused or "")
@@ -224,6 +247,28 @@ def test_outcome_table(tmp_path: Path, destination: str, step: str | None, actio
     failed = list(rig.folder.failed_dir.glob("*.error.json")) \
         if rig.folder.failed_dir.exists() else []
     assert bool(failed) is (kind == "failed")
+
+
+def test_a_writer_is_never_uploaded_filed_or_archived_under(tmp_path: Path) -> None:
+    """The three moments: at the upload (no Upload created), after it (nothing filed or put
+    in the ledger), after filing (not moved: the original stays for the writer)."""
+    for step, calls_before in (("before", 0), ("store_file", 1), ("create_document", 1)):
+        (tmp_path / step).mkdir()
+        rig = Rig(tmp_path / step, "documents")
+        try:
+            if step == "before":
+                rig.open_writer()
+            else:
+                rig.client.faults[step] = [rig.open_writer]
+            assert rig.process().kind == "changed"
+            assert rig.client.calls.count("create_upload") == calls_before
+            filed = step == "create_document"
+            assert rig.client.calls.count("create_document") == int(filed)
+            assert len(rig.ledger_lines()) == int(filed)
+            assert rig.file.exists() and not rig.folder.archive_dir.exists()
+            assert rig.row().last_error["reason"] == "open_for_writing"
+        finally:
+            rig.close()
 
 
 def test_changed_after_store_files_nothing_of_the_old_version(tmp_path: Path) -> None:
