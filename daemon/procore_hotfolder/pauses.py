@@ -8,6 +8,15 @@ no file of it is tried and none goes to failed_dir. A single file's next try is 
 (one call), first after about ``FIRST_CHECK_SECONDS``, then with backoff up to
 ``MAX_CHECK_SECONDS``; the first answer that is not the refusal lifts the pause.
 
+Only a re-check's refusal backs the pause off. With several workers, requests already in
+flight when the pause began come back refused too; they were sent before anyone knew, so
+they say nothing new. A refusal counts as a failed re-check only when its request was sent
+at or after the moment the pause began, its re-check was admitted, or the last failed
+re-check was counted (``Pause.counts_from``): the caller passes ``sent_at``, when its
+attempt started. An attempt's start is at or before each of its requests, so an attempt that
+began before the pause and sent its refused request after is not counted: the rule may
+undercount failed re-checks (the pause then re-checks sooner), never overcount them.
+
 ``PauseBoard`` is thread-safe and takes the clock as an argument of each call; it logs each
 pause once when it starts, each failed re-check, and the resume.
 """
@@ -41,6 +50,7 @@ class Pause:
     since: float          # wall clock
     next_check: float     # wall clock
     checks: int           # failed re-checks so far
+    counts_from: float    # wall clock: a refusal of a request sent before this is stale
     status: int | None = None
     request_id: str | None = None
 
@@ -59,18 +69,31 @@ class PauseBoard:
         self._lock = threading.Lock()
         self._pauses: dict[str, Pause] = {}
 
-    def pause(self, scope: str, info: dict[str, Any], now: float, rand: float) -> Pause:
-        """``scope`` was refused (``info``: the error's ``as_dict()``): start or extend its
-        pause; returns it, with the time of the next re-check."""
+    def pause(self, scope: str, info: dict[str, Any], now: float, rand: float, *,
+              sent_at: float) -> Pause:
+        """``scope`` was refused (``info``: the error's ``as_dict()``) at ``now``, answering
+        a request sent at ``sent_at``: start its pause, or count a failed re-check and back
+        off; returns the pause, with the time of the next re-check. A refusal of a request
+        sent before ``counts_from`` (in flight when the pause began, or overtaken by a later
+        re-check) changes nothing."""
         with self._lock:
             current = self._pauses.get(scope)
-            checks = 0 if current is None else current.checks + 1
-            delay = self._backoff.delay(checks + 1, rand=rand)
-            paused = Pause(scope=scope, reason=str(info.get("reason", "refused")),
-                           detail=str(info.get("detail", "")), since=current.since
-                           if current else now, next_check=now + delay, checks=checks,
-                           status=info.get("status"), request_id=info.get("request_id"))
-            self._pauses[scope] = paused
+            if current is not None and sent_at < current.counts_from:
+                stale = current
+            else:
+                stale = None
+                checks = 0 if current is None else current.checks + 1
+                delay = self._backoff.delay(checks + 1, rand=rand)
+                paused = Pause(scope=scope, reason=str(info.get("reason", "refused")),
+                               detail=str(info.get("detail", "")), since=current.since
+                               if current else now, next_check=now + delay, checks=checks,
+                               counts_from=now, status=info.get("status"),
+                               request_id=info.get("request_id"))
+                self._pauses[scope] = paused
+        if stale is not None:
+            log.info("pause_refusal_in_flight", scope=scope, reason=info.get("reason"),
+                     checks=stale.checks, check_in=round(stale.next_check - now, 1))
+            return stale
         event = "account_paused" if scope == ACCOUNT else "folder_paused"
         if current is None:
             log.error(event, scope=scope, reason=paused.reason, detail=paused.detail,
@@ -85,7 +108,8 @@ class PauseBoard:
         """None when a file of ``scopes`` may be tried now; else the wall time to wait for.
 
         When a pause's re-check is due, the first caller is let through as the re-check and
-        the next one is pushed back (so one file probes, not every queued file)."""
+        the next one is pushed back (so one file probes, not every queued file). ``now`` is
+        also when the re-check's attempt starts: its refusal (``sent_at=now``) counts."""
         with self._lock:
             waits = []
             probes = []
@@ -102,7 +126,7 @@ class PauseBoard:
             for paused in probes:
                 # Until this re-check answers, nobody else tries.
                 hold = now + self._backoff.delay(paused.checks + 1, rand=0.5)
-                self._pauses[paused.scope] = replace(paused, next_check=hold)
+                self._pauses[paused.scope] = replace(paused, next_check=hold, counts_from=now)
             return None
 
     def lift(self, scopes: tuple[str, ...], now: float) -> None:

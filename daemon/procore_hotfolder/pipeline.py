@@ -139,7 +139,10 @@ class Uploader:
         # one): a filed file's ledger line and archive move go ahead.
         asks_procore = record.state in _ASKS_PROCORE or (
             record.state is FileState.STORED and folder.destination != "none")
-        wait_until = self.pauses.admit(scopes, self._clock()) if asks_procore else None
+        # When this attempt starts: a refusal of a request it sends is a failed re-check of
+        # a pause only if the pause began at or before this moment (``PauseBoard.pause``).
+        started = self._clock()
+        wait_until = self.pauses.admit(scopes, started) if asks_procore else None
         if wait_until is not None:
             return Outcome("retry", record, retry_at=wait_until, detail="paused")
         try:
@@ -152,10 +155,10 @@ class Uploader:
                 record = self._journal.move(record, FileState.QUEUED, self._clock())
             return Outcome("retry", record, retry_at=self._clock(), detail="stopping")
         except HotfolderError as exc:
-            return self._after_error(record, folder, exc)
+            return self._after_error(record, folder, exc, started)
         except OSError as exc:
             # Ledger or archive I/O (disk full, permission): the file stays where it is.
-            return self._after_error(record, folder, ArchiveError(str(exc)))
+            return self._after_error(record, folder, ArchiveError(str(exc)), started)
         finally:
             self._progress.done(record.path)
         if asks_procore:
@@ -214,9 +217,10 @@ class Uploader:
 
     # --- outcomes --------------------------------------------------------------------------
 
-    def _after_error(self, record: FileRecord, folder: FolderSettings, exc: HotfolderError
-                     ) -> Outcome:
-        """Apply the outcome policy (``policy.decide``) to an attempt that ended in ``exc``."""
+    def _after_error(self, record: FileRecord, folder: FolderSettings, exc: HotfolderError,
+                     started: float) -> Outcome:
+        """Apply the outcome policy (``policy.decide``) to an attempt that started at
+        ``started`` and ended in ``exc``."""
         record = self._journal.get(record.id)
         info = _error_info(exc)
         now = self._clock()
@@ -228,7 +232,7 @@ class Uploader:
         action = decision.action
         if action in (Action.PAUSE_FOLDER, Action.PAUSE_ALL):
             scope = ACCOUNT if action is Action.PAUSE_ALL else str(folder.path)
-            paused = self.pauses.pause(scope, info, now, self._rand())
+            paused = self.pauses.pause(scope, info, now, self._rand(), sent_at=started)
             log.info("upload_paused", scope=scope, reason=paused.reason)
             return self._schedule(record, now, Decision(Action.RETRY,
                                                         delay=paused.next_check - now),

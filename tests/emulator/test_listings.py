@@ -154,6 +154,12 @@ def test_image_filters_and_sort(emu: Emulator, client: Client) -> None:
     assert ids("&filters[query]=b.jp") == [newer["id"]]
     assert client.call("GET", base + "&sort=bogus").status_code == 400
     assert client.call("GET", base + "&filters[created_at]=yesterday").status_code == 400
+    # Procore promises neither the sort nor the date filter: switched off, every image
+    # comes back oldest first
+    emu.faults.images_ignore_sort_and_dates = True
+    assert ids(f"&sort=-created_at&filters[created_at]={start}...{end}") == [
+        older["id"], newer["id"], loose["id"]]
+    assert ids(f"&image_category_id={album}&sort=-id") == [older["id"], newer["id"]]
 
 
 def test_projects_and_albums_discovery(emu: Emulator, client: Client) -> None:

@@ -5,7 +5,9 @@ into Photos, many photos sharing a name), the daemon killed again and again mid-
 mid-upload, mid-association and mid-archive, then left to finish. From the emulator's records
 and the folders: every file's bytes stored under exactly one Upload, filed exactly once (each
 mirrored folder created once), one ledger line each, every original archived, nothing left
-behind.
+behind. Then Photos alone against a List Images that honours neither ``sort`` nor
+``filters[created_at]`` (Procore promises neither): after each lost answer the daemon must
+still find the image it made, so each photo is filed exactly once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from tests.conftest import cli_env, stop_process, wait_for, write_config
 
 FILES_PER_FOLDER = 150
 KILLS = 30
+PHOTOS = 60
+PHOTO_KILLS = 8
 
 
 def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -120,3 +124,60 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(
                   and r.path.startswith(("/rest/v1.0/images", "/rest/v1.0/folders")))
     print(f"files={len(expected)} kills={kills} duplicates={len(duplicates)} lost={len(lost)} "
           f"same-Upload re-sends={reposts} filing lookups after a kill={lookups}")
+
+
+def test_sigkill_while_filing_photos_files_each_once_when_listings_ignore_sort_and_dates(
+        tmp_path: Path, emulator: Emulator) -> None:
+    """Lost answers of Create Image, recovered from a List Images that answers every image of
+    the album oldest first, many created in the same second: equal timestamps say nothing
+    about order, so the daemon reads the listing to its end and finds its own image."""
+    rng = random.Random(20261205)
+    photos = tmp_path / "photos"
+    expected: dict[str, Path] = {}
+    for i in range(PHOTOS):
+        data = os.urandom(rng.randint(1, 60_000))
+        path = photos / f"d{i % 3}" / f"IMG_{i % 20:04}.jpg"  # names shared across folders
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        expected[hashlib.sha256(data).hexdigest()] = path
+    config = write_config(tmp_path, emulator, [
+        {"path": str(photos), "project_id": 3, "destination": "photos", "photos_album_id": 5},
+    ], settle_seconds=0.2, workers=4)
+    emulator.faults.images_ignore_sort_and_dates = True
+    # Spread the work over the kills; a kill while a Create Image waits here loses the
+    # answer of an image the emulator then creates.
+    emulator.faults.delay_seconds = 0.25
+    log = tmp_path / "daemon.log"
+    for kill in range(PHOTO_KILLS):
+        proc = _start(config, log)
+        time.sleep(rng.uniform(0.2, 1.2))  # the kill moment itself is what is random here
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        print(f"kill {kill + 1}: {sum(1 for p in expected.values() if p.exists())} photos "
+              "not yet archived")
+    emulator.faults.delay_seconds = 0.0
+    proc = _start(config, log)
+    try:
+        wait_for(lambda: not any(p.exists() for p in expected.values()), timeout=120,
+                 message="every photo archived")
+    finally:
+        code = stop_process(proc, timeout=60)
+    assert code == 0
+
+    by_sha: dict[str, set[str]] = {}
+    for record in emulator.stored_uploads():
+        by_sha.setdefault(record.stored_sha256 or "", set()).add(record.uuid)
+    assert sorted(by_sha) == sorted(expected)
+    filed = {sha: sum(emulator.associations(uuid) for uuid in uuids)
+             for sha, uuids in by_sha.items()}
+    doubled = {str(expected[sha]): n for sha, n in filed.items() if n != 1}
+    assert not doubled, f"photos not filed exactly once: {doubled}"
+    images = [i for i in emulator.images if i["project_id"] == 3]
+    assert len(images) == PHOTOS
+    ledger = [json.loads(line) for line in
+              (tmp_path / "state" / "uploads.jsonl").read_text().splitlines()]
+    assert sorted(e["destination"]["id"] for e in ledger) == sorted(i["id"] for i in images)
+    lookups = sum(1 for r in emulator.request_log
+                  if r.method == "GET" and r.path.startswith("/rest/v1.0/images"))
+    print(f"photos={PHOTOS} kills={PHOTO_KILLS} List Images calls (the looks after lost "
+          f"answers, one page each)={lookups}")

@@ -140,7 +140,7 @@ def test_status_is_one_line_of_bounded_length() -> None:
     assert notifier.sent == ["STATUS=waiting 4, queued 3, uploading 3, last upload "
                              "/drop/a.pdf"]
     pause = Pause(scope=ACCOUNT, reason="forbidden", detail="x" * 1000, since=0.0,
-                  next_check=0.0, checks=0)
+                  next_check=0.0, checks=0, counts_from=0.0)
     heartbeat.status(waiting=0, counts=counts, last_upload="none",
                      paused=(0.0, "rate_limited"), pauses=[pause])
     line = notifier.sent[-1]

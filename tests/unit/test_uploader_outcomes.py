@@ -309,6 +309,42 @@ def test_a_paused_folder_files_are_not_tried_until_the_recheck(tmp_path: Path) -
     assert not rig.folder.failed_dir.exists()
 
 
+def test_refusals_in_flight_when_the_pause_began_do_not_back_it_off(tmp_path: Path) -> None:
+    """Three workers start at once; Procore, which has just stopped granting the project,
+    refuses all three. One pause, its first re-check ~20 s away (not 80 s: the other two
+    refusals answer requests sent before the pause began, they are no re-checks)."""
+    rig = Rig(tmp_path, "documents")
+    records = [rig.record]
+    for n in (2, 3):
+        path = rig.folder.path / f"scan{n}.pdf"
+        path.write_bytes(b"%PDF-1.7 another scan\n" * n)
+        observation = sourcefile.observe(path)
+        assert observation is not None
+        records += rig.journal.enqueue([(rig.folder.path, path, observation)], rig.now)
+    all_sent = threading.Barrier(len(records))
+    sent_at = rig.now
+
+    def refused() -> None:
+        all_sent.wait(timeout=10)  # every attempt has started ...
+        rig.now = sent_at + 1.0    # ... and the answers come back a second later
+        raise _http(PermissionDenied, 403)
+
+    rig.client.faults["create_upload"] = [refused]
+    outcomes: list[Outcome] = []
+    workers = [threading.Thread(target=lambda r=r: outcomes.append(rig.uploader.process(r)))
+               for r in records]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=10)
+    assert [o.kind for o in outcomes] == ["retry"] * 3
+    [paused] = rig.uploader.pauses.current()
+    assert paused.checks == 0
+    assert paused.next_check - paused.since == 20.0  # rand 0.5: CHECK_BACKOFF's first delay
+    assert {o.retry_at for o in outcomes} == {paused.next_check}
+    assert all(rig.journal.get(r.id).attempts == 0 for r in records)
+
+
 def test_repeated_transient_errors_fail_after_max_attempts(tmp_path: Path) -> None:
     rig = Rig(tmp_path, "none")
     rig.client.faults["create_upload"] = [_http(ServerError, 500)]
@@ -378,7 +414,7 @@ def test_a_pause_holds_back_only_steps_that_ask_procore(tmp_path: Path) -> None:
     assert rig.process().kind == "retry"
     assert rig.row().state is FileState.ASSOCIATED
     rig.uploader.pauses.pause(str(rig.folder.path), {"reason": "permission", "detail": "x"},
-                              rig.now, 0.5)
+                              rig.now, 0.5, sent_at=rig.now)
     rig.now = rig.row().next_attempt_at
     assert rig.process().kind == "archived"
     assert rig.paused() == {str(rig.folder.path)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -69,13 +69,21 @@ class Photos:
 
     def find(self, record: FileRecord, folder: FolderSettings, plan: PhotoPlan) -> int | None:
         """An image of this album with this ``filename`` (and size) created since the send
-        and not filed for another row: what our create made if it ran."""
+        and not filed for another row: what our create made if it ran.
+
+        Until that image is found the listing is read to its end, whatever order it comes
+        in: Procore does not promise to honour ``sort`` or ``filters[created_at]``, and no
+        order seen in a listing proves the rest of it older (equal timestamps say nothing;
+        the order of concurrent creates' ids and ``created_at`` may disagree by a second).
+        Cost, one API call per page of 100: with the date filter honoured, the album's
+        images since ``not_before`` (usually one page; with the sort honoured too, ours is
+        on the first); without it, up to the whole album."""
         assert folder.project_id is not None
         start = since(plan.not_before, record)
         images = self._client.images_since(folder.project_id, plan.album_id, start,
                                            self._procore_time.until(self._clock()))
         with self._claiming:
-            for image in _newer_than(images, start):
+            for image in _created_since(images, start):
                 if image.get("filename") != plan.name:
                     continue
                 if as_int(image.get("size")) not in (None, plan.size):
@@ -90,24 +98,11 @@ class Photos:
         return None
 
 
-def _newer_than(items: Iterator[Mapping[str, Any]], start: float
-               ) -> Iterator[Mapping[str, Any]]:
-    """The items created at or after ``start``. Stops at an older item once the items are
-    seen to come newest first (``sort=-created_at`` honoured: an item no newer than the one
-    before it, and none newer); a server that ignored both the filter and the sort is read
-    to the end."""
-    previous: float | None = None
-    descending: bool | None = None  # unknown until two dated items were seen
+def _created_since(items: Iterable[Mapping[str, Any]], start: float
+                   ) -> Iterator[Mapping[str, Any]]:
+    """The items created at or after ``start`` (or whose ``created_at`` is unreadable), in
+    the order given; every item is looked at, whatever the order."""
     for item in items:
         created = as_time(item.get("created_at"))
-        if created is not None:
-            if previous is not None and created > previous:
-                descending = False
-            elif previous is not None and descending is None:
-                descending = True
-            previous = created
-        if created is not None and created < start:
-            if descending:
-                return
-            continue
-        yield item
+        if created is None or created >= start:
+            yield item

@@ -64,6 +64,11 @@ class Faults:
         listing_timeout_entries: a folder listing asked for without ``exclude_folders``,
             ``exclude_files`` or ``show_latest_file_version_only`` that would hold more than
             this many entries (folders + files + file versions) answers 408; None = never.
+        images_ignore_sort_and_dates: List Images ignores ``sort`` and ``filters[created_at]``
+            and answers every image of the project (or of the album asked for) oldest first,
+            in id order. Procore's documentation lists both parameters but promises neither
+            is honoured; this is the least convenient reading for a client that looks for
+            what it created after a lost answer.
         upload_retention: seconds after which an Upload not associated with a Documents file,
             file version or image is deleted (Procore: "within a week").
         failing_segments: part numbers whose PUT answers 500.
@@ -95,6 +100,7 @@ class Faults:
         self.spike_limit: tuple[int, float] | None = None
         self.timeout_rate = 0.0
         self.listing_timeout_entries: int | None = None
+        self.images_ignore_sort_and_dates = False
         self.upload_retention: float = 7 * 86_400
 
     # --- randomness ------------------------------------------------------------------------
@@ -258,6 +264,8 @@ class Faults:
                 self.listing_timeout_entries = None if value is None else max(0, int(value))
             elif name == "app_disconnected":
                 self.app_disconnected = bool(value)
+            elif name == "images_ignore_sort_and_dates":
+                self.images_ignore_sort_and_dates = bool(value)
             elif name == "disabled_tools":
                 tools = {int(k): {str(t) for t in v} for k, v in dict(value).items()}
                 if any(t - REFUSABLE_TOOLS for t in tools.values()):
@@ -316,6 +324,7 @@ class Faults:
             spike_limit=list(self.spike_limit) if self.spike_limit else None,
             listing_timeout_entries=self.listing_timeout_entries,
             app_disconnected=self.app_disconnected,
+            images_ignore_sort_and_dates=self.images_ignore_sort_and_dates,
             disabled_tools={str(k): sorted(v) for k, v in self.disabled_tools.items()},
             token_generation=self.token_generation,
             fail_next=scripted,

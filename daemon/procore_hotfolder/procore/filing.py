@@ -133,11 +133,14 @@ class Filing:
         self, project_id: int, album_id: int | None, since: float, until: float,
     ) -> Iterator[Mapping[str, Any]]:
         """Images of the project (of album ``album_id`` when given) created in
-        ``[since, until]`` (Unix seconds), newest first as far as Procore honours the sort.
+        ``[since, until]`` (Unix seconds) as far as Procore honours the filter, in no
+        promised order.
 
         List Images, filtered by album (``image_category_id``) and ``filters[created_at]``,
-        sorted ``-created_at``, every page (``get_pages`` follows ``Link``). Lazy: the caller
-        stops when it has seen enough. Items carry ``id``, ``filename``, ``size``,
+        sorted ``-created_at``, every page (``get_pages`` follows ``Link``; one API call per
+        page). Procore's documentation names the sort and the date filter but does not
+        promise either is honoured: the caller checks each item's ``created_at`` and reads
+        to the end. Lazy. Items carry ``id``, ``filename``, ``size``,
         ``image_category_id``, ``created_at``; not the image name sent nor the upload uuid.
         """
         params: dict[str, Any] = {

@@ -116,17 +116,21 @@ def list_images(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -
     parameter Procore does not document (``filters[image_category_id]`` among them) is
     ignored, as Rails ignores unknown parameters: the least convenient reading, the list
     comes back unfiltered. With no ``sort`` the order is not documented: newest first
-    here, so pages shift while images are added."""
+    here, so pages shift while images are added. Procore does not promise that ``sort`` and
+    ``filters[created_at]`` are honoured: ``faults.images_ignore_sort_and_dates`` makes
+    them ignored (every image, oldest first)."""
     project_id = query_project(state, request, "photos")
     query = request.query
     wanted = positive_int(query.get("image_category_id"))
     created = query.get("filters[created_at]")
+    sort = query.get("sort", "-created_at")
+    if state.faults.images_ignore_sort_and_dates:
+        created, sort = None, "id"
     window = time_range(created) if created else None
     uploader = query.get("filters[uploader_id]")
     text = query.get("filters[query]", "").lower()
     ids_raw = query.get("filters[id]")
     ids = {int(v) for v in ids_raw.split(",") if v.strip().isdigit()} if ids_raw else None
-    sort = query.get("sort", "-created_at")
     key = _IMAGE_SORTS.get(sort.removeprefix("-"))
     if key is None:
         raise ApiError(400, {"errors": {"sort": ["is invalid"]}})
