@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from procore_hotfolder.emulator import Emulator
 from tests.conftest import cli_env, run_cli, write_config
@@ -68,6 +71,56 @@ def test_check_online_and_offline(tmp_path: Path, emulator: Emulator) -> None:
     result = run_cli("check", "--offline", "-c", str(missing))
     assert result.returncode == 1
     assert "folders[0].path" in result.stdout
+
+
+def test_check_and_status_say_how_each_folders_writers_are_seen(tmp_path: Path,
+                                                                emulator: Emulator) -> None:
+    """With CAP_LEASE every file's writer is seen; without it (a process that may lease only
+    its own files) `check` warns, names the folder and the fix, and `status` says the same."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    config = write_config(tmp_path, emulator, [{"path": str(drop), "watch": "poll"}])
+    seen = run_cli("check", "--offline", "-c", str(config))
+    assert seen.returncode == 0, seen.stdout + seen.stderr
+    assert "writers seen: a read lease on every file" in seen.stdout
+    assert "warning: writers" not in seen.stdout
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("dropping CAP_LEASE needs root and setpriv (util-linux)")
+    no_caps = ["setpriv", "--inh-caps=-all", "--bounding-set=-all"]
+    unseen = subprocess.run([*no_caps, sys.executable, "-m", "procore_hotfolder", "check",
+                             "--offline", "-c", str(config)], capture_output=True, text=True,
+                            env=cli_env(), check=False, stdin=subprocess.DEVNULL)
+    assert unseen.returncode == 0, unseen.stdout + unseen.stderr  # a warning, no problem
+    assert f"folders[0] {drop}: ok, with a warning" in unseen.stdout
+    assert "files the service user owns" in unseen.stdout
+    assert "CAP_LEASE" in unseen.stdout and "settle_seconds of quiet alone" in unseen.stdout
+    status = subprocess.run([*no_caps, sys.executable, "-m", "procore_hotfolder", "status",
+                             "--json", "-c", str(config)], capture_output=True, text=True,
+                            env=cli_env(), check=False, stdin=subprocess.DEVNULL)
+    (folder,) = json.loads(status.stdout)["folders"]
+    assert folder["writers"]["lease"] == "owned" and "CAP_LEASE" in folder["writers"]["warning"]
+
+
+def test_once_leaves_a_file_a_writer_holds_open_in_place_and_names_it(
+        tmp_path: Path, emulator: Emulator) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "copying.dwg").write_bytes(b"the first half of a drawing")
+    (drop / "ready.pdf").write_bytes(b"ready")
+    config = write_config(tmp_path, emulator, [{"path": str(drop)}])
+    writer = os.open(drop / "copying.dwg", os.O_WRONLY | os.O_APPEND)  # a stalled copy
+    try:
+        result = run_cli("once", "-c", str(config))
+    finally:
+        os.close(writer)
+    assert result.returncode == 0, result.stdout + result.stderr
+    finished = once_finished(result.stdout)
+    [left] = finished["left_in_place"]
+    assert left["path"] == str(drop / "copying.dwg") and "held open by a writer" in left["reason"]
+    assert finished["uploaded"] == 1
+    assert "copying.dwg" in result.stderr and "held open by a writer" in result.stderr
+    assert (drop / "copying.dwg").exists() and not (drop / ".archive" / "copying.dwg").exists()
+    assert [r.response_filename for r in emulator.stored_uploads()] == ["ready.pdf"]
 
 
 def test_check_reports_bad_credentials(tmp_path: Path, emulator: Emulator) -> None:

@@ -59,7 +59,10 @@ def test_unit_is_notify_with_watchdog_and_credential() -> None:
     for key in ("NoNewPrivileges", "ProtectSystem", "PrivateTmp", "ProtectKernelTunables",
                 "RestrictNamespaces", "MemoryDenyWriteExecute", "SystemCallFilter"):
         assert key in settings, key
-    assert settings["CapabilityBoundingSet"] == [""]
+    # Exactly one capability, to see writers through read leases, and nothing that voids it.
+    assert settings["CapabilityBoundingSet"] == ["CAP_LEASE"]
+    assert settings["AmbientCapabilities"] == ["CAP_LEASE"]
+    assert "PrivateUsers" not in settings
 
 
 def test_unit_exposure_within_target(analyze: str) -> None:
