@@ -312,3 +312,40 @@ def test_daemon_as_another_uid_without_capabilities_uploads_a_file_it_does_not_o
         assert archived.read_bytes() == b"dropped by another user"
         (record,) = emulator.stored_uploads()
         assert record.stored_sha256 == hashlib.sha256(b"dropped by another user").hexdigest()
+
+
+def test_without_cap_lease_inotify_still_sees_a_stalled_writer(emulator: Emulator,
+                                                              tmp_path: Path) -> None:
+    """The daemon as another uid without CAP_LEASE: a lease on root's file is refused
+    (EACCES) and tells nothing, so what holds the stalled copy back is inotify's evidence (a
+    write, no close since)."""
+    reason = unprivileged.unavailable()
+    if reason:
+        pytest.skip(reason)
+    source, whole = _source(tmp_path, 1024 * 1024)
+    with unprivileged.owned_directory() as home:
+        drop = home / "drop"
+        drop.mkdir()
+        config = write_config(home, emulator, [{"path": str(drop), "watch": "events",
+                                                "project_id": PROJECT,
+                                                "destination": "documents"}],
+                              settle_seconds=SETTLE_SECONDS)
+        unprivileged.give(home)
+        original, archived = drop / "scan.pdf", drop / ".archive" / "scan.pdf"
+        log = home / "daemon.log"
+        with unprivileged.unprivileged_daemon(config, log) as process:
+            wait_for(lambda: "daemon_ready" in log.read_text() or process.poll() is not None,
+                     timeout=30, message="daemon_ready")
+            writer = _local_copy(source, original, STALL_SECONDS)  # root's, stalled
+            wait_for(lambda: archived.exists() or process.poll() is not None, timeout=60,
+                     message="archived")
+            wait_for(lambda: "upload_completed" in log.read_text(), timeout=30,
+                     message="upload_completed")
+        events = [json.loads(line) for line in log.read_text().splitlines()
+                  if line.startswith("{")]
+        outcome = _outcome(emulator, home / "state", archived, whole, writer)
+    assert outcome == WHOLE, outcome.report()
+    [held] = [e for e in events if e["event"] == "file_held_by_writer"]
+    assert held["seen_by"] == "inotify" and held["path"] == str(original)
+    [warning] = [e for e in events if e["event"] == "writers_not_seen"]
+    assert "CAP_LEASE" in warning["detail"]
