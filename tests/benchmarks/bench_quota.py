@@ -1,6 +1,8 @@
 """Procore's quota, used and not overrun: the daemon (`procore-hotfolder run`, a real process)
 against the emulator (its own process) with both rate windows scaled down, then each alone,
-then each again under a `max_api_calls_per_hour` ceiling below the server's limit.
+then each again under a `max_api_calls_per_hour` ceiling below the server's limit. The spike
+window slides, as Procore documents it; the hourly one slides too, and once starts with its
+first call (Procore does not say which; see the emulator's ``rates``).
 
 Per case: the calls the tightest limit allows over ``BENCH_QUOTA_SECONDS`` (default 180 s, a
 multiple of every window) counted from the first Create Upload, the calls made in that time
@@ -39,6 +41,7 @@ class Case:
     hourly: Window | None
     spike: Window | None
     ceiling_per_hour: int | None = None
+    hourly_kind: str = "sliding"  # the emulator's ``rate_limit_kind``
 
     def allowed(self, seconds: float) -> tuple[float, str]:
         """Calls the tightest limit allows in ``seconds`` from a period's start, and which."""
@@ -58,6 +61,8 @@ class Case:
 
 CASES = [
     Case("both windows", (60, 60.0), (5, 2.0)),
+    Case("both windows, hourly from its first call", (60, 60.0), (5, 2.0),
+         hourly_kind="first_call"),
     Case("hourly alone", (60, 60.0), None),
     Case("spike alone", None, (5, 2.0)),
     Case("both windows, ceiling 1800/h", (60, 60.0), (5, 2.0), 1800),
@@ -76,7 +81,9 @@ def run_case(index: int, case: Case, seconds: float) -> list[str]:
         (drop / f"scan-{i:05d}.pdf").write_bytes(os.urandom(2_000))
     with emulator_process(work) as emu:
         emu.set_faults(rate_limit=list(case.hourly) if case.hourly else None,
-                       spike_limit=list(case.spike) if case.spike else None)
+                       rate_limit_kind=case.hourly_kind,
+                       spike_limit=list(case.spike) if case.spike else None,
+                       spike_limit_kind="sliding")
         settings: dict[str, object] = {"workers": 4, "settle_seconds": 0.2,
                                        "log_level": "info"}
         if case.ceiling_per_hour is not None:

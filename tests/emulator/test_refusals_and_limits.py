@@ -164,6 +164,12 @@ def test_rate_windows_through_the_admin_api(emu: Emulator, client: Client) -> No
     assert emu.faults.spike_limit == (5, 2.0)
     assert client.call("GET", "/rest/v1.0/companies").headers["X-Rate-Limit-Limit"] == "5"
     assert requests.post(faults, json={"spike_limit": [5, 0]}).status_code == 400
+    assert answer.json()["spike_limit_kind"] == "sliding"
+    kinds = requests.post(faults, json={"rate_limit_kind": "clock",
+                                        "spike_limit_kind": "first_call"}).json()
+    assert (kinds["rate_limit_kind"], kinds["spike_limit_kind"]) == ("clock", "first_call")
+    assert emu.faults.spike_limit_kind == "first_call"
+    assert requests.post(faults, json={"spike_limit_kind": "tumbling"}).status_code == 400
     requests.post(faults, json={"spike_limit": None})
     assert client.call("GET", "/rest/v1.0/companies").headers["X-Rate-Limit-Limit"] == "60"
 

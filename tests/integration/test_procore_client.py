@@ -621,7 +621,8 @@ def test_paced_workers_stay_under_the_limit(emulator: Emulator,
     for thread in threads:
         thread.join(60)
     assert failures == []
-    assert emulator.count(status=429) <= 2
+    print(f"calls={calls} 429s={emulator.count(status=429)}")
+    assert emulator.count(status=429) <= 1  # the hourly window slides (the default)
     # the emulator's rounded-up reset lets at most ~10 calls per 6 s through
     assert calls >= 18
 

@@ -22,6 +22,11 @@ REFUSABLE_TOOLS = frozenset({"documents", "photos"})
 #: Status meaning "drop the connection without answering" in a scripted failure.
 DROP = 0
 
+#: How a rate window counts (``rate_limit_kind``, ``spike_limit_kind``; see ``rates``):
+#: the calls of the last N seconds, periods started by the first call, or periods on the
+#: clock.
+WINDOW_KINDS = ("sliding", "first_call", "clock")
+
 
 @dataclass
 class ScriptedFailure:
@@ -57,9 +62,14 @@ class Faults:
         app_disconnected: the app is not connected to the company: every API call about a
             company or project answers 403 "App is not connected to this company".
         rate_limit: ``(limit, window_seconds)`` of the hourly window, or None for no limit.
+        rate_limit_kind: how the hourly window counts, one of ``WINDOW_KINDS``: "sliding"
+            (the default: Procore does not say, and it is the least convenient for a
+            client), "first_call" or "clock".
         spike_limit: ``(limit, window_seconds)`` of the 10-second spike window, or None (the
             default: Procore's numbers change without notice, and a spike window on by
             default would slow every test; switch it on where a test wants it).
+        spike_limit_kind: how the spike window counts: "sliding" (the default, as Procore
+            documents it), "first_call" or "clock".
         timeout_rate: share of API calls answered 408 Request Timeout.
         listing_timeout_entries: a folder listing asked for without ``exclude_folders``,
             ``exclude_files`` or ``show_latest_file_version_only`` that would hold more than
@@ -97,7 +107,9 @@ class Faults:
         self.app_disconnected = False
         self.rate_limit: tuple[int, float] | None = (3600, 3600.0)
         self.failing_segments: set[int] = set()
+        self.rate_limit_kind = "sliding"
         self.spike_limit: tuple[int, float] | None = None
+        self.spike_limit_kind = "sliding"
         self.timeout_rate = 0.0
         self.listing_timeout_entries: int | None = None
         self.images_ignore_sort_and_dates = False
@@ -252,10 +264,10 @@ class Faults:
                 self.expired_uploads = max(0, int(value))
             elif name == "outage":
                 self.outage = bool(value)
-            elif name == "outage_mode":
-                if value not in ("503", "drop"):
-                    raise ValueError("outage_mode must be '503' or 'drop'")
-                self.outage_mode = str(value)
+            elif name in _CHOICES:
+                if value not in _CHOICES[name]:
+                    raise ValueError(f"{name} must be one of {list(_CHOICES[name])}")
+                setattr(self, name, str(value))
             elif name in ("forbidden_projects", "failing_segments"):
                 setattr(self, name, {int(v) for v in value})
             elif name in ("rate_limit", "spike_limit"):
@@ -321,7 +333,9 @@ class Faults:
             forbidden_projects=sorted(self.forbidden_projects),
             failing_segments=sorted(self.failing_segments),
             rate_limit=list(self.rate_limit) if self.rate_limit else None,
+            rate_limit_kind=self.rate_limit_kind,
             spike_limit=list(self.spike_limit) if self.spike_limit else None,
+            spike_limit_kind=self.spike_limit_kind,
             listing_timeout_entries=self.listing_timeout_entries,
             app_disconnected=self.app_disconnected,
             images_ignore_sort_and_dates=self.images_ignore_sort_and_dates,
@@ -330,6 +344,14 @@ class Faults:
             fail_next=scripted,
         )
         return out
+
+
+#: Settings that take one of a few words.
+_CHOICES = {
+    "outage_mode": ("503", "drop"),
+    "rate_limit_kind": WINDOW_KINDS,
+    "spike_limit_kind": WINDOW_KINDS,
+}
 
 
 def _window(value: Any) -> tuple[int, float] | None:

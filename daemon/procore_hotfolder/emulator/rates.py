@@ -2,60 +2,99 @@
 
 ``RateLimits`` counts each API call against both, refuses it (429) when one is spent, and
 says which window's ``X-Rate-Limit-*`` headers an answer carries.
+
+How a window counts is its kind (``faults.WINDOW_KINDS``). Procore's Rate Limiting page
+(``procore/documentation`` ``plan_your_app/rate_limiting.md``) says of
+``X-Rate-Limit-Remaining``: "For short-term windows, this value may increase again after a
+brief pause as the window rolls forward", so the spike window slides. Whether the hourly
+one ("60-minute window", same page) slides, starts with the first call or follows the
+clock is not documented; it slides too unless a test says otherwise, the least convenient
+reading for a client: nothing but the calls that aged out is back at ``Reset``, and a client
+that takes ``Reset`` for "the whole limit is back" is refused.
+
+- ``sliding``: the calls counted in the last ``seconds``; a call leaves the window
+  ``seconds`` after it was counted, and ``Reset`` is when the oldest call in it leaves.
+- ``first_call``: a period starts with the first call after the previous period ended and
+  lasts ``seconds``; the whole limit is back at its end.
+- ``clock``: periods at whole multiples of ``seconds`` of Unix time.
+
+``Reset`` is rounded up to whole Unix seconds, as Procore's is ("The Unix timestamp (in
+seconds)", same page).
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from .faults import Faults
 
-_Window = tuple[str, "RateWindow", tuple[int, float] | None]
+#: The hourly window when ``Faults.rate_limit`` is None: never spent.
+_UNLIMITED = (1_000_000_000, 3600.0)
+
+
+@dataclass(frozen=True)
+class WindowRule:
+    """What a window allows: ``limit`` calls per ``seconds``, counted as ``kind`` says."""
+
+    limit: int
+    seconds: float
+    kind: str
 
 
 class RateWindow:
-    """Fixed-window counter of API calls; restarts whenever the configured limit changes."""
+    """One window's calls. Starts afresh whenever its rule changes (an admin request)."""
 
     def __init__(self) -> None:
-        self._config: tuple[int, float] | None = None
-        self._start = 0.0
-        self._count = 0
+        self._rule: WindowRule | None = None
+        self._calls: deque[float] = deque()  # when each call in the window was counted
+        self._start = -math.inf  # first_call, clock: the current period's start
 
-    def _roll(self, config: tuple[int, float] | None, now: float) -> tuple[int, float]:
-        effective = config or (1_000_000_000, 3600.0)
-        if config != self._config or now >= self._start + effective[1]:
-            self._config, self._start, self._count = config, now, 0
-        return effective
+    def _roll(self, rule: WindowRule, now: float) -> None:
+        """Let the calls that have left the window go."""
+        if rule != self._rule:
+            self._rule, self._start = rule, -math.inf
+            self._calls.clear()
+        if rule.kind == "sliding":
+            while self._calls and self._calls[0] <= now - rule.seconds:
+                self._calls.popleft()
+        elif now >= self._start + rule.seconds:
+            if rule.kind == "clock":
+                self._start = math.floor(now / rule.seconds) * rule.seconds
+            else:
+                self._start = now
+            self._calls.clear()
 
-    def allows(self, config: tuple[int, float] | None, now: float) -> bool:
-        """Whether one more call fits, without counting it."""
-        limit, _ = self._roll(config, now)
-        return self._count < limit
+    def count(self, rule: WindowRule, now: float) -> int:
+        """Calls in the window at ``now``."""
+        self._roll(rule, now)
+        return len(self._calls)
 
-    def take(self) -> None:
-        """Count one call (after ``allows``)."""
-        self._count += 1
+    def take(self, now: float) -> None:
+        """Count one call (after ``count`` said it fits)."""
+        self._calls.append(now)
 
-    def room(self, config: tuple[int, float] | None, now: float) -> float:
+    def room(self, rule: WindowRule, now: float) -> float:
         """Share of the window's calls still left (0 = exhausted)."""
-        limit, _ = self._roll(config, now)
-        return max(0, limit - self._count) / limit if limit else 0.0
+        left = max(0, rule.limit - self.count(rule, now))
+        return left / rule.limit if rule.limit else 0.0
 
-    def reset_at(self, config: tuple[int, float] | None, now: float) -> float:
-        """When the current window ends (Unix seconds)."""
-        _, window = self._roll(config, now)
-        return self._start + window
+    def reset_at(self, rule: WindowRule, now: float) -> float:
+        """When the window resets (Unix seconds, exact): a sliding window when its oldest
+        call leaves it (or one counted now would), the others when the period ends."""
+        self._roll(rule, now)
+        if rule.kind == "sliding":
+            return (self._calls[0] if self._calls else now) + rule.seconds
+        return self._start + rule.seconds
 
-    def headers(self, config: tuple[int, float] | None, now: float) -> dict[str, str]:
+    def headers(self, rule: WindowRule, now: float) -> dict[str, str]:
         """Current headers without counting a call."""
-        limit, window = self._roll(config, now)
         return {
-            "X-Rate-Limit-Limit": str(limit),
-            "X-Rate-Limit-Remaining": str(max(0, limit - self._count)),
-            "X-Rate-Limit-Reset": str(math.ceil(self._start + window)),
+            "X-Rate-Limit-Limit": str(rule.limit),
+            "X-Rate-Limit-Remaining": str(max(0, rule.limit - self.count(rule, now))),
+            "X-Rate-Limit-Reset": str(math.ceil(self.reset_at(rule, now))),
         }
 
 
@@ -69,9 +108,13 @@ class RateDecision:
     retry_after: int = 0
 
 
+_Window = tuple[str, RateWindow, WindowRule]
+
+
 class RateLimits:
-    """The hourly window (``Faults.rate_limit``) and, when set, the spike window
-    (``Faults.spike_limit``); ``refused`` counts the 429s each window caused."""
+    """The hourly window (``Faults.rate_limit``, counted as ``Faults.rate_limit_kind``)
+    and, when set, the spike window (``Faults.spike_limit``, ``Faults.spike_limit_kind``);
+    ``refused`` counts the 429s each window caused."""
 
     def __init__(self, faults: Faults, lock: threading.RLock) -> None:
         self._faults = faults
@@ -81,9 +124,13 @@ class RateLimits:
         self.refused: Counter[str] = Counter()  # window name -> 429s it caused
 
     def _windows(self) -> list[_Window]:
-        windows: list[_Window] = [("hourly", self.hourly, self._faults.rate_limit)]
-        if self._faults.spike_limit is not None:
-            windows.append(("spike", self.spike, self._faults.spike_limit))
+        faults = self._faults
+        hourly = faults.rate_limit or _UNLIMITED
+        windows: list[_Window] = [
+            ("hourly", self.hourly, WindowRule(*hourly, faults.rate_limit_kind))]
+        if faults.spike_limit is not None:
+            windows.append(
+                ("spike", self.spike, WindowRule(*faults.spike_limit, faults.spike_limit_kind)))
         return windows
 
     def admit(self, now: float) -> RateDecision:
@@ -99,14 +146,14 @@ class RateLimits:
         """
         with self._lock:
             windows = self._windows()
-            refused = [w for w in windows if not w[1].allows(w[2], now)]
+            refused = [w for w in windows if w[1].count(w[2], now) >= w[2].limit]
             if refused:
-                name, window, config = max(refused, key=lambda w: w[1].reset_at(w[2], now))
+                name, window, rule = max(refused, key=lambda w: w[1].reset_at(w[2], now))
                 self.refused[name] += 1
-                return RateDecision(False, name, window.headers(config, now),
-                                    max(1, math.ceil(window.reset_at(config, now) - now)))
+                return RateDecision(False, name, window.headers(rule, now),
+                                    max(1, math.ceil(window.reset_at(rule, now) - now)))
             for _, window, _ in windows:
-                window.take()
+                window.take(now)
             return self._closest(windows, now)
 
     def headers(self, now: float) -> dict[str, str]:
@@ -116,5 +163,5 @@ class RateLimits:
 
     @staticmethod
     def _closest(windows: list[_Window], now: float) -> RateDecision:
-        name, window, config = min(windows, key=lambda w: w[1].room(w[2], now))
-        return RateDecision(True, name, window.headers(config, now))
+        name, window, rule = min(windows, key=lambda w: w[1].room(w[2], now))
+        return RateDecision(True, name, window.headers(rule, now))

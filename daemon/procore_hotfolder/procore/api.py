@@ -113,6 +113,9 @@ class Api:
             self._governor.observe(0, {})
             self.metrics.api_request(None)
             return token, error_from_exception(exc, url=url)
+        except BaseException:
+            self._governor.observe(0, {})  # the governor counts the calls in flight
+            raise
         self._governor.observe(response.status_code, response.headers)
         self._server_clock.note(response)
         self.metrics.api_request(response.status_code)

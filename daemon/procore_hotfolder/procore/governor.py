@@ -4,13 +4,16 @@ The ``RateGovernor`` keeps one ``RateWindow`` (``windows``) per rate window of P
 has heard of, counts every call it lets through against each, and:
 
 - paces by the most restrictive window: the next call waits for the largest of the windows'
-  delays;
+  delays (what the headers say, sliding or tumbling: see ``windows``);
 - on 429 (and 503 with ``Retry-After``) pauses every caller until the later of the reset
-  and ``Retry-After``, plus a little jitter; ``pause()`` does the same for a network outage;
-- keeps no reserve: the local ceiling ``daemon.max_api_calls_per_hour`` is the tool for
-  leaving room to other integrations. It is paced too (a minute's worth at once, then
-  evenly), so that the room is left at every moment and never more than the ceiling goes
-  out in any hour.
+  and ``Retry-After``, plus a little jitter (Procore's Rate Limiting page,
+  ``procore/documentation`` ``plan_your_app/rate_limiting.md``: "pause requests until
+  after that time", "Retry with backoff (and jitter, if possible)"); ``pause()`` does the
+  same for a network outage;
+- keeps no reserve (but for the one call of ``RateWindow.implied``): the local ceiling
+  ``daemon.max_api_calls_per_hour`` is the tool for leaving room to other integrations. It
+  is paced too (a minute's worth at once, then evenly), so that the room is left at every
+  moment and never more than the ceiling goes out in any hour.
 
 Nothing about the limits is hard-coded: everything comes from the headers. Storage requests
 are not API calls and never pass through here. Sleeping goes through an injectable ``wait``
@@ -33,7 +36,7 @@ import structlog
 from procore_hotfolder.errors import Stopping
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.procore.retry import parse_retry_after
-from procore_hotfolder.procore.windows import RateWindow
+from procore_hotfolder.procore.windows import RateWindow, implied_left
 
 log = structlog.get_logger(__name__)
 
@@ -55,8 +58,8 @@ class RateGovernor:
     sleeps and returns False when the daemon is stopping; by default it waits on ``stop``.
     ``stop`` is the event that stops the governor (``stop()`` sets it; every ``acquire()``
     and ``sleep()`` checks it): the process's one stop event, or a new one when None.
-    ``rand`` returns a number in [0, 1) for jitter. ``acquire()`` and
-    its ``observe()`` must run on the same thread (the send time of each call is kept per
+    ``rand`` returns a number in [0, 1) for jitter. Every ``acquire()`` is followed by
+    exactly one ``observe()``, on the same thread (which calls went after which is kept per
     thread).
     """
 
@@ -84,9 +87,10 @@ class RateGovernor:
         self._rand = rand
         self._lock = threading.Lock()
         self._windows: dict[int, RateWindow] = {}
-        #: Per thread, the send times of the calls it has not observed, oldest first (one
-        #: in the daemon: a worker observes its call before sending the next).
-        self._sent = threading.local()
+        self._sent = 0  # calls let through so far
+        #: Per thread, the numbers (``_sent`` then) of its calls not observed yet, oldest
+        #: first (one in the daemon: a worker observes its call before sending the next).
+        self._unobserved = threading.local()
         self._in_flight = 0  # acquired, not yet observed
         self._last_start = -math.inf
         self._paused_until = 0.0
@@ -107,10 +111,11 @@ class RateGovernor:
                 delay = self._delay_locked(now)
                 if delay < MIN_DELAY_SECONDS:
                     self._in_flight += 1
+                    self._sent += 1
+                    self._unobserved_calls().append(self._sent)
                     for window in self._windows.values():
                         window.count_call(now)
                     self._last_start = now
-                    self._sent_calls().append(now)
                     if self._ceiling is not None:
                         self._recent.append(now)
                         self._tokens -= 1.0
@@ -126,8 +131,8 @@ class RateGovernor:
         Must follow every ``acquire()`` exactly once, on the same thread.
         """
         lower = {key.lower(): value for key, value in headers.items()}
-        calls = self._sent_calls()
-        sent = calls.popleft() if calls else None
+        calls = self._unobserved_calls()
+        number = calls.popleft() if calls else None
         with self._lock:
             now = self._clock()
             self._in_flight = max(0, self._in_flight - 1)
@@ -143,16 +148,26 @@ class RateGovernor:
                     window = self._windows[limit] = RateWindow(limit, now)
             if (window is not None and status != 429 and remaining is not None
                     and reset is not None and reset > now):
-                window.describe(remaining, reset, self._in_flight, sent, now)
+                window.describe(remaining, reset, self._in_flight, now)
+                self._imply_locked(window, remaining, number)
             if status == 429:
                 self.metrics.rate_limited()
             if status == 429 or (status == 503 and "retry-after" in lower):
                 self._pause_locked(status, lower, reset, window, now)
 
-    def _sent_calls(self) -> deque[float]:
-        calls: deque[float] | None = getattr(self._sent, "calls", None)
+    def _imply_locked(self, described: RateWindow, remaining: int, number: int | None) -> None:
+        """The windows the answer to call ``number`` did not describe are not the one "most
+        likely to exceed first": what they had left then, less every call that may have been
+        counted after it (sent after it, or still in flight). Lock held."""
+        later = self._in_flight + self._sent - (number if number is not None else 0)
+        for window in self._windows.values():
+            if window is not described:
+                window.implied(implied_left(remaining, described.limit, window.limit) - later)
+
+    def _unobserved_calls(self) -> deque[int]:
+        calls: deque[int] | None = getattr(self._unobserved, "calls", None)
         if calls is None:
-            calls = self._sent.calls = deque()
+            calls = self._unobserved.calls = deque()
         return calls
 
     def _pause_locked(self, status: int, lower: Mapping[str, str], reset: float | None,
@@ -225,7 +240,7 @@ class RateGovernor:
             if not window.roll(now):
                 del self._windows[limit]
                 continue
-            delay = max(delay, window.delay(now, self._last_start))
+            delay = max(delay, window.delay(now, self._last_start, self._in_flight))
         # No jitter on a period's end: the callers are ours and take turns under the lock;
         # on a 2-s window every 0.1 s idled would cost 5 % of it.
         return delay
