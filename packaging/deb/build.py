@@ -47,6 +47,8 @@ DOC = f"usr/share/doc/{PACKAGE}"
 UNIT = "lib/systemd/system/procore-hotfolder.service"
 CONFFILE = "etc/procore-hotfolder/config.toml"
 LAUNCHER = "usr/bin/procore-hotfolder"
+# The unit's drop-ins that a package install uses (venv.conf.example is for the venv install).
+DROP_IN_EXAMPLES = ("override.conf.example", "metrics.conf.example")
 DEFAULT_MAINTAINER = "procore-hotfolder developers <procore-hotfolder@example.com>"
 
 # Wheels are chosen for these tags only: Python source for any CPython 3 (watchdog tags its
@@ -71,7 +73,7 @@ def main() -> int:
                         help="scratch directory (the downloaded wheels are kept there)")
     args = parser.parse_args()
     if args.command == "lock":
-        lock(args.work)
+        lock()
         return 0
     deb = build(args.version or project_version(), args.maintainer, args.out, args.work)
     print(deb)
@@ -98,8 +100,8 @@ def build(version: str, maintainer: str, out: Path, work: Path) -> Path:
     put(stage / UNIT, packaged_unit())
     put(stage / CONFFILE, (ROOT / "config" / "example.toml").read_bytes())
     put(stage / DOC / "README.md", (ROOT / "README.md").read_bytes())
-    for example in sorted((ROOT / "systemd").glob("*.example")):
-        put(stage / DOC / "examples" / example.name, example.read_bytes())
+    for example in DROP_IN_EXAMPLES:
+        put(stage / DOC / "examples" / example, (ROOT / "systemd" / example).read_bytes())
     put(stage / DOC / "copyright", copyright_text(lib).encode())
     put(stage / DOC / "changelog.gz", gzipped(changelog(version, maintainer, epoch), epoch))
     put(stage / "usr/share/man/man1/procore-hotfolder.1.gz",
@@ -249,15 +251,16 @@ def source_date_epoch() -> int:
     return int(result.stdout.strip() or time.time())
 
 
-def lock(work: Path) -> None:
-    """Rewrite requirements.txt: pyproject.toml's dependencies resolved for Python 3.11, each
-    pinned to its Python-source file (a py3-none wheel, else the source archive)."""
+def lock() -> None:
+    """Rewrite requirements.txt: pyproject.toml's dependencies resolved by the Python that runs
+    this (use the oldest supported, 3.11, so that its environment markers count), each pinned to
+    its Python-source file (a py3-none wheel, else the source archive)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    with tempfile.TemporaryDirectory(dir=work.parent if work.parent.exists() else None) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         run([sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
-             "--python-version", "3.11", "--only-binary=:none:", "--target", str(Path(tmp) / "t"),
-             "--report", str(report), *project["dependencies"]])
+             "--target", str(Path(tmp) / "t"), "--report", str(report),
+             *project["dependencies"]])
         pins = sorted((i["metadata"]["name"].lower().replace("_", "-"), i["metadata"]["version"])
                       for i in json.loads(report.read_text())["install"])
         files = Path(tmp) / "files"
