@@ -94,12 +94,24 @@ mkdir -p /etc/systemd/system/$UNIT.service.d
 printf '[Service]\nIPAddressDeny=\n' >/etc/systemd/system/$UNIT.service.d/dry-run.conf
 install -d -o procore-hotfolder -g procore-hotfolder -m 2775 "$DROP"
 fact check_exit exit_status procore-hotfolder check
+# README's phf: a command as the service user, with the credential, as the unit runs it.
+# systemd-run --wait needs D-Bus, which a booted server runs (this boot started the driver only).
+systemctl start dbus.service
+phf() {
+    systemd-run --quiet --pipe --wait --collect \
+        -p User=procore-hotfolder -p Group=procore-hotfolder \
+        -p LoadCredential=procore-client-secret:/etc/procore-hotfolder/procore-client-secret \
+        -E PROCORE_HOTFOLDER_CONFIG=/etc/procore-hotfolder/config.toml \
+        "$(command -v procore-hotfolder)" "$@"
+}
+fact phf_check_exit exit_status phf check
 fact enable_exit exit_status systemctl enable --now "$UNIT"
 fact active_after_enable systemctl is-active "$UNIT"
 printf 'first\n' >"$DROP/first.pdf"
 wait_for 60 ledger_has 1
 wait_for 30 test -f "$DROP/Archive/first.pdf"
 fact ledger_first cat "$LEDGER"
+fact journal_upload_lines sh -c "journalctl -u $UNIT -o cat | grep -c '\"event\": *\"upload_completed\"'"
 fact invocation_before_upgrade systemctl show -p InvocationID --value "$UNIT"
 fact kept_before_upgrade kept
 

@@ -146,11 +146,13 @@ def test_install_creates_user_state_and_conffile_and_leaves_the_unit_off(
 
 def test_configured_service_starts_and_uploads(facts: dict[str, str]) -> None:
     assert facts["check_exit"] == "0"
+    assert facts["phf_check_exit"] == "0"  # README's phf: as the service user, the credential
     assert facts["enable_exit"] == "0"
     assert facts["active_after_enable"] == "active"
     entry = json.loads(facts["ledger_first"])
     assert entry["source"] == "/srv/drop/tower-a/first.pdf"
     assert entry["archived"] == "/srv/drop/tower-a/Archive/first.pdf"
+    assert facts["journal_upload_lines"] == "1"  # journalctl -u shows the upload_completed line
 
 
 def test_upgrade_keeps_configuration_credential_journal_ledger_and_restarts(
