@@ -146,6 +146,13 @@ def install_libraries(lib: Path, wheels: Path) -> None:
          "--no-compile", "--only-binary=:all:", *PURE_TAGS, "--target", str(lib),
          *map(str, files)])
     shutil.rmtree(lib / "bin", ignore_errors=True)  # watchmedo, normalizer: not ours to ship
+    # PEP 610's record of where pip found each wheel: this machine's build path, nothing the
+    # target needs, and it would make every build a different file.
+    for direct_url in lib.glob("*.dist-info/direct_url.json"):
+        direct_url.unlink()
+        record = direct_url.with_name("RECORD")
+        record.write_text("".join(line for line in record.read_text().splitlines(keepends=True)
+                                  if not line.startswith(f"{direct_url.parent.name}/direct_url")))
 
 
 def _check_pure_python(lib: Path) -> None:

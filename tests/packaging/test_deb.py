@@ -72,6 +72,7 @@ def test_libraries_are_python_source_only(unpacked: Path) -> None:
     assert {"watchdog", "requests", "requests-toolbelt", "structlog", "sdnotify",
             "prometheus-client"} <= dists
     assert not (lib / "bin").exists()
+    assert not list(lib.glob("*.dist-info/direct_url.json"))  # the builder's paths stay home
 
 
 def test_lintian_finds_nothing(deb: Path) -> None:
