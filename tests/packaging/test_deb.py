@@ -31,7 +31,7 @@ def unpacked(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_control_names_the_package_and_needs_only_python3(deb: Path) -> None:
+def test_control_names_the_package_and_depends_on_python3_and_adduser_only(deb: Path) -> None:
     fields = dict(line.split(": ", 1) for line in
                   _dpkg_deb("-f", str(deb), "Package", "Version", "Architecture",
                             "Depends").splitlines())
