@@ -1,10 +1,10 @@
-# procore-hotfolder: make demo | make test | make lint | make bench
+# procore-hotfolder: make demo | make test | make lint | make bench | make deb | make test-deb
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean deb test-deb
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,25 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check daemon tests
+	$(BIN)/ruff check daemon tests packaging
 	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.run_all
 
+# The Debian package: dist/procore-hotfolder_<version>_all.deb (version from pyproject.toml).
+# Needs python3 (>= 3.11) with pip, PyPI or pip's cache, and dpkg-deb (Debian's dpkg).
+# Optional: DEB_VERSION=1.2.3 DEB_MAINTAINER="IT <it@example.com>".
+deb:
+	@command -v dpkg-deb >/dev/null || { echo "make deb needs dpkg-deb: apt-get install dpkg" >&2; exit 1; }
+	$(PYTHON) packaging/deb/build.py $(if $(DEB_VERSION),--version '$(DEB_VERSION)') \
+	    $(if $(DEB_MAINTAINER),--maintainer '$(DEB_MAINTAINER)')
+
+# The package's tests (not in make test): its contents, Lintian, and install, upgrade, remove
+# and purge on a systemd booted in systemd-nspawn. As root, with
+# apt-get install dpkg-dev lintian systemd-container
+test-deb: $(STAMP)
+	$(BIN)/python -m pytest -q -m deb tests/packaging
+
 clean:
-	rm -rf $(VENV) build *.egg-info daemon/*.egg-info
+	rm -rf $(VENV) build dist *.egg-info daemon/*.egg-info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import subprocess
@@ -122,3 +123,39 @@ def test_the_daemon_never_loads_the_emulator() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_unit_runs_the_program_where_the_debian_package_puts_it() -> None:
+    """The package installs this unit as it is (packaging/deb/build.py refuses another
+    ExecStart); the venv install overrides ExecStart with a drop-in (README)."""
+    assert _settings()["ExecStart"][0].startswith("/usr/bin/procore-hotfolder run ")
+    venv = _settings(ROOT / "systemd" / "venv.conf.example")["ExecStart"]
+    assert venv[0] == ""  # clears the unit's, then:
+    assert venv[1].startswith("/opt/procore-hotfolder/bin/procore-hotfolder run ")
+    assert venv[1].split(" run ")[1] == _settings()["ExecStart"][0].split(" run ")[1]
+
+
+def test_man_page_describes_every_command() -> None:
+    from procore_hotfolder.cli import build_parser  # noqa: PLC0415 - only this test needs it
+
+    actions = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    commands = set(actions[0].choices)
+    page = (ROOT / "packaging" / "deb" / "procore-hotfolder.1").read_text()
+    section = page.split(".SH COMMANDS\n", 1)[1].split("\n.SH ", 1)[0]
+    described = set(re.findall(r"^\.TP\n\.B[IR]? (\w+)", section, flags=re.MULTILINE))
+    assert described == commands
+
+
+def test_package_pins_every_runtime_dependency_by_hash() -> None:
+    """packaging/deb/requirements.txt (what the package carries) covers pyproject.toml's
+    dependencies, each at one version and with the hash of one file."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {re.split(r"[<>=\[ ]", d)[0] for d in project["dependencies"]}
+    pins = [line for line in (ROOT / "packaging/deb/requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    pinned = {}
+    for line in pins:
+        match = re.fullmatch(r"([\w.-]+)==(\S+) --hash=sha256:[0-9a-f]{64}", line)
+        assert match, line
+        pinned[match.group(1)] = match.group(2)
+    assert wanted <= set(pinned)
