@@ -20,8 +20,8 @@ from structlog.testing import LogCapture
 
 from procore_hotfolder.config import Config
 from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.engine import Engine, build_engine
-from procore_hotfolder.heartbeat import Notifier
+from procore_hotfolder.engine.compose import Engine, build_engine
+from procore_hotfolder.engine.heartbeat import Notifier
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-client-secret-value"

@@ -1,6 +1,6 @@
 """Command line: the subcommands of ``procore-hotfolder``, parsed and dispatched.
 
-The running daemon (`run`, `once`, `demo`) is composed in ``engine``; the short commands
+The running daemon (`run`, `once`, `demo`) is composed in ``engine.compose``; the short commands
 (`check`, `status`, `explain`, `retry`, discovery) build the little they need here.
 
 Exit codes: 0 success, 1 failure at run time, 2 usage error, 78 configuration error.
@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from procore_hotfolder import __version__
-from procore_hotfolder.config import Config, FolderSettings, default_config_path, load_config
-from procore_hotfolder.discovery import (
+from procore_hotfolder.commands.discovery import (
     FolderCheck,
     check_folder_online,
     describe_error,
@@ -31,17 +30,18 @@ from procore_hotfolder.discovery import (
     list_albums,
     list_projects,
 )
+from procore_hotfolder.commands.reporting import explain, format_status, retry, status
+from procore_hotfolder.config import Config, FolderSettings, default_config_path, load_config
+from procore_hotfolder.engine.heartbeat import SystemdNotifier
 from procore_hotfolder.errors import ConfigError, ProcoreError
 from procore_hotfolder.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from procore_hotfolder.heartbeat import SystemdNotifier
-from procore_hotfolder.journal import Journal
 from procore_hotfolder.logs import configure_logging
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.procore.governor import RateGovernor
-from procore_hotfolder.reporting import explain, format_status, retry, status
-from procore_hotfolder.snapshot import UNFILED_WARNING
-from procore_hotfolder.statelock import StateLock
-from procore_hotfolder.writers import folder_sight
+from procore_hotfolder.state.journal import Journal
+from procore_hotfolder.state.snapshot import UNFILED_WARNING
+from procore_hotfolder.state.statelock import StateLock
+from procore_hotfolder.watch.writers import folder_sight
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,14 +131,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     path = args.config or default_config_path()
     config = load_config(path)
     configure_logging(config.daemon.log_level)
-    from procore_hotfolder.engine import serve_daemon  # noqa: PLC0415 - loaded only to run
+    from procore_hotfolder.engine.compose import serve_daemon  # noqa: PLC0415 - loaded only to run
     return serve_daemon(config, lambda: load_config(path), notifier=SystemdNotifier())
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
     config = _config(args)
     configure_logging(config.daemon.log_level)
-    from procore_hotfolder.engine import run_once  # noqa: PLC0415 - loaded only to run
+    from procore_hotfolder.engine.compose import run_once  # noqa: PLC0415 - loaded only to run
     return run_once(config)
 
 
@@ -353,7 +353,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
               f"  {prog} explain -c {config_path} {drop / 'hello-procore.txt'}\n"
               f"  kill -HUP {os.getpid()}    # reload the configuration (as systemctl reload)\n",
               flush=True)
-        from procore_hotfolder.engine import serve_daemon  # noqa: PLC0415 - loaded only to run
+        from procore_hotfolder.engine.compose import serve_daemon  # noqa: PLC0415 - loaded only to run
         return serve_daemon(config, lambda: load_config(config_path, environ={}))
 
 

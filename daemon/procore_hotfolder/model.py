@@ -1,5 +1,6 @@
-"""PURE domain model: a file's states, the moves allowed between them, backoff arithmetic,
-and the one way each of time, an odd file name and a skipped name is written down.
+"""PURE domain model: what one look at a file saw (its version), a file's states, the moves
+allowed between them, backoff arithmetic, and the one way each of time, an odd file name and
+a skipped name is written down.
 
 No clocks, files or sockets here: callers pass ``now`` and random numbers in.
 """
@@ -14,6 +15,35 @@ from enum import StrEnum
 from pathlib import Path
 
 from procore_hotfolder.errors import JournalError
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one ``lstat()`` of a candidate file saw."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+    dev: int
+    ctime_ns: int = 0
+
+    @property
+    def version(self) -> tuple[int, int, int, int]:
+        """A file's identity, "this version of this file": size, mtime, inode, device."""
+        return (self.size, self.mtime_ns, self.ino, self.dev)
+
+    def same_version(self, other: Observation) -> bool:
+        """True when ``other`` shows the same version of the same file (``version``).
+        ``ctime_ns`` is left aside: a chmod changes it, not the bytes."""
+        return self.version == other.version
+
+    def unchanged_since(self, other: Observation) -> bool:
+        """``same_version``, and not even touched: for settling, a change of ``ctime_ns``
+        restarts the quiet period too. It is compared only when both sides know it (0 means
+        "not recorded"), so an observation rebuilt from the journal still matches a fresh
+        ``lstat()``."""
+        return self.same_version(other) and not (
+            self.ctime_ns and other.ctime_ns and self.ctime_ns != other.ctime_ns)
 
 
 class FileState(StrEnum):

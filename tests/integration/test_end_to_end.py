@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from procore_hotfolder import scheduler
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.engine import build_engine
+from procore_hotfolder.engine import scheduler
+from procore_hotfolder.engine.compose import build_engine
 from tests.conftest import (
     CLIENT_SECRET,
     COMPANY_ID,

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 from structlog.testing import LogCapture
 
-from procore_hotfolder import nooverwrite, sourcefile
+from procore_hotfolder.commands.reporting import explain
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.engine import Engine
-from procore_hotfolder.reporting import explain
+from procore_hotfolder.engine.compose import Engine
+from procore_hotfolder.files import nooverwrite, sourcefile
 from tests.conftest import running_engine, wait_for, write_config
 
 

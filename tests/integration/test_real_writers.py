@@ -33,7 +33,7 @@ import pytest
 
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.engine import Engine
+from procore_hotfolder.engine.compose import Engine
 from tests.conftest import running_engine, wait_for, write_config
 from tests.realwriters import samba, tmpfs, unprivileged
 from tests.realwriters.samba import SambaShare, samba_server

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.journal import JOURNAL_NAME
+from procore_hotfolder.state.journal import JOURNAL_NAME
 from tests.conftest import cli_env, run_cli, stop_process, wait_for, write_config
 
 MIB = 1024 * 1024

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from procore_hotfolder import pauses
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.journal import Journal
 from procore_hotfolder.model import Backoff, FileState
+from procore_hotfolder.state.journal import Journal
+from procore_hotfolder.upload import pauses
 from tests.conftest import cli_env, running_engine, wait_for, write_config
 from tests.reliability.test_reload import FakeSystemd, daemon
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from procore_hotfolder import heartbeat
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.engine import build_engine
+from procore_hotfolder.engine import heartbeat
+from procore_hotfolder.engine.compose import build_engine
 from tests.conftest import running_engine, wait_for, write_config
 
 

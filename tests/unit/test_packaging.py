@@ -117,7 +117,7 @@ def test_unit_passes_systemd_analyze_verify(analyze: str, tmp_path: Path) -> Non
 def test_the_daemon_never_loads_the_emulator() -> None:
     """The emulator is a subpackage for `demo` and the tests: building and running the
     engine (everything `run` and `once` import) loads none of it."""
-    code = ("import sys, procore_hotfolder.cli, procore_hotfolder.engine\n"
+    code = ("import sys, procore_hotfolder.cli, procore_hotfolder.engine.compose\n"
             "print(sorted(m for m in sys.modules if m.startswith('procore_hotfolder.emulator')"
             " or m == 'procore_hotfolder.emulator'))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

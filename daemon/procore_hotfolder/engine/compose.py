@@ -1,0 +1,163 @@
+"""The composition root of the running daemon: builds one engine from a configuration and
+runs it as `run` (and `demo`) and `once` do: the state lock, the signals, the exit code.
+
+``cli`` parses the command line and calls ``serve_daemon`` or ``run_once``; everything the
+engine is made of is chosen here and nowhere else, including the process's one stop event
+(set by SIGTERM/SIGINT through ``Service.stop``; every loop and wait of the engine ends on
+it). Signal handlers only set events: logging in one could deadlock on the log's lock.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from procore_hotfolder.config import Config
+from procore_hotfolder.engine.heartbeat import Notifier
+from procore_hotfolder.engine.runmode import Daemon, Once, RunMode, RunSummary
+from procore_hotfolder.engine.service import Service
+from procore_hotfolder.exitcodes import EXIT_FAILURE, EXIT_OK
+from procore_hotfolder.logs import configure_logging
+from procore_hotfolder.metrics import attach_metrics
+from procore_hotfolder.procore import ProcoreClient
+from procore_hotfolder.procore.governor import RateGovernor
+from procore_hotfolder.state.journal import Journal
+from procore_hotfolder.state.ledger import Ledger
+from procore_hotfolder.state.statelock import StateLock
+from procore_hotfolder.upload.pauses import PauseBoard
+from procore_hotfolder.upload.pipeline import Uploader
+from procore_hotfolder.upload.progress import Progress
+from procore_hotfolder.watch.writers import Writers
+
+
+@dataclass
+class Engine:
+    """Everything one daemon generation needs, built from one configuration."""
+
+    config: Config
+    journal: Journal
+    client: ProcoreClient
+    governor: RateGovernor
+    service: Service
+
+    def close(self) -> None:
+        self.client.close()
+        self.journal.close()
+
+
+def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None,
+                 load_config: Callable[[], Config] | None = None,
+                 on_reload: Sequence[Callable[[Config], None]] = ()) -> Engine:
+    """Everything one daemon needs, from ``config``; ``once`` chooses the run mode.
+    ``load_config`` re-reads the configuration file on a reload (SIGHUP); without it a
+    reload is refused."""
+    stopping = threading.Event()  # the process's one stop event
+    governor = RateGovernor(stop=stopping,
+                            ceiling_per_hour=config.daemon.max_api_calls_per_hour)
+    client = ProcoreClient(config.procore, governor, sleep=governor.sleep)
+    journal = Journal.open(config.daemon.state_dir)
+    progress = Progress()
+    writers = Writers()
+    uploader = Uploader(config, journal, Ledger(config.daemon.state_dir), client,
+                        progress=progress, stopping=stopping.is_set, pauses=PauseBoard(),
+                        writers=writers)
+    mode: RunMode = Once(config.daemon.max_attempts, stopping) if once else Daemon()
+    service = Service(config, journal, uploader, governor, stop=stopping, mode=mode,
+                      progress=progress, writers=writers, notifier=notifier,
+                      load_config=load_config, on_reload=on_reload)
+    attach_metrics(config.daemon.metrics_listen, tuple(str(f.path) for f in config.folders),
+                   governor, client, uploader, service)
+    return Engine(config, journal, client, governor, service)
+
+
+def _lock_or_fail(config: Config) -> StateLock | None:
+    lock = StateLock(config.daemon.state_dir)
+    if not lock.acquire():
+        print(f"another procore-hotfolder is already using {config.daemon.state_dir} "
+              f"(pid {lock.holder()})", file=sys.stderr)
+        return None
+    return lock
+
+
+@contextmanager
+def _running(config: Config, **build: Any) -> Iterator[Engine | None]:
+    """The state lock and the engine (None when another process holds the lock), with
+    SIGTERM and SIGINT stopping it; closed and unlocked on the way out."""
+    lock = _lock_or_fail(config)
+    if lock is None:
+        yield None
+        return
+    engine = build_engine(config, **build)
+
+    def on_stop(signum: int, _: FrameType | None) -> None:
+        # No logging here: the handler may interrupt the main thread inside a log write,
+        # whose lock it would then wait for forever. The service logs the signal.
+        engine.service.stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    try:
+        yield engine
+    finally:
+        engine.close()
+        lock.release()
+
+
+def serve_daemon(config: Config, reload_config: Callable[[], Config], *,
+                 notifier: Notifier | None = None,
+                 on_ready: Callable[[Engine], None] | None = None) -> int:
+    """The daemon, as `run` (and `demo`) run it: the state lock, SIGTERM/SIGINT stop it,
+    SIGHUP reloads the configuration without stopping work in flight. Returns the exit
+    code."""
+
+    def relog(new: Config) -> None:
+        configure_logging(new.daemon.log_level)
+
+    with _running(config, once=False, notifier=notifier, load_config=reload_config,
+                  on_reload=[relog]) as engine:
+        if engine is None:
+            return EXIT_FAILURE
+        service = engine.service
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: service.request_reload())
+        if on_ready is not None:
+            on_ready(engine)
+        service.run()
+    return EXIT_OK
+
+
+def run_once(config: Config) -> int:
+    """`once`: every file now in the folders, then exit (1 when any failed or was not
+    uploaded); SIGTERM/SIGINT stop it early."""
+    with _running(config, once=True) as engine:
+        if engine is None:
+            return EXIT_FAILURE
+        summary = engine.service.run()
+    _report_summary(summary)
+    return summary.exit_code
+
+
+def _report_summary(summary: RunSummary) -> None:
+    """The outcome as the last log line on stdout (``once_finished``) and, for people, as
+    plain lines on stderr."""
+    groups = {
+        "failed": summary.failed,
+        "not_uploaded": summary.not_uploaded,
+        "left_in_place": summary.left_in_place,
+    }
+    structlog.get_logger("procore_hotfolder.cli").info(
+        "once_finished", uploaded=len(summary.archived), exit_code=summary.exit_code,
+        **{group: [{"path": str(p), "reason": r} for p, r in files]
+           for group, files in groups.items()})
+    lines = [f"uploaded {len(summary.archived)}, failed {len(summary.failed)}, "
+             f"not uploaded {len(summary.not_uploaded)}"]
+    lines += [f"{group.replace('_', ' ')}: {p}: {r}"
+              for group, files in groups.items() for p, r in files]
+    print("\n".join(lines), file=sys.stderr)

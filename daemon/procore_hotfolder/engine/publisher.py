@@ -1,0 +1,138 @@
+"""What the running engine shows of itself: ``STATUS=`` and ``status.json`` (every few
+seconds, on the scheduler's thread) and the metrics gauges (at each scrape, on the metrics
+thread). It only reads the engine's parts; it changes none of them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from procore_hotfolder.config import Config
+from procore_hotfolder.engine.dispatch import Dispatcher
+from procore_hotfolder.engine.heartbeat import Heartbeat
+from procore_hotfolder.engine.pace import PaceLimit
+from procore_hotfolder.engine.runmode import RunMode
+from procore_hotfolder.engine.scheduler import Scheduler
+from procore_hotfolder.metrics import MetricsSample
+from procore_hotfolder.model import IN_FLIGHT, FileState
+from procore_hotfolder.procore.governor import RateGovernor
+from procore_hotfolder.state import snapshot
+from procore_hotfolder.state.journal import Journal
+from procore_hotfolder.upload.pauses import ACCOUNT, PauseBoard
+from procore_hotfolder.upload.progress import Progress
+from procore_hotfolder.watch.stability import PendingFile
+from procore_hotfolder.watch.watcher import FolderWatcher
+from procore_hotfolder.watch.writers import Writers
+
+
+def pending_view(settling: Iterable[tuple[str, PendingFile]], *, wall: float, monotonic: float,
+                 settle_for: Callable[[str], float]) -> dict[str, dict[str, Any]]:
+    """The snapshot's ``pending``: per settling file, since when (wall clock), its size and
+    its folder's quiet period; for a file a writer holds open, why we know and since when.
+    The tracker's clock is monotonic; status wants wall time."""
+    view: dict[str, dict[str, Any]] = {}
+    for key, info in settling:
+        item: dict[str, Any] = {"since": wall - (monotonic - info.first_seen),
+                                "size": info.observation.size,
+                                "settle_seconds": settle_for(key)}
+        if info.held is not None:
+            item["held"] = info.held
+            item["held_since"] = wall - (monotonic - info.held_since)
+        view[key] = item
+    return view
+
+
+class StatusPublisher:
+    """``config()``, ``watcher()`` and ``workers()`` are read at each use: a reload changes
+    them."""
+
+    def __init__(self, *, config: Callable[[], Config], journal: Journal,
+                 scheduler: Scheduler, dispatcher: Dispatcher, governor: RateGovernor,
+                 pauses: PauseBoard, progress: Progress, heartbeat: Heartbeat, mode: RunMode,
+                 watcher: Callable[[], FolderWatcher | None], writers: Writers,
+                 workers: Callable[[], int],
+                 monotonic: Callable[[], float], wall: Callable[[], float]) -> None:
+        self._config = config
+        self._journal = journal
+        self._scheduler = scheduler
+        self._dispatcher = dispatcher
+        self._governor = governor
+        self._pauses = pauses
+        self._progress = progress
+        self._heartbeat = heartbeat
+        self._mode = mode
+        self._watcher = watcher
+        self._writers = writers
+        self._workers = workers
+        self._now = monotonic
+        self._wall = wall
+        self._pace_limit = PaceLimit(monotonic())
+
+    def publish(self) -> None:
+        """``STATUS=`` to systemd, then ``status.json`` for `status` and `explain`."""
+        scheduler = self._scheduler
+        counts = self._dispatcher.counts()
+        paused = self._governor.paused()
+        pauses = self._pauses.current()
+        last = scheduler.last_upload
+        self._heartbeat.status(waiting=len(scheduler.tracker), counts=counts,
+                               last_upload=last["path"] if last else "none", paused=paused,
+                               pauses=pauses)
+        wall, now = self._wall(), self._now()
+        pending = pending_view(
+            scheduler.tracker.sample(snapshot.SNAPSHOT_PENDING_LIMIT), wall=wall,
+            monotonic=now, settle_for=self._settle_for)
+        bound_by = self._pace_limit.bound_by(
+            paused=paused is not None or bool(pauses), now=now,
+            quota_wait_seconds=self._governor.quota_wait_seconds, workers=self._workers())
+        watcher = self._watcher()
+        snapshot.write_snapshot(self._config().daemon.state_dir, snapshot.build_snapshot(
+            pid=os.getpid(), updated=wall, once=self._mode.once, counts=counts,
+            waiting=len(scheduler.tracker), pending=pending, skipped=scheduler.skipped,
+            unavailable=scheduler.unavailable, modes=watcher.modes if watcher else {},
+            writers={path: sight.as_dict() for path, sight in self._writers.sights().items()},
+            paused=paused, pauses=[p.as_dict() for p in pauses],
+            files_per_hour=scheduler.pace.files_per_hour(now), bound_by=bound_by,
+            uploading=self._progress.snapshot(), last_upload=last))
+
+    def _settle_for(self, key: str) -> float:
+        folder = self._config().folder_for(Path(key))
+        return folder.settle_seconds if folder else 0.0
+
+    def metrics_sample(self) -> MetricsSample:
+        """Queue per folder and state, oldest waiting file, pauses in force."""
+        config = self._config()
+        wall = self._wall()
+        queue: dict[str, dict[str, int]] = {str(f.path): {} for f in config.folders}
+        since: dict[str, float] = {}
+        monotonic_now = self._now()
+        for key, pending in self._scheduler.tracker.pending().items():
+            folder = config.folder_for(Path(key))
+            if folder is not None:
+                label = str(folder.path)
+                counts = queue.setdefault(label, {})
+                counts["waiting"] = counts.get("waiting", 0) + 1
+                seen = wall - (monotonic_now - pending.first_seen)
+                since[label] = min(since.get(label, seen), seen)
+        for path, by_state in self._journal.queue_summary().items():
+            counts = queue.setdefault(str(path), {})
+            for state, (n, oldest) in by_state.items():
+                kind = ("failed" if state == FileState.FAILED.value else "uploading"
+                        if FileState(state) in IN_FLIGHT else "queued")
+                counts[kind] = counts.get(kind, 0) + n
+                if kind != "failed":
+                    since[str(path)] = min(since.get(str(path), oldest), oldest)
+        paused = [(str(path), "folder_unavailable")
+                  for path in dict(self._scheduler.unavailable)]
+        paused += [("" if p.scope == ACCOUNT else p.scope, p.reason)
+                   for p in self._pauses.current()]
+        governor_pause = self._governor.paused()
+        if governor_pause is not None:
+            paused.append(("", governor_pause[1]))
+        return MetricsSample(queue=queue,
+                             oldest_waiting_seconds={k: max(0.0, wall - v)
+                                                     for k, v in since.items()},
+                             paused=tuple(paused))

@@ -1,0 +1,140 @@
+"""How a run ends: ``Daemon`` (`run`: until stopped) or ``Once`` (`once`: when everything
+present is done), chosen once at construction; the loops ask it instead of testing a flag.
+
+``Daemon`` watches for events, rescans for ever, fails files that stay empty and never gives
+up on a file (the journal keeps it). ``Once`` scans a single time, leaves in place empty
+files and files a writer holds open, gives a file ``max_attempts`` tries (outages included)
+and keeps the ``RunSummary`` the command prints.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from procore_hotfolder.state.journal import FileRecord
+from procore_hotfolder.upload.pipeline import Outcome
+
+
+@dataclass
+class RunSummary:
+    """What `once` reports at the end."""
+
+    archived: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    not_uploaded: list[tuple[Path, str]] = field(default_factory=list)
+    #: Files not ready yet, with why: 0-byte files (a scanner creates the file before
+    #: writing it) and files a writer holds open. Left in place and named, but no failure.
+    left_in_place: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed or self.not_uploaded else 0
+
+
+class Progressing(Protocol):
+    """What a run mode asks the scheduler when deciding whether the run is over."""
+
+    def drained(self) -> bool: ...
+
+    def left_settling(self) -> list[tuple[Path, str]]: ...
+
+    def left_unfinished(self) -> list[FileRecord]: ...
+
+
+class RunMode(Protocol):
+    #: As `status.json` and the ``daemon_ready`` event show it.
+    once: bool
+    #: Watch the folders for events (else the scans alone find the files).
+    watches: bool
+    #: Go on scanning after the first complete scan.
+    rescans: bool
+    #: Fail files that stay empty for ``empty_file_timeout_seconds``.
+    fails_empty: bool
+    #: A worker's try that ended in an unexpected exception (a defect, logged as
+    #: ``worker_error``) is tried again after this long.
+    unexpected_error_retry_seconds: float
+    summary: RunSummary
+
+    def gives_up(self, record: FileRecord) -> bool:
+        """A worker's try at ``record`` asked for a retry later: True to leave the row
+        queued in the journal instead (called on worker threads)."""
+        ...
+
+    def noted(self, outcome: Outcome) -> None:
+        """A worker finished with ``record`` (called on the scheduler's thread)."""
+        ...
+
+    def finished(self, engine: Progressing) -> bool:
+        """True once the run should end by itself (called on the scheduler's thread)."""
+        ...
+
+
+class Daemon:
+    """`run`: until stopped. The daemon keeps no per-file list: it runs for months."""
+
+    once = False
+    watches = True
+    rescans = True
+    fails_empty = True
+    unexpected_error_retry_seconds = 60.0
+
+    def __init__(self) -> None:
+        self.summary = RunSummary()
+
+    def gives_up(self, record: FileRecord) -> bool:
+        """Never: the journal keeps the row and its retry time."""
+        return False
+
+    def noted(self, outcome: Outcome) -> None:
+        """Nothing to keep."""
+
+    def finished(self, engine: Progressing) -> bool:
+        """Never: only a stop ends the daemon."""
+        return False
+
+
+class Once:
+    """`once`: until every file present when it started is done or given up on."""
+
+    once = True
+    watches = False
+    rescans = False
+    fails_empty = False
+    #: `once` must end: its ``max_attempts`` tries come at once, then the file is left.
+    unexpected_error_retry_seconds = 0.0
+
+    def __init__(self, max_attempts: int, stop: threading.Event) -> None:
+        self.summary = RunSummary()
+        self._max_attempts = max_attempts
+        self._stop = stop
+        self._tries: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def gives_up(self, record: FileRecord) -> bool:
+        """`once` must end: after ``max_attempts`` tries (outages included), or once stopped,
+        the file stays queued in the journal for the daemon and is reported as not
+        uploaded."""
+        with self._lock:
+            tries = self._tries.get(record.id, 0) + 1
+            self._tries[record.id] = tries
+        return self._stop.is_set() or tries >= self._max_attempts
+
+    def noted(self, outcome: Outcome) -> None:
+        if outcome.kind == "archived":
+            self.summary.archived.append(outcome.record.path)
+        elif outcome.kind == "failed":
+            self.summary.failed.append((outcome.record.path, outcome.detail or "failed"))
+
+    def finished(self, engine: Progressing) -> bool:
+        """Done once the single scan is through and nothing moves any more; the files left
+        (empty ones, ones a writer holds open, rows given up on) go into the summary."""
+        if not engine.drained():
+            return False
+        self.summary.left_in_place.extend(engine.left_settling())
+        self.summary.not_uploaded.extend(
+            (record.path, (record.last_error or {}).get("detail", "not finished"))
+            for record in engine.left_unfinished())
+        return True

@@ -1,0 +1,143 @@
+"""Filing a stored Upload in Procore: Documents (mirroring the drop folder's tree) or Photos.
+
+Procore documents no idempotency token for files, file versions or images, so a create
+whose answer is lost (timeout, dropped connection, 5xx) may or may not have run. Each
+destination therefore works in three steps around the journal:
+
+1. ``plan``: decide what to send and record, before sending, what is needed to recognise
+   the result afterwards (a ``Plan``: a frozen value stored as versioned JSON in the
+   journal's ``association`` column, with the row moved to ASSOCIATING);
+2. ``send``: one create. A definite answer ends it (filed; or "send this other plan", e.g.
+   a new version after a name clash; or "plan again", e.g. a cached folder that Procore
+   deleted). Any other error leaves the row ASSOCIATING;
+3. ``find``: after an unknown outcome, look for what a create that ran would have made.
+   Found: filed. Not found: the row goes back to STORED and is planned and sent again.
+
+Recognising "what a create that ran made" rests on Procore's clock. Before each send the
+plan records ``not_before``: a time Procore's clock had certainly reached, the ``Date`` of its
+latest answer plus the time elapsed here since (``ProcoreClient.procore_time_floor``; free:
+it comes from answers we receive anyway). The create runs after the send, so what it makes
+has ``created_at >= not_before``; both are compared at whole seconds, as Procore writes them
+(``floor(created_at) >= floor(not_before)`` holds for anything made after ``not_before``).
+An older photo or document of the same name, older by more than that second, is therefore
+no proof. Why not ids, which grow too: they order records only against each other, and
+before the send there is no record of ours to order against, so taking a "newest id" would
+cost a listing before every send. What time cannot separate: a record of the same name
+(and, for photos, the same size) made by someone else in the same album or folder within
+about a second before our send, while our answer was lost. When the floor errs it errs
+early (never late), and that can only widen this window, never make us miss our own record.
+
+
+Each destination is one class behind the ``Destination`` protocol (``protocol.py``):
+``photos.Photos``, ``documents.Documents`` (its folders in ``folders.FolderTree``). Its plans
+are frozen dataclasses; their JSON carries ``"v"`` (``PLAN_VERSION``) and ``"kind"``.
+``Filing`` is what the pipeline calls: it moves the journal row and logs (in the caller's
+structlog context: the file's ``path`` and ``file_id``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from procore_hotfolder.config import FolderSettings
+from procore_hotfolder.errors import JournalError, UploadExpired
+from procore_hotfolder.model import FileState
+from procore_hotfolder.procore import ProcoreClient
+from procore_hotfolder.state.journal import FileRecord, Journal
+from procore_hotfolder.upload.destinations.documents import DocumentPlan, Documents
+from procore_hotfolder.upload.destinations.photos import PhotoPlan, Photos
+from procore_hotfolder.upload.destinations.protocol import (
+    PLAN_VERSION,
+    Destination,
+    Filed,
+    Plan,
+    PlanAgain,
+    Sent,
+)
+
+__all__ = [
+    "MAX_SENDS",
+    "PLAN_VERSION",
+    "Destination",
+    "DocumentPlan",
+    "Documents",
+    "Filed",
+    "Filing",
+    "PhotoPlan",
+    "Photos",
+    "Plan",
+    "PlanAgain",
+    "Sent",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Sends one ``associate`` call may make (a clash costs one more: create, then version).
+MAX_SENDS = 3
+
+
+class Filing:
+    """Files stored Uploads through their folder's destination, moving the journal row."""
+
+    def __init__(self, journal: Journal, client: ProcoreClient, *,
+                 clock: Callable[[], float]) -> None:
+        self._journal = journal
+        self._clock = clock
+        self._destinations: dict[str, Destination[Any]] = {
+            "documents": Documents(client, journal),
+            "photos": Photos(client, journal, clock),
+        }
+
+    def _for(self, folder: FolderSettings) -> Destination[Any]:
+        return self._destinations[folder.destination]
+
+    def associate(self, record: FileRecord, folder: FolderSettings) -> FileRecord:
+        """STORED → ASSOCIATED (filed), or back to STORED (plan again later).
+
+        Errors propagate; with the row ASSOCIATING when the outcome of a send is unknown
+        (the next call of ``resolve`` finds out before anything is sent again).
+        """
+        destination = self._for(folder)
+        plan: Plan = destination.plan(record, folder)
+        record = self._journal.move(record, FileState.ASSOCIATING, self._clock(),
+                                    association=plan.to_json())
+        for _ in range(MAX_SENDS):
+            # An error propagates with the row ASSOCIATING; the outcome policy moves it back
+            # to STORED when the refusal was certain (a 4xx), else ``resolve`` looks first.
+            sent = destination.send(record, folder, plan)
+            if isinstance(sent, Filed):
+                log.info("upload_filed", uuid=record.uuid, kind=plan.kind,
+                         resource_id=sent.resource_id)
+                return self._journal.move(record, FileState.ASSOCIATED, self._clock(),
+                                          resource_id=sent.resource_id)
+            if isinstance(sent, PlanAgain):
+                log.info("association_replanned", uuid=record.uuid, why=sent.why)
+                return self._journal.move(record, FileState.STORED, self._clock(),
+                                          association=None)
+            plan = sent  # certainly nothing filed yet: record the next request, then send
+            log.info("association_next", uuid=record.uuid, plan=plan.to_json())
+            record = self._journal.move(record, FileState.ASSOCIATING, self._clock(),
+                                        association=plan.to_json())
+        raise UploadExpired("association kept changing its plan; retrying")
+
+    def resolve(self, record: FileRecord, folder: FolderSettings) -> FileRecord:
+        """ASSOCIATING after an unknown outcome: ASSOCIATED when what the send would have
+        made is found, else STORED (to be sent again). Never sends.
+
+        Raises ``JournalError`` for an ASSOCIATING row without a plan, and what the lookup
+        raises.
+        """
+        destination = self._for(folder)
+        if record.association is None:
+            raise JournalError(f"journal row {record.id} is associating without a plan")
+        plan = destination.load(record.association, record)
+        found = destination.find(record, folder, plan)
+        if found is not None:
+            log.info("association_confirmed", uuid=record.uuid, resource_id=found)
+            return self._journal.move(record, FileState.ASSOCIATED, self._clock(),
+                                      resource_id=found)
+        log.info("association_not_found_retrying", uuid=record.uuid)
+        return self._journal.move(record, FileState.STORED, self._clock(), association=None)

@@ -1,0 +1,136 @@
+"""The pure parts of filing: which listed record may be ours, and the plans' JSON; and
+Photos' look after a lost answer against a List Images that honours neither sort nor date
+filter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from procore_hotfolder.config import parse_config
+from procore_hotfolder.errors import ValidationFailed
+from procore_hotfolder.files import sourcefile
+from procore_hotfolder.model import utc_iso
+from procore_hotfolder.state.journal import Journal
+from procore_hotfolder.upload.destinations import PLAN_VERSION, DocumentPlan, PhotoPlan, Photos
+from procore_hotfolder.upload.destinations.documents import _latest_number, _same_name
+from procore_hotfolder.upload.destinations.photos import _created_since
+from procore_hotfolder.upload.destinations.protocol import is_name_clash
+
+
+def _items(*created: str) -> Iterator[Mapping[str, Any]]:
+    return iter([{"id": i, "created_at": c} for i, c in enumerate(created)])
+
+
+T = 1_800_000_000  # 2027-01-15T08:00:00Z
+
+
+def test_every_item_is_looked_at_whatever_the_order() -> None:
+    """No order proves the rest older: equal timestamps (two items in one second) least of
+    all, and a strictly older item neither."""
+    listed = _items("2027-01-15T07:59:00Z", "2027-01-15T07:59:00Z", "2027-01-15T07:58:00Z",
+                    "2027-01-15T08:00:05Z", "2027-01-15T08:00:00Z", "2027-01-15T07:00:00Z",
+                    "2027-01-15T09:00:00Z", "not a time")
+    assert [i["id"] for i in _created_since(listed, T)] == [3, 4, 6, 7]
+
+
+class _Listing:
+    """List Images that honours neither ``sort`` nor ``filters[created_at]`` (Procore
+    promises neither): every image of the album, in the order given."""
+
+    def __init__(self, images: list[dict[str, Any]]) -> None:
+        self.images = images
+
+    def procore_time_floor(self) -> float | None:
+        return None
+
+    def images_since(self, project_id: int, album_id: int | None, since: float, until: float
+                     ) -> Iterator[Mapping[str, Any]]:
+        assert (project_id, album_id, since) == (3, 5, T)
+        return iter(self.images)
+
+
+def _image(image_id: int, created: float, name: str = "IMG_0001.jpg", size: int = 1234
+           ) -> dict[str, Any]:
+    return {"id": image_id, "filename": name, "size": size, "image_category_id": 5,
+            "created_at": utc_iso(created)}
+
+
+# The album after a lost answer to our Create Image (sent at T + 0.4, Procore's clock):
+# three older images of the same name and size made in one second, one made in the second
+# of our send, ours, and one of the same name but another size (someone else's).
+ALBUM = [_image(1, T - 100), _image(2, T - 100), _image(3, T - 100),
+         _image(4, T, name="other.jpg"), _image(5, T + 1), _image(6, T + 1, size=99)]
+ORDERS = {
+    "oldest-first": [1, 2, 3, 4, 5, 6],
+    "newest-first": [6, 5, 4, 3, 2, 1],
+    "shuffled": [2, 3, 6, 1, 5, 4],
+    "older-last": [4, 6, 5, 1, 2, 3],
+}
+
+
+@pytest.mark.parametrize("order", list(ORDERS.values()), ids=list(ORDERS))
+def test_a_lost_create_image_is_found_whatever_order_list_images_answers_in(
+        tmp_path: Path, order: list[int]) -> None:
+    config = parse_config(
+        {"procore": {"api_url": "http://127.0.0.1:9", "login_url": "http://127.0.0.1:9",
+                     "company_id": 1, "client_id": "id"},
+         "daemon": {"state_dir": str(tmp_path / "state")},
+         "folders": [{"path": str(tmp_path / "drop"), "destination": "photos",
+                      "project_id": 3, "photos_album_id": 5}]},
+        base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "x"})
+    folder = config.folders[0]
+    folder.path.mkdir()
+    photo = folder.path / "IMG_0001.jpg"
+    photo.write_bytes(b"\xff\xd8" * 617)
+    observation = sourcefile.observe(photo)
+    assert observation is not None
+    journal = Journal.open(config.daemon.state_dir)
+    try:
+        [record] = journal.enqueue([(folder.path, photo, observation)], T)
+        by_id = {i["id"]: i for i in ALBUM}
+        listing = _Listing([by_id[n] for n in order])
+        photos = Photos(listing, journal, lambda: T + 5.0)  # type: ignore[arg-type]
+        plan = PhotoPlan(name="IMG_0001.jpg", album_id=5, size=1234, not_before=T + 0.4)
+        assert photos.find(record, folder, plan) == 5
+    finally:
+        journal.close()
+
+
+def test_renamed_names_match_only_when_procore_may_have_renamed() -> None:
+    assert _same_name("plan.pdf", "plan.pdf", renamed=False)
+    assert not _same_name("plan (1).pdf", "plan.pdf", renamed=False)
+    assert _same_name("plan (1).pdf", "plan.pdf", renamed=True)
+    assert not _same_name("plan (1).dwg", "plan.pdf", renamed=True)
+    assert not _same_name("other.pdf", "plan.pdf", renamed=True)
+    assert _same_name("README (2)", "README", renamed=True)
+
+
+def test_latest_version_number_from_numbers_else_count() -> None:
+    assert _latest_number({"file_versions": [{"number": 3}]}) == 3  # latest only
+    assert _latest_number({"file_versions": [{}, {}]}) == 2
+    assert _latest_number({}) == 0
+
+
+def test_which_422s_may_be_a_name_clash() -> None:
+    def error(text: str) -> ValidationFailed:
+        return ValidationFailed(f"Procore answered HTTP 422: {text}", status=422)
+
+    assert is_name_clash(error("name has already been taken"))
+    assert is_name_clash(error("A file with that name already exists"))
+    assert not is_name_clash(error("upload_uuid is invalid"))
+
+
+def test_plans_carry_their_version_and_kind() -> None:
+    photo = PhotoPlan(name="a.jpg", album_id=7, size=10, not_before=1.5)
+    assert photo.to_json() == {"v": PLAN_VERSION, "kind": "photos", "name": "a.jpg",
+                               "album_id": 7, "size": 10, "not_before": 1.5}
+    document = DocumentPlan(parent_id=None, where="Documents", name="x.pdf", size=1,
+                            unique_name=False, version_of=None, versions_before=0,
+                            not_before=None, mirrored=False)
+    raw = document.to_json()
+    assert raw["v"] == PLAN_VERSION and raw["kind"] == "documents"
+    assert DocumentPlan(**{k: v for k, v in raw.items() if k not in ("v", "kind")}) == document

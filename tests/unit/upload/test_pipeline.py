@@ -1,0 +1,496 @@
+"""The uploader's outcome policy as applied, against a fake Procore client (no HTTP).
+
+Each row: a destination, what the fake client does at one step, and what must become of the
+file: the journal state and outcome it ends in, whether it is charged an attempt, whether the
+folder or the account is paused, and where the original is. Real journal, ledger and files in
+``tmp_path``; the clock is a number the test moves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from procore_hotfolder.config import Config, parse_config
+from procore_hotfolder.errors import (
+    AuthenticationError,
+    NetworkError,
+    NotFound,
+    PermissionDenied,
+    ProcoreError,
+    RequestTimeout,
+    ServerError,
+    Stopping,
+    ValidationFailed,
+)
+from procore_hotfolder.files import sourcefile
+from procore_hotfolder.model import FileState
+from procore_hotfolder.procore import SegmentSpec, SegmentTicket, UploadTicket
+from procore_hotfolder.state.journal import FileRecord, Journal
+from procore_hotfolder.state.ledger import Ledger
+from procore_hotfolder.upload.pauses import ACCOUNT
+from procore_hotfolder.upload.pipeline import Outcome, Uploader
+
+Step = Callable[["FakeClient"], Any]
+
+
+class FakeClient:
+    """Answers like Procore, except where ``faults`` (step name -> action) says otherwise.
+
+    An action is an exception to raise, or a callable run before answering (to change the
+    file at that moment, say)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.faults: dict[str, list[Any]] = {}
+        self.calls: list[str] = []
+        self.documents: dict[int, dict[str, Any]] = {}
+        self.images: list[dict[str, Any]] = []
+        self.segment_puts: list[tuple[str, dict[str, Any]]] = []  # thread name, contextvars
+        self._next = 100
+
+    def _step(self, name: str) -> None:
+        self.calls.append(name)
+        actions = self.faults.get(name)
+        if not actions:
+            return
+        action = actions.pop(0) if len(actions) > 1 else actions[0]
+        if isinstance(action, BaseException):
+            raise action
+        action()
+
+    def reconfigure(self, settings: object) -> None:
+        self.calls.append("reconfigure")
+
+    def create_upload(self, target: object, filename: str, size: int,
+                      segments: list[SegmentSpec] | None = None, **_: Any) -> UploadTicket:
+        self._step("create_upload")
+        self._next += 1
+        tickets = tuple(SegmentTicket(number=n, url=f"https://storage.invalid/{n}", headers=())
+                        for n in range(1, len(segments or ()) + 1))
+        return UploadTicket(uuid=f"UUID{self._next}", url="https://storage.invalid/",
+                            fields=(("key", "k"),), segments=tickets, created_at=0.0)
+
+    def store_segment(self, segment: SegmentTicket, body: Any) -> str:
+        while body.read(65536):
+            pass
+        self._step("store_segment")
+        self.segment_puts.append((threading.current_thread().name,
+                                  structlog.contextvars.get_contextvars()))
+        return f"etag{segment.number}"
+
+    def complete_upload(self, target: object, uuid: str, parts: Any) -> None:
+        self._step("complete_upload")
+
+    def store_file(self, ticket: UploadTicket, body: Any, **_: Any) -> None:
+        while body.read(65536):
+            pass
+        self._step("store_file")
+
+    def show_upload(self, target: object, uuid: str) -> Mapping[str, Any]:
+        self._step("show_upload")
+        return {"uuid": uuid, "status": "ready"}
+
+    def upload_is_stored(self, target: object, uuid: str) -> bool:
+        return self.show_upload(target, uuid)["status"] == "complete"
+
+    def procore_time_floor(self) -> float:
+        return 0.0  # every document counts as made after the send
+
+    def folder_listing(self, project_id: int | None, folder_id: int | None,
+                       **_: Any) -> Mapping[str, Any]:
+        self._step("list_folder")
+        return {"id": 1, "folders": [], "files": list(self.documents.values())}
+
+    def create_document(self, project_id: int, parent_id: int | None, name: str,
+                        upload_uuid: str, **_: Any) -> Mapping[str, Any]:
+        self._step("create_document")
+        self._next += 1
+        self.documents[self._next] = {"id": self._next, "name": name,
+                                      "file_versions": [{"upload_uuid": upload_uuid}]}
+        return {"id": self._next}
+
+    def create_file_version(self, project_id: int, file_id: int,
+                            upload_uuid: str) -> Mapping[str, Any]:
+        self._step("create_file_version")
+        return {"id": file_id}
+
+
+def _config(tmp_path: Path, destination: str) -> Config:
+    raw = {"procore": {"api_url": "http://127.0.0.1:9", "login_url": "http://127.0.0.1:9",
+                       "company_id": 1, "client_id": "id"},
+           "daemon": {"state_dir": str(tmp_path / "state"), "max_attempts": 3},
+           "folders": [{"path": str(tmp_path / "drop"), "destination": destination,
+                        **({"project_id": 7} if destination != "none" else {})}]}
+    return parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "x"})
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, destination: str) -> None:
+        self.config = _config(tmp_path, destination)
+        self.folder = self.config.folders[0]
+        self.folder.path.mkdir()
+        self.file = self.folder.path / "scan.pdf"
+        self.file.write_bytes(b"%PDF-1.7 first version\n")
+        self.journal = Journal.open(self.config.daemon.state_dir)
+        self.ledger = Ledger(self.config.daemon.state_dir)
+        self.client = FakeClient(self.file)
+        self.writer_fds: list[int] = []
+        self.now = 1_000_000.0
+        self.uploader = Uploader(self.config, self.journal, self.ledger,
+                                 self.client,  # type: ignore[arg-type]
+                                 clock=lambda: self.now, rand=lambda: 0.5)
+        observation = sourcefile.observe(self.file)
+        assert observation is not None
+        self.record = self.journal.enqueue([(self.folder.path, self.file, observation)],
+                                           self.now)[0]
+
+    def process(self) -> Outcome:
+        outcome = self.uploader.process(self.journal.get(self.record.id))
+        self.record = outcome.record
+        return outcome
+
+    def rewrite(self) -> None:
+        self.file.write_bytes(b"%PDF-1.7 second, longer version\n")
+
+    def open_writer(self) -> None:
+        """A writer (a stalled copy) opens the file for writing and writes nothing yet."""
+        self.writer_fds.append(os.open(self.file, os.O_WRONLY | os.O_APPEND))
+
+    def close(self) -> None:
+        for fd in self.writer_fds:
+            os.close(fd)
+        self.journal.close()
+
+    def row(self) -> FileRecord:
+        return self.journal.get(self.record.id)
+
+    def ledger_lines(self) -> list[dict[str, Any]]:
+        path = self.config.daemon.state_dir / "uploads.jsonl"
+        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+    def paused(self) -> set[str]:
+        return {p.scope for p in self.uploader.pauses.current()}
+
+
+def _http(cls: type[ProcoreError], status: int) -> ProcoreError:
+    return cls(f"Procore answered HTTP {status}: refused", status=status)
+
+
+CASES = [
+    # id, destination, step, action, -> state, outcome, attempts, paused, original kept
+    ("none-ok", "none", None, None, FileState.ARCHIVED, "archived", 0, None, False),
+    ("documents-ok", "documents", None, None, FileState.ARCHIVED, "archived", 0, None, False),
+    ("project-403-pauses-folder", "documents", "create_upload", _http(PermissionDenied, 403),
+     FileState.QUEUED, "retry", 0, "folder", True),
+    ("project-404-pauses-folder", "documents", "create_upload", _http(NotFound, 404),
+     FileState.QUEUED, "retry", 0, "folder", True),
+    ("login-refused-pauses-all", "documents", "create_upload",
+     _http(AuthenticationError, 401), FileState.QUEUED, "retry", 0, ACCOUNT, True),
+    ("documents-403-back-to-stored", "documents", "create_document",
+     _http(PermissionDenied, 403), FileState.STORED, "retry", 0, "folder", True),
+    ("408-retried-charged", "documents", "create_upload", _http(RequestTimeout, 408),
+     FileState.QUEUED, "retry", 1, None, True),
+    ("500-retried-charged", "none", "store_file", _http(ServerError, 500),
+     FileState.QUEUED, "retry", 1, None, True),
+    ("422-fails", "none", "create_upload", _http(ValidationFailed, 422),
+     FileState.FAILED, "failed", 1, None, False),
+    ("lost-filing-answer-stays-associating", "documents", "create_document",
+     NetworkError("connection dropped"), FileState.ASSOCIATING, "retry", 0, None, True),
+    # a stop is a control signal: resumed at the next start, never charged or failed
+    ("stop-while-storing-requeued", "none", "store_file", Stopping("stopping"),
+     FileState.QUEUED, "retry", 0, None, True),
+    ("stop-while-filing-stays-associating", "documents", "create_document",
+     Stopping("stopping"), FileState.ASSOCIATING, "retry", 0, None, True),
+    ("changed-after-store-settles-again", "documents", "store_file", "rewrite",
+     FileState.CHANGED, "changed", 0, None, True),
+    ("changed-after-filing-settles-again", "documents", "create_document", "rewrite",
+     FileState.CHANGED, "changed", 0, None, True),
+    # a writer holds the file open (a copy that stalled longer than the settle time)
+    ("writer-holds-it-nothing-uploaded", "documents", "before", "writer",
+     FileState.CHANGED, "changed", 0, None, True),
+    ("writer-back-during-upload-nothing-filed", "documents", "store_file", "writer",
+     FileState.CHANGED, "changed", 0, None, True),
+    ("writer-back-during-upload-nothing-recorded", "none", "store_file", "writer",
+     FileState.CHANGED, "changed", 0, None, True),
+    ("writer-back-after-filing-not-archived", "documents", "create_document", "writer",
+     FileState.CHANGED, "changed", 0, None, True),
+]
+
+
+@pytest.mark.parametrize(("destination", "step", "action", "state", "kind", "attempts",
+                          "paused", "kept"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_outcome_table(tmp_path: Path, request: pytest.FixtureRequest, destination: str,
+                       step: str | None, action: Any, state: FileState, kind: str,
+                       attempts: int, paused: str | None, kept: bool) -> None:
+    rig = Rig(tmp_path, destination)
+    request.addfinalizer(rig.close)
+    action = {"rewrite": rig.rewrite, "writer": rig.open_writer}.get(action, action)
+    if step == "before":
+        action()
+    elif step is not None:
+        rig.client.faults[step] = [action]
+    outcome = rig.process()
+    assert (outcome.kind, rig.row().state, rig.row().attempts) == (kind, state, attempts)
+    scope = {"folder": str(rig.folder.path), ACCOUNT: ACCOUNT}.get(paused or "")
+    assert rig.paused() == ({scope} if scope else set())
+    assert rig.file.exists() is kept
+    failed = list(rig.folder.failed_dir.glob("*.error.json")) \
+        if rig.folder.failed_dir.exists() else []
+    assert bool(failed) is (kind == "failed")
+
+
+def test_a_writer_is_never_uploaded_filed_or_archived_under(tmp_path: Path) -> None:
+    """The three moments: at the upload (no Upload created), after it (nothing filed or put
+    in the ledger), after filing (not moved: the original stays for the writer)."""
+    for step, calls_before in (("before", 0), ("store_file", 1), ("create_document", 1)):
+        (tmp_path / step).mkdir()
+        rig = Rig(tmp_path / step, "documents")
+        try:
+            if step == "before":
+                rig.open_writer()
+            else:
+                rig.client.faults[step] = [rig.open_writer]
+            assert rig.process().kind == "changed"
+            assert rig.client.calls.count("create_upload") == calls_before
+            filed = step == "create_document"
+            assert rig.client.calls.count("create_document") == int(filed)
+            assert len(rig.ledger_lines()) == int(filed)
+            assert rig.file.exists() and not rig.folder.archive_dir.exists()
+            assert rig.row().last_error["reason"] == "open_for_writing"
+        finally:
+            rig.close()
+
+
+def test_changed_after_store_files_nothing_of_the_old_version(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "documents")
+    rig.client.faults["store_file"] = [rig.rewrite]
+    assert rig.process().kind == "changed"
+    assert "create_document" not in rig.client.calls and rig.ledger_lines() == []
+    assert rig.file.read_bytes().startswith(b"%PDF-1.7 second")
+
+
+def test_changed_after_filing_is_in_the_ledger_and_not_archived(tmp_path: Path) -> None:
+    """The old version is in Procore (ledger line, archived null); the original stays, and its
+    row is finished, so the new version settles and is uploaded as a new row: no loop."""
+    rig = Rig(tmp_path, "documents")
+    rig.client.faults["create_document"] = [rig.rewrite]
+    assert rig.process().kind == "changed"
+    [line] = rig.ledger_lines()
+    assert line["archived"] is None and line["destination"]["kind"] == "documents"
+    observation = sourcefile.observe(rig.file)
+    assert observation is not None
+    again = rig.journal.enqueue([(rig.folder.path, rig.file, observation)], rig.now)
+    assert len(again) == 1  # a fresh row for the new version: the old one is terminal
+
+
+def test_a_paused_folder_files_are_not_tried_until_the_recheck(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "documents")
+    rig.client.faults["create_upload"] = [_http(PermissionDenied, 403), _http(PermissionDenied,
+                                                                              403)]
+    first = rig.process()
+    assert first.retry_at is not None
+    calls = len(rig.client.calls)
+    rig.now += 1
+    assert rig.process().kind == "retry" and len(rig.client.calls) == calls  # not even tried
+    rig.now = first.retry_at
+    rig.client.faults["create_upload"] = []
+    assert rig.process().kind == "archived"  # the re-check went through: pause lifted
+    assert rig.paused() == set()
+    assert not rig.folder.failed_dir.exists()
+
+
+def test_refusals_in_flight_when_the_pause_began_do_not_back_it_off(tmp_path: Path) -> None:
+    """Three workers start at once; Procore, which has just stopped granting the project,
+    refuses all three. One pause, its first re-check ~20 s away (not 80 s: the other two
+    refusals answer requests sent before the pause began, they are no re-checks)."""
+    rig = Rig(tmp_path, "documents")
+    records = [rig.record]
+    for n in (2, 3):
+        path = rig.folder.path / f"scan{n}.pdf"
+        path.write_bytes(b"%PDF-1.7 another scan\n" * n)
+        observation = sourcefile.observe(path)
+        assert observation is not None
+        records += rig.journal.enqueue([(rig.folder.path, path, observation)], rig.now)
+    all_sent = threading.Barrier(len(records))
+    sent_at = rig.now
+
+    def refused() -> None:
+        all_sent.wait(timeout=10)  # every attempt has started ...
+        rig.now = sent_at + 1.0    # ... and the answers come back a second later
+        raise _http(PermissionDenied, 403)
+
+    rig.client.faults["create_upload"] = [refused]
+    outcomes: list[Outcome] = []
+    workers = [threading.Thread(target=lambda r=r: outcomes.append(rig.uploader.process(r)))
+               for r in records]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=10)
+    assert [o.kind for o in outcomes] == ["retry"] * 3
+    [paused] = rig.uploader.pauses.current()
+    assert paused.checks == 0
+    assert paused.next_check - paused.since == 20.0  # rand 0.5: CHECK_BACKOFF's first delay
+    assert {o.retry_at for o in outcomes} == {paused.next_check}
+    assert all(rig.journal.get(r.id).attempts == 0 for r in records)
+
+
+def test_repeated_transient_errors_fail_after_max_attempts(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "none")
+    rig.client.faults["create_upload"] = [_http(ServerError, 500)]
+    kinds = []
+    for _ in range(3):
+        kinds.append(rig.process().kind)
+        rig.now = rig.row().next_attempt_at
+    assert kinds == ["retry", "retry", "failed"]
+    sidecar = json.loads(next(rig.folder.failed_dir.glob("*.error.json")).read_text())
+    assert sidecar["attempts"] == 3 and "gave up after 3 attempts" in sidecar["detail"]
+    assert sidecar["status"] == 500
+
+
+def test_a_lost_filing_answer_out_of_tries_is_looked_up_before_failing(
+        tmp_path: Path) -> None:
+    """Filed on Procore but every answer lost: the look finds the document, the file is
+    archived, never failed."""
+    rig = Rig(tmp_path, "documents")
+
+    def filed_then_dropped() -> None:
+        raise NetworkError("connection dropped")
+
+    rig.client.faults["create_document"] = [filed_then_dropped]
+    original = rig.client.create_document
+
+    def create(*args: Any, **kwargs: Any) -> Mapping[str, Any]:
+        rig.client.faults.pop("create_document", None)
+        original(*args, **kwargs)  # Procore files it ...
+        raise ServerError("Procore answered HTTP 500", status=500)  # ... the answer is lost
+
+    rig.client.create_document = create  # type: ignore[method-assign]
+    rig.process()
+    assert rig.row().state is FileState.ASSOCIATING
+    rig.now = rig.row().next_attempt_at
+    assert rig.process().kind == "archived"
+    assert len(rig.client.documents) == 1
+    assert os.listdir(rig.folder.archive_dir) == ["scan.pdf"]
+
+
+def test_re_saved_while_stored_is_not_filed(tmp_path: Path) -> None:
+    """Bytes stored, the filing refused (folder paused), the file re-saved meanwhile: the
+    next try files nothing of the old version; the row ends changed, the file settles again."""
+    rig = Rig(tmp_path, "documents")
+    rig.client.faults["create_document"] = [_http(PermissionDenied, 403)]
+    rig.process()
+    assert rig.row().state is FileState.STORED
+    rig.rewrite()
+    rig.client.faults.clear()
+    rig.now = rig.row().next_attempt_at
+    assert rig.process().kind == "changed"
+    assert rig.client.calls.count("create_document") == 1 and rig.ledger_lines() == []
+
+
+def test_a_pause_holds_back_only_steps_that_ask_procore(tmp_path: Path) -> None:
+    """A filed file is archived during a pause of its folder, and that local step (no answer
+    from Procore) does not lift the pause."""
+    rig = Rig(tmp_path, "documents")
+    rig.client.faults["create_document"] = []
+    finishing = rig.uploader._finishing
+    original = finishing.write_ledger
+
+    def disk_full(*args: Any) -> Any:
+        finishing.write_ledger = original  # type: ignore[method-assign]
+        raise OSError(28, "No space left on device")
+
+    finishing.write_ledger = disk_full  # type: ignore[method-assign]
+    assert rig.process().kind == "retry"
+    assert rig.row().state is FileState.ASSOCIATED
+    rig.uploader.pauses.pause(str(rig.folder.path), {"reason": "permission", "detail": "x"},
+                              rig.now, 0.5, sent_at=rig.now)
+    rig.now = rig.row().next_attempt_at
+    assert rig.process().kind == "archived"
+    assert rig.paused() == {str(rig.folder.path)}
+
+
+def test_every_line_of_a_file_carries_its_path_and_file_id(tmp_path: Path) -> None:
+    """The file's context is bound once (structlog contextvars) around its work, and gone
+    after it."""
+    rig = Rig(tmp_path, "documents")
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as events:
+        assert rig.process().kind == "archived"
+    names = [e["event"] for e in events]
+    assert {"upload_created", "upload_filed", "upload_completed"} <= set(names)
+    assert all((e["path"], e["file_id"]) == (str(rig.file), rig.record.id) for e in events)
+    assert structlog.contextvars.get_contextvars() == {}
+
+
+def test_segment_puts_run_in_the_files_context(tmp_path: Path) -> None:
+    """Segments are sent from a thread pool; each PUT still sees the file's context."""
+    rig = Rig(tmp_path, "none")
+    daemon = replace(rig.config.daemon, segment_threshold_bytes=1, segment_size_bytes=8,
+                     segment_parallelism=2)
+    rig.uploader.reconfigure(replace(rig.config, daemon=daemon))
+    assert rig.process().kind == "archived"
+    assert len(rig.client.segment_puts) == 3  # 23 bytes in segments of 8
+    for thread, context in rig.client.segment_puts:
+        assert thread.startswith("segment")
+        assert context == {"path": str(rig.file), "file_id": rig.record.id}
+    assert rig.client.calls.count("complete_upload") == 1
+
+
+def test_a_name_clash_in_documents_adds_a_version(tmp_path: Path) -> None:
+    """Procore refuses the name (default on_name_clash "version"): the clashing document is
+    looked up and the Upload becomes its new version."""
+    rig = Rig(tmp_path, "documents")
+    rig.client.documents[7] = {"id": 7, "name": "scan.pdf",
+                               "file_versions": [{"number": 1}]}
+    rig.client.faults["create_document"] = [
+        ValidationFailed("Procore answered HTTP 422: name: has already been taken",
+                         status=422)]
+    assert rig.process().kind == "archived"
+    assert rig.client.calls.count("create_file_version") == 1
+    assert rig.ledger_lines()[0]["destination"] == {"kind": "documents", "id": 7}
+
+
+@pytest.mark.parametrize(("error", "kind", "event"), [
+    (_http(ValidationFailed, 422), "failed", "upload_failed"),
+    (_http(ServerError, 502), "retry", "upload_retry_scheduled"),
+], ids=["failed", "retried"])
+def test_a_request_that_ran_out_of_tries_is_described_with_its_history(
+        tmp_path: Path, error: ProcoreError, kind: str, event: str) -> None:
+    """When a request's tries ran out, the log line (and a failed file's sidecar) say what
+    each try met, not only the last answer."""
+    rig = Rig(tmp_path, "none")
+    error.history = ("1: server: Procore answered HTTP 502", "2: network: connection reset")
+    rig.client.faults["create_upload"] = [error]
+    with capture_logs() as logs:
+        assert rig.process().kind == kind
+    [line] = [e for e in logs if e["event"] == event]
+    assert line["history"] == list(error.history) and line["reason"] == error.reason
+    if kind == "failed":
+        [sidecar] = rig.folder.failed_dir.glob("*.error.json")
+        assert json.loads(sidecar.read_text())["history"] == list(error.history)
+    else:
+        assert line["attempts"] == 1 and rig.row().last_error["history"] == list(error.history)
+
+
+def test_a_ticket_of_an_unknown_form_means_a_new_upload_not_a_crash(tmp_path: Path) -> None:
+    """A journal row written by a newer release (then downgraded): its stored ticket is not
+    guessed at; the bytes go to a new Upload, and the log says why."""
+    rig = Rig(tmp_path, "none")
+    rig.journal.move(rig.record, FileState.UPLOADING, rig.now, uuid="UUIDOLD",
+                     ticket=json.dumps({"v": 99, "uuid": "UUIDOLD"}))
+    with capture_logs() as logs:
+        outcome = rig.process()
+    assert outcome.kind == "archived" and rig.client.calls.count("create_upload") == 1
+    assert rig.row().uuid != "UUIDOLD"
+    [warning] = [e for e in logs if e["event"] == "journal_value_unreadable"]
+    assert warning["what"] == "ticket" and "99" in warning["error"]
