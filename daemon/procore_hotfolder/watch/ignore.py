@@ -1,7 +1,7 @@
 """Which names inside a watched folder are candidates for upload, and why the others are not.
 
 Hidden names, the built-in patterns (editor/Office lock and temp files, partial downloads, OS
-clutter), the folder's ``exclude`` patterns and its archive and failed folders are ignored.
+clutter, CAD lock and autosave files), the folder's ``exclude`` patterns and its archive and failed folders are ignored.
 Pure string work on paths: no ``stat()``, no listing.
 """
 
@@ -15,13 +15,15 @@ from pathlib import Path
 
 from procore_hotfolder.config import FolderSettings
 
-#: Names never uploaded: editor/Office lock and temp files, partial downloads, OS clutter.
+#: Names never uploaded: editor/Office lock and temp files, partial downloads, OS clutter,
+#: CAD lock and autosave files (AutoCAD's drawing locks ``.dwl``/``.dwl2``, its autosaves
+#: ``.sv$`` and ``.ac$``; Revit's backups ``name.0001.rvt``: four digits before ``.rvt``).
 #: Matched case-insensitively against every component of the path below the folder.
 BUILTIN_IGNORES: tuple[str, ...] = (
     "~$*", ".~lock.*#", "~*.tmp", "*.tmp", "*.temp", "*.part", "*.partial", "*.crdownload",
     "*.download", "*.swp", "*~", "Thumbs.db", "desktop.ini", ".DS_Store", "*.!ut",
     "*.filepart", "._*", "$RECYCLE.BIN", "System Volume Information", "lost+found", "@eaDir",
-    "#recycle",
+    "#recycle", "*.dwl", "*.dwl2", "*.sv$", "*.ac$", "*.[0-9][0-9][0-9][0-9].rvt",
 )
 
 def _compile(patterns: Sequence[str]) -> re.Pattern[str] | None:

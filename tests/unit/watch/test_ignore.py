@@ -44,6 +44,12 @@ BUILTIN_EXAMPLES = [
     ("lost+found", "pattern lost+found"),
     ("@eaDir", "pattern @eaDir"),
     ("#recycle", "pattern #recycle"),
+    # CAD: AutoCAD drawing locks and autosaves, Revit backups (four digits before .rvt).
+    ("A-101.dwl", "pattern *.dwl"),
+    ("A-101.dwl2", "pattern *.dwl2"),
+    ("A-101_1_1_5678.sv$", "pattern *.sv$"),
+    ("A-101.ac$", "pattern *.ac$"),
+    ("Tower.0001.rvt", "pattern *.[0-9][0-9][0-9][0-9].rvt"),
     # Hidden names (these patterns all start with a dot).
     (".~lock.plan.odt#", "hidden"),
     (".DS_Store", "hidden"),
@@ -76,6 +82,13 @@ def test_builtin_ignores(name: str, reason: str) -> None:
         ("report.tmp.pdf", {}, None),
         ("~plan.pdf", {}, None),
         ("name with spaces é.pdf", {}, None),
+        # The CAD files themselves are uploaded; only their locks, autosaves, backups not.
+        ("A-101.dwg", {}, None),
+        ("Tower.rvt", {}, None),
+        ("Tower.001.rvt", {}, None),
+        ("Tower.v0001.rvt", {}, None),
+        ("Tower.0001.rfa", {}, None),
+        ("sub/TOWER.0012.RVT", {}, "pattern *.[0-9][0-9][0-9][0-9].rvt"),
         ("sub/.git/config", {}, "hidden"),
         ("sub/THUMBS.DB", {}, "pattern Thumbs.db"),
         ("SCAN.TMP", {}, "pattern *.tmp"),
