@@ -1,7 +1,8 @@
 """Which names inside a watched folder are candidates for upload, and why the others are not.
 
 Hidden names, the built-in patterns (editor/Office lock and temp files, partial downloads, OS
-clutter, CAD lock and autosave files), the folder's ``exclude`` patterns and its archive and failed folders are ignored.
+clutter, CAD lock and autosave files), the folder's ``exclude`` patterns and its archive and
+failed folders are ignored.
 Pure string work on paths: no ``stat()``, no listing.
 """
 
