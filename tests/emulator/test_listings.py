@@ -233,3 +233,45 @@ def test_admin_setup_of_a_company(emu: Emulator, client: Client) -> None:
     assert [f["id"] for f in shown.json()["folders"]] == [sub]
     assert [p["name"] for p in emu.projects] == ["Depot"]
     assert requests.post(emu.url + "/_emulator/projects", json={}).status_code == 400
+
+
+def test_create_album_as_procore_documents_it(emu: Emulator, client: Client) -> None:
+    """Create Image Category: ``image_category`` with its ``name`` required, ``project_id`` a
+    query parameter (the body's, if sent, must agree), no uniqueness of names."""
+    emu.auto_create = False
+    project = emu.create_project(COMPANY, "Tower", "T-1")
+    path = f"/rest/v1.0/image_categories?project_id={project}"
+    made = client.call("POST", path, json={"image_category": {"name": "Level 2"}})
+    assert made.status_code == 201, made.text
+    album = made.json()
+    assert {"id", "name", "position", "album_cover_id", "created_at", "private",
+            "count"} <= set(album)
+    assert (album["name"], album["private"], album["count"]) == ("Level 2", False, 0)
+    again = client.call("POST", path, json={"image_category": {"name": "Level 2"},
+                                            "project_id": project})
+    assert again.status_code == 201 and again.json()["id"] != album["id"]
+    listed = client.call("GET", path).json()
+    assert [a["name"] for a in listed] == ["Level 2", "Level 2"]
+    for body, status in [({"name": "Flat"}, 400), ({"image_category": {}}, 422),
+                         ({"image_category": {"name": " "}}, 422),
+                         ({"image_category": {"name": "x", "private": "yes"}}, 422),
+                         ({"image_category": {"name": "x"}, "project_id": project + 1}, 422)]:
+        assert client.call("POST", path, json=body).status_code == status, body
+    assert client.call("POST", "/rest/v1.0/image_categories",
+                       json={"image_category": {"name": "x"}}).status_code == 400
+
+
+def test_project_numbers_as_procore_shows_them(emu: Emulator, client: Client) -> None:
+    """``project_number`` is a string, kept as given (leading zeros); only v1.1 filters by it."""
+    emu.auto_create = False
+    zero = emu.create_project(COMPANY, "Depot", "0042")
+    plain = emu.create_project(COMPANY, "Yard", "42")
+    emu.create_project(COMPANY + 1, "Elsewhere", "0042")
+    shown = client.call("GET", f"/rest/v1.0/projects/{zero}?company_id={COMPANY}").json()
+    assert shown["project_number"] == "0042"
+    v10 = client.call("GET", f"/rest/v1.0/projects?company_id={COMPANY}"
+                             "&filters[project_number]=0042")
+    assert [p["id"] for p in v10.json()] == [zero, plain]  # v1.0 ignores the filter
+    v11 = client.call("GET", f"/rest/v1.1/projects?company_id={COMPANY}"
+                             "&filters[project_number]=0042")
+    assert [p["id"] for p in v11.json()] == [zero]

@@ -177,13 +177,29 @@ def show_album(state: EmulatorState, request: ApiRequest, args: tuple[str, ...])
 
 
 def create_album(state: EmulatorState, request: ApiRequest, _: tuple[str, ...]) -> Reply:
-    """Create Image Category: ``{"image_category": {"name", "private"}}``, 201."""
+    """Create Image Category, ``POST /rest/v1.0/image_categories?project_id=``, as Procore's
+    OpenAPI has it (``RestV10ImageCategoriesPost``, "Create a new Photo Album (Category) for
+    Images"): ``project_id`` a required query parameter; the body's ``image_category``
+    object required, with ``name`` (required), ``private`` (boolean, default false) and
+    ``album_cover_id``; 201 with ``id``, ``name``, ``position``, ``album_cover_id``,
+    ``created_at``, ``private``, ``count``. Procore's own Elixir SDK sends ``project_id`` in
+    the body as well (``lib/procore/resources/image_categories.ex``); it is accepted and
+    must agree. Not documented, so the least convenient readings: a second album of a name
+    that exists is created (no uniqueness: a client must look before it creates, and never
+    repeat a create blindly), and a ``private`` that is not a boolean is refused (422)."""
     project_id = query_project(state, request, "photos")
     spec = body_object(request.body, "image_category")
+    in_body = request.body.get("project_id") if isinstance(request.body, dict) else None
+    if in_body is not None and positive_int(in_body) != project_id:
+        raise unprocessable("project_id", "does not match the project_id parameter")
     name = spec.get("name")
     if not isinstance(name, str) or not name.strip():
         raise unprocessable("name", "can't be blank")
-    album = state.add_album(request.company_id, project_id, name, bool(spec.get("private")),
-                            request.now)
+    private = spec.get("private", False)
+    if not isinstance(private, bool):
+        raise unprocessable("private", "must be true or false")
+    album = state.add_album(request.company_id, project_id, name, private, request.now)
     with state.lock:
-        return json_reply(201, views.album_view(state, album))
+        view = views.album_view(state, album)
+        view["album_cover_id"] = None
+        return json_reply(201, view)

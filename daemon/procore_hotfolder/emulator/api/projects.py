@@ -46,7 +46,11 @@ def list_projects(state: EmulatorState, request: ApiRequest, _: tuple[str, ...])
     if status not in ("Active", "Inactive", "All"):
         raise unprocessable("filters[by_status]", "must be one of Active, Inactive, All")
     name = request.query.get("filters[name]", "").lower()
-    number = request.query.get("filters[project_number]")
+    # Only v1.1 documents filters[project_number] (Procore's OpenAPI, List projects): v1.0
+    # ignores it, as Rails ignores an unknown parameter (the least convenient reading). How
+    # it matches (exactly, or by part) is not documented: exactly here.
+    number = (request.query.get("filters[project_number]")
+              if request.path.startswith("/rest/v1.1/") else None)
     with state.lock:
         projects = sorted(
             (p for p in state.projects.values() if p.company_id == company_id), key=lambda p: p.id
