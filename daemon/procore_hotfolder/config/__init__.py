@@ -5,7 +5,8 @@ with the key it concerns. Relative paths are resolved against the configuration 
 directory. The client secret comes from ``$PROCORE_CLIENT_SECRET``, else from
 ``client_secret_file`` (a relative name is looked up in ``$CREDENTIALS_DIRECTORY`` first).
 Each key is read by one of the typed readers in ``config.values``; the tables' shapes, their
-known keys and the checks across keys live here.
+known keys and the checks across keys live here, but for the routing rules of a folder
+(``[[folders.rules]]``), read in ``config.rules``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict, cast
 
+from procore_hotfolder.config.rules import (
+    DESTINATIONS,
+    NAME_CLASHES,
+    Destination,
+    NameClash,
+    RoutingRule,
+    Template,
+    read_rules,
+)
 from procore_hotfolder.config.values import (
     Problems,
     choice,
@@ -36,8 +46,23 @@ DEFAULT_CONFIG_PATH = Path("/etc/procore-hotfolder/config.toml")
 CONFIG_ENV = "PROCORE_HOTFOLDER_CONFIG"
 MIB = 1024 * 1024
 
-Destination = Literal["none", "documents", "photos"]
-NameClash = Literal["version", "rename", "fail"]
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_PATH",
+    "Config",
+    "DaemonSettings",
+    "Destination",
+    "FolderSettings",
+    "NameClash",
+    "ProcoreSettings",
+    "RoutingRule",
+    "Template",
+    "WatchMode",
+    "default_config_path",
+    "load_config",
+    "parse_config",
+]
+
 WatchMode = Literal["auto", "events", "poll"]
 
 
@@ -75,6 +100,8 @@ class FolderSettings:
     project_id: int | None
     archive_dir: Path
     failed_dir: Path
+    #: Where the files no rule matches go (all the folder's files when it has no rules);
+    #: unused ("none") in a folder of rules only (``own_target`` false).
     destination: Destination = "none"
     documents_folder_id: int | None = None
     #: documents: the drop folder's subfolders become Procore folders below the target.
@@ -87,6 +114,18 @@ class FolderSettings:
     watch: WatchMode = "auto"
     recursive: bool = True
     response_content_type: str | None = None
+    #: Routing rules, in order: the first whose ``match`` fits a file decides where it goes.
+    rules: tuple[RoutingRule, ...] = ()
+    #: The folder's own keys (``project_id``, ``destination`` and its target) serve the files
+    #: no rule matches. False: a folder of rules only, whose unmatched files fail
+    #: (``no_rule_matched``).
+    own_target: bool = True
+
+    @property
+    def unfiled(self) -> bool:
+        """The folder's own destination is ``none``: what it uploads by its own keys is filed
+        nowhere, and Procore deletes those Uploads after 7 days."""
+        return self.own_target and self.destination == "none"
 
 
 @dataclass(frozen=True)
@@ -125,7 +164,7 @@ _DAEMON_KEYS = {
 _FOLDER_KEYS = {
     "path", "project_id", "archive_dir", "failed_dir", "destination", "documents_folder_id",
     "photos_album_id", "exclude", "settle_seconds", "watch", "recursive", "response_content_type",
-    "mirror_subfolders", "on_name_clash",
+    "mirror_subfolders", "on_name_clash", "rules",
 }
 _TOP_KEYS = {"procore", "daemon", "folders"}
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
@@ -244,6 +283,8 @@ def _folder(
         return None
     path, archive_dir, failed_dir = places
     filing = _folder_filing(table, prefix, problems)
+    rules = read_rules(table, prefix, folder_project_id=filing["project_id"],
+                       folder_clash=filing["on_name_clash"], problems=problems)
     exclude_raw = typed(table, "exclude", list, prefix, problems) or []
     exclude: list[str] = []
     for item in exclude_raw:
@@ -262,7 +303,7 @@ def _folder(
         path=path, archive_dir=archive_dir, failed_dir=failed_dir, **filing,
         exclude=tuple(exclude), settle_seconds=settle, watch=watch,
         recursive=True if recursive is None else recursive,
-        response_content_type=content_type or None,
+        response_content_type=content_type or None, rules=rules,
     )
 
 
@@ -298,18 +339,22 @@ class _Filing(TypedDict):
     photos_album_id: int | None
     mirror_subfolders: bool
     on_name_clash: NameClash
+    own_target: bool
 
 
 def _folder_filing(table: Mapping[str, Any], prefix: str, problems: Problems) -> _Filing:
-    """Where the folder's files are filed in Procore: ``destination`` and its own keys."""
+    """Where the folder's files are filed in Procore by its own keys: ``destination`` and its
+    target (for the files no rule matches, when it has rules)."""
     # No default: Procore deletes an Upload that is filed nowhere within a week, so each
-    # folder must say where its files go (none only on purpose).
+    # folder must say where its files go (none only on purpose), or route them by rules.
     destination_raw = typed(table, "destination", str, prefix, problems)
-    if "destination" not in table:
+    own_target = "destination" in table
+    if not own_target and "rules" not in table:
         problems.add(prefix + "destination",
                      'is required: "documents", "photos" or "none" (Procore deletes an Upload '
-                     "that is filed nowhere within 7 days)")
-    destination = cast(Destination, choice(destination_raw, ("documents", "photos", "none"),
+                     "that is filed nowhere within 7 days), unless [[folders.rules]] route "
+                     "the folder's files")
+    destination = cast(Destination, choice(destination_raw, DESTINATIONS,
                                            "none", prefix + "destination", problems))
     project_id = optional_id(table, "project_id", prefix, problems)
     if destination == "photos" and project_id is None:
@@ -321,7 +366,10 @@ def _folder_filing(table: Mapping[str, Any], prefix: str, problems: Problems) ->
     def only_with(wanted: str, key: str, value: object) -> None:
         # A key of another destination than the folder's is a mistake worth naming.
         if value is not None and destination != wanted:
-            problems.add(prefix + key, f'is used only with destination = "{wanted}"')
+            problems.add(prefix + key, f'is used only with destination = "{wanted}"'
+                         if own_target else
+                         f'is used only with the folder\'s destination = "{wanted}" (a '
+                         "rule names its own target)")
 
     documents_folder_id = optional_id(table, "documents_folder_id", prefix, problems)
     photos_album_id = optional_id(table, "photos_album_id", prefix, problems)
@@ -330,13 +378,14 @@ def _folder_filing(table: Mapping[str, Any], prefix: str, problems: Problems) ->
     mirror = typed(table, "mirror_subfolders", bool, prefix, problems)
     only_with("documents", "mirror_subfolders", mirror)
     clash_raw = typed(table, "on_name_clash", str, prefix, problems)
-    on_name_clash = cast(NameClash, choice(clash_raw, ("version", "rename", "fail"),
+    on_name_clash = cast(NameClash, choice(clash_raw, NAME_CLASHES,
                                            "version", prefix + "on_name_clash", problems))
-    only_with("documents", "on_name_clash", clash_raw)
+    if own_target:  # a folder of rules only: its on_name_clash is its rules' default
+        only_with("documents", "on_name_clash", clash_raw)
     return _Filing(project_id=project_id, destination=destination,
                    documents_folder_id=documents_folder_id, photos_album_id=photos_album_id,
                    mirror_subfolders=True if mirror is None else mirror,
-                   on_name_clash=on_name_clash)
+                   on_name_clash=on_name_clash, own_target=own_target)
 
 
 def _check_overlaps(folders: list[FolderSettings], problems: Problems) -> None:

@@ -33,7 +33,7 @@ def warn_unfiled(config: Config) -> None:
     """A folder with ``destination = "none"`` files nothing: Procore deletes those Uploads
     after 7 days (only the ledger's UUIDs remain for an integration to use)."""
     for index, folder in enumerate(config.folders):
-        if folder.destination == "none":
+        if folder.unfiled:
             log.warning("destination_none", folder=f"folders[{index}]", path=str(folder.path),
                         detail=UNFILED_WARNING)
 

@@ -118,7 +118,8 @@ def test_destination_has_no_default(tmp_path: Path) -> None:
         parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "x"})
     assert [p for p in caught.value.problems if "destination" in p] == [
         'folders[1].destination: is required: "documents", "photos" or "none" (Procore '
-        "deletes an Upload that is filed nowhere within 7 days)"]
+        "deletes an Upload that is filed nowhere within 7 days), unless [[folders.rules]] "
+        "route the folder's files"]
 
 
 @pytest.mark.parametrize("folder,key", [
