@@ -21,6 +21,10 @@ class HotfolderError(Exception):
         self.message = message
         self.retry_after = retry_after
 
+    def as_dict(self) -> dict[str, object]:
+        """Fields for logs, error sidecars and the journal (never includes secrets)."""
+        return {"reason": self.reason, "detail": self.message}
+
 
 # --- configuration -------------------------------------------------------------------------
 
@@ -214,6 +218,73 @@ class ContentMismatch(ProcoreError):
 
     reason = "content_mismatch"
     retryable = True
+
+
+# --- routing -------------------------------------------------------------------------------
+
+
+class RouteError(HotfolderError):
+    """The file has no route: no rule of its folder matches it (and the folder has no
+    destination of its own), or its rule names a project number that no project, or more
+    than one, carries. A problem of the file's name or of the rules, not a pause: the file
+    fails (to ``failed_dir`` with the reason), and ``retry`` routes it afresh, after the
+    rules, the name or the projects were put right."""
+
+    reason = "no_route"
+    retryable = False
+
+
+class NoRuleMatched(RouteError):
+    """No rule of the folder matches the file, and the folder has no destination of its own
+    for the files no rule matches. ``rules_tried`` is what the sidecar lists."""
+
+    reason = "no_rule_matched"
+
+    def __init__(self, message: str, *, relative: str,
+                 rules_tried: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.relative = relative
+        self.rules_tried = rules_tried
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "matched_against": self.relative,
+                "rules_tried": self.rules_tried}
+
+
+class UnknownProjectNumber(RouteError):
+    """No project of the company, as List Projects shows it to this service account (active
+    projects it has been granted), carries this exact project number."""
+
+    reason = "unknown_project_number"
+
+    def __init__(self, message: str, *, number: str) -> None:
+        super().__init__(message)
+        self.number = number
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "project_number": self.number}
+
+
+class AmbiguousProjectNumber(RouteError):
+    """Several projects of the company carry this exact project number."""
+
+    reason = "ambiguous_project_number"
+
+    def __init__(self, message: str, *, number: str, project_ids: list[int]) -> None:
+        super().__init__(message)
+        self.number = number
+        self.project_ids = project_ids
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "project_number": self.number,
+                "project_ids": self.project_ids}
+
+
+class InvalidRoute(RouteError):
+    """The rule that matched gives no usable value (e.g. its ``name`` template renders
+    empty for this file)."""
+
+    reason = "invalid_route"
 
 
 # --- control -------------------------------------------------------------------------------
