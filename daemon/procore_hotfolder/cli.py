@@ -28,7 +28,7 @@ from procore_hotfolder.commands.discovery import (
     format_projects,
     format_tree,
     list_albums,
-    list_projects,
+    projects_by_name,
 )
 from procore_hotfolder.commands.reporting import explain, format_status, retry, status
 from procore_hotfolder.config import Config, FolderSettings, default_config_path, load_config
@@ -229,7 +229,7 @@ def _discover(args: argparse.Namespace,
 
 def _cmd_projects(args: argparse.Namespace) -> int:
     def read(client: ProcoreClient, config: Config) -> tuple[Any, str]:
-        projects = list_projects(client, config.procore.company_id)
+        projects = projects_by_name(client, config.procore.company_id)
         return [p.to_json() for p in projects], format_projects(projects)
 
     return _discover(args, read)

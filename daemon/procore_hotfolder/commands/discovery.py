@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from procore_hotfolder.config import Config, FolderSettings
-from procore_hotfolder.errors import NotFound, PermissionDenied, ProcoreError, UnexpectedResponse
+from procore_hotfolder.errors import NotFound, PermissionDenied, ProcoreError
 from procore_hotfolder.procore import ProcoreClient
+from procore_hotfolder.procore.projects import Project, list_projects, show_project
 
 #: Procore's usual cause of a 403 for a service account, and where an admin fixes it.
 FORBIDDEN_HINT = (
@@ -28,18 +29,6 @@ NOT_FOUND_HINT = "not found, or not visible to this service account"
 
 
 # --- values ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Project:
-    id: int
-    name: str
-    project_number: str | None
-    active: bool | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "project_number": self.project_number,
-                "active": self.active}
 
 
 @dataclass(frozen=True)
@@ -116,32 +105,11 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _project(raw: Mapping[str, Any]) -> Project | None:
-    project_id = _int(raw.get("id"))
-    if project_id is None:
-        return None
-    number = raw.get("project_number")
-    active = raw.get("active")
-    return Project(id=project_id, name=str(raw.get("name") or ""),
-                   project_number=str(number) if number not in (None, "") else None,
-                   active=active if isinstance(active, bool) else None)
-
-
-def list_projects(client: ProcoreClient, company_id: int) -> list[Project]:
-    """The company's projects this service account can see (Procore's List Projects:
-    active ones), sorted by name."""
-    projects = [p for raw in client.get_pages("v1.0/projects", {"company_id": company_id})
-                if (p := _project(raw)) is not None]
+def projects_by_name(client: ProcoreClient, company_id: int) -> list[Project]:
+    """The company's projects this service account can see (``list_projects``: Procore's
+    List Projects, active ones), sorted by name."""
+    projects = list_projects(client, company_id)
     return sorted(projects, key=lambda p: (p.name.lower(), p.id))
-
-
-def show_project(client: ProcoreClient, company_id: int, project_id: int) -> Project:
-    """Procore's Show Project; raises ``NotFound``/``PermissionDenied`` and the like."""
-    raw = client.get_object(f"v1.0/projects/{int(project_id)}", {"company_id": company_id})
-    project = _project(raw)
-    if project is None:
-        raise UnexpectedResponse(f"Show Project {project_id} answered without an id")
-    return project
 
 
 def company_visible(client: ProcoreClient, company_id: int) -> bool:

@@ -218,6 +218,11 @@ class ProcoreClient:
         """Add the Upload to Photos (album ``album_id``, else unsorted)."""
         return self._filing.create_image(project_id, upload_uuid, image_name, album_id)
 
+    def create_album(self, project_id: int, name: str) -> Mapping[str, Any]:
+        """Create Photos album (image category) ``name`` in the project (not repeated when
+        the outcome is unknown: look first)."""
+        return self._filing.create_album(project_id, name)
+
     def images_since(
         self, project_id: int, album_id: int | None, since: float, until: float,
     ) -> Iterator[Mapping[str, Any]]:

@@ -129,6 +129,23 @@ class Filing:
             idempotent=False)
         return self._created(response, "image")
 
+    def create_album(self, project_id: int, name: str) -> Mapping[str, Any]:
+        """Create Photos album ``name`` in the project: Procore's Create Image Category,
+        ``POST /rest/v1.0/image_categories?project_id=`` with ``{"image_category": {"name":
+        ...}}`` (Procore's OpenAPI: ``project_id`` a required query parameter, the body's
+        ``image_category`` required with its ``name``; ``private`` is left out: Procore's
+        default, false). 201 returns the album with its ``id``.
+
+        Not repeated when the outcome is unknown: Procore documents no uniqueness of album
+        names, so a repeat of a create that ran may make a second album of the same name.
+        The caller looks for the name in the project's albums (List Image Categories) before
+        it creates again.
+        """
+        response = self._api.call(
+            "POST", "v1.0/image_categories", params={"project_id": project_id},
+            json_body={"image_category": {"name": name}}, idempotent=False)
+        return self._created(response, "album")
+
     def images_since(
         self, project_id: int, album_id: int | None, since: float, until: float,
     ) -> Iterator[Mapping[str, Any]]:
