@@ -69,7 +69,9 @@ def emulator() -> Iterator[Emulator]:
 
 def write_config(tmp_path: Path, emu: Emulator, folders: list[dict[str, Any]],
                  **daemon: Any) -> Path:
-    """A configuration file for ``folders`` against ``emu``; returns its path."""
+    """A configuration file for ``folders`` against ``emu``; returns its path. A folder's
+    ``rules`` (a list of tables) become its ``[[folders.rules]]``; a key given as None is
+    left out (``destination=None``: a folder of rules only)."""
     secret = tmp_path / "client-secret"
     secret.write_text(CLIENT_SECRET + "\n")
     settings = {"state_dir": str(tmp_path / "state"), "settle_seconds": 0.3,
@@ -81,7 +83,11 @@ def write_config(tmp_path: Path, emu: Emulator, folders: list[dict[str, Any]],
     lines += [f"{k} = {_toml(v)}" for k, v in settings.items()]
     for given in folders:
         folder = {"destination": "none", **given}  # the tests' default; the daemon has none
-        lines += ["", "[[folders]]"] + [f"{k} = {_toml(v)}" for k, v in folder.items()]
+        rules = folder.pop("rules", [])
+        lines += ["", "[[folders]]"] + [f"{k} = {_toml(v)}" for k, v in folder.items()
+                                        if v is not None]  # None: leave the key out
+        for rule in rules:
+            lines += ["", "[[folders.rules]]"] + [f"{k} = {_toml(v)}" for k, v in rule.items()]
     path = tmp_path / "config.toml"
     path.write_text("\n".join(lines) + "\n")
     return path

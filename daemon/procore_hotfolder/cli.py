@@ -31,6 +31,7 @@ from procore_hotfolder.commands.discovery import (
     projects_by_name,
 )
 from procore_hotfolder.commands.reporting import explain, format_status, retry, status
+from procore_hotfolder.commands.routes import format_routes, preview_routes, routes_json
 from procore_hotfolder.config import Config, FolderSettings, default_config_path, load_config
 from procore_hotfolder.engine.heartbeat import SystemdNotifier
 from procore_hotfolder.errors import ConfigError, ProcoreError
@@ -80,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("path")
     rt = sub.add_parser("retry", parents=[common], help="put failed files back in the queue")
     rt.add_argument("paths", nargs="*", metavar="PATH")
+    ro = sub.add_parser("route", parents=[common],
+                        help="where each file would go (rule, project, target, name), without "
+                             "uploading or creating anything")
+    ro.add_argument("paths", nargs="*", metavar="PATH",
+                    help="files to route (default: every file now in the folders)")
+    ro.add_argument("--json", action="store_true", help="machine-readable output")
     em = sub.add_parser("emulator", parents=[common],
                         help="serve the local Procore emulator on 127.0.0.1")
     em.add_argument("--host", default="127.0.0.1")
@@ -110,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": _cmd_run, "once": _cmd_once, "check": _cmd_check, "status": _cmd_status,
         "explain": _cmd_explain, "retry": _cmd_retry, "emulator": _cmd_emulator,
         "demo": _cmd_demo, "projects": _cmd_projects, "folders": _cmd_folders,
-        "albums": _cmd_albums,
+        "albums": _cmd_albums, "route": _cmd_route,
     }
     try:
         return handlers[args.command](args)
@@ -127,16 +134,30 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config or default_config_path())
 
 
+def _filed_as_configured(config: Config) -> Config:
+    """``config``, unless a folder has routing rules: the upload pipeline does not file by
+    them yet (it would file every file by the folder's own keys, or file nothing), so `run`,
+    `once` and a reload refuse them, naming the key; `route` and `check` take them. Goes
+    when the pipeline files each file by its route."""
+    refused = [f"folders[{index}].rules: routing rules are previewed by `procore-hotfolder "
+               "route` but not applied by this version's upload pipeline yet"
+               for index, folder in enumerate(config.folders) if folder.rules]
+    if refused:
+        raise ConfigError(refused)
+    return config
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     path = args.config or default_config_path()
-    config = load_config(path)
+    config = _filed_as_configured(load_config(path))
     configure_logging(config.daemon.log_level)
     from procore_hotfolder.engine.compose import serve_daemon  # noqa: PLC0415 - loaded only to run
-    return serve_daemon(config, lambda: load_config(path), notifier=SystemdNotifier())
+    return serve_daemon(config, lambda: _filed_as_configured(load_config(path)),
+                        notifier=SystemdNotifier())
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = _filed_as_configured(_config(args))
     configure_logging(config.daemon.log_level)
     from procore_hotfolder.engine.compose import run_once  # noqa: PLC0415 - loaded only to run
     return run_once(config)
@@ -151,8 +172,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     results = [FolderCheck(index, folder, problems=folder_problems(index, folder))
                for index, folder in enumerate(config.folders)]
     for result in results:
-        if result.folder.destination == "none":
+        if result.folder.unfiled:
             result.warnings.append(UNFILED_WARNING)
+        if result.folder.rules:
+            result.notes.append(f"{len(result.folder.rules)} routing rule(s): "
+                                "`procore-hotfolder route` shows where each file goes")
         sight = folder_sight(result.folder)
         result.writers = sight.summary()
         if sight.warning() is not None:
@@ -241,6 +265,25 @@ def _cmd_folders(args: argparse.Namespace) -> int:
         return tree.to_json(), format_tree(tree)
 
     return _discover(args, read)
+
+
+def _cmd_route(args: argparse.Namespace) -> int:
+    """Where each file would go; exit 0 when every file has a route, 1 when any would fail
+    (or Procore could not be asked)."""
+    config = _config(args)
+    configure_logging("warning", stream=sys.stderr)
+    client = ProcoreClient(config.procore, RateGovernor())
+    try:
+        previews = preview_routes(config, client, args.paths)
+    except ProcoreError as exc:
+        print(f"procore-hotfolder: {describe_error(exc, f'procore ({exc.reason})')}",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        client.close()
+    print(json.dumps(routes_json(previews), indent=2, ensure_ascii=False) if args.json
+          else format_routes(config, previews))
+    return EXIT_OK if all(item.routed for item in previews) else EXIT_FAILURE
 
 
 def _cmd_albums(args: argparse.Namespace) -> int:
@@ -346,7 +389,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         prog = sys.argv[0] if Path(sys.argv[0]).name == "procore-hotfolder" \
             else f"{sys.executable} -m procore_hotfolder"
         print(f"\nProcore emulator: {emulator.url}\nDrop files into: {drop}\n"
-              f"Archive: {drop / '.archive'}   Ledger: {root / 'state' / 'uploads.jsonl'}\n"
+              f"Archive: {drop / 'Archive'}   Failed: {drop / 'Failed'}   "
+              f"Ledger: {root / 'state' / 'uploads.jsonl'}\n"
               "A sample file was dropped already; watch it upload below. Ctrl-C stops.\n"
               "In another terminal, try:\n"
               f"  {prog} status -c {config_path}\n"
@@ -374,7 +418,7 @@ workers = 2
 [[folders]]
 path = "{drop}"
 project_id = 5678
-archive_dir = ".archive"
-failed_dir = ".failed"
+archive_dir = "Archive"
+failed_dir = "Failed"
 destination = "documents"
 """

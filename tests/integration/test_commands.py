@@ -253,6 +253,9 @@ def test_demo_runs_the_daemon_as_run_does(tmp_path: Path) -> None:
         assert "daemon: running" in status.stdout and "archived 1" in status.stdout
         explained = run_cli("explain", "-c", config, explain_cmd[-1])
         assert "uploaded as" in explained.stdout
+        # Visible archive and failed folders: Samba hides dot files from the people who drop.
+        assert "/drop/Archive/hello-procore.txt" in explained.stdout
+        assert any("Failed: " in line and "/drop/Failed" in line for line in lines)
         proc.send_signal(signal.SIGHUP)
         read_until("configuration_reloaded")
         proc.send_signal(signal.SIGINT)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from procore_hotfolder.config import Config, FolderSettings
+from procore_hotfolder.errors import RouteError
 from procore_hotfolder.files import sourcefile
 from procore_hotfolder.files.clash_names import free_name
 from procore_hotfolder.files.nooverwrite import move_no_overwrite
@@ -29,6 +30,7 @@ from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.snapshot import UNFILED_WARNING, read_snapshot
 from procore_hotfolder.state.statelock import StateLock
 from procore_hotfolder.upload.pauses import ACCOUNT
+from procore_hotfolder.upload.routing import relative_path, route_file
 from procore_hotfolder.watch.ignore import IgnoreRules
 from procore_hotfolder.watch.writers import folder_sight
 
@@ -73,11 +75,12 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
         folders.append({
             "path": str(folder.path),
             "project_id": folder.project_id,
-            "destination": folder.destination,
+            "destination": folder.destination if folder.own_target else None,
+            "rules": len(folder.rules),
             "watch": ((snapshot or {}).get("modes") or {}).get(str(folder.path), folder.watch),
             "unavailable": ((snapshot or {}).get("unavailable") or {}).get(str(folder.path)),
             "paused": _pause_view(pauses.get(str(folder.path)) or pauses.get(ACCOUNT)),
-            "warning": UNFILED_WARNING if folder.destination == "none" else None,
+            "warning": UNFILED_WARNING if folder.unfiled else None,
             "writers": writers,
             "waiting": len(waiting_since),
             "held_by_writer": sum(1 for info in mine if info.get("held")),
@@ -150,8 +153,10 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append(f"  uploading {path}: {100 * int(info.get('sent', 0)) // total}%")
     for f in report["folders"]:
         target = f"project {f['project_id']}" if f["project_id"] else "company"
-        lines.append(f"{f['path']}  ({target}, destination {f['destination']}, "
-                     f"watch {f['watch']})")
+        where = [f"{f['rules']} routing rule(s) first"] if f.get("rules") else []
+        if f["destination"] is not None:
+            where.insert(0, f"{target}, destination {f['destination']}")
+        lines.append(f"{f['path']}  ({', '.join(where)}, watch {f['watch']})")
         if f["unavailable"]:
             lines.append(f"  UNAVAILABLE: {f['unavailable']}")
         paused = f.get("paused")
@@ -194,8 +199,44 @@ def format_status(report: dict[str, Any]) -> str:
 
 
 def explain(config: Config, journal: Journal, raw_path: str) -> str:
-    """Why ``raw_path`` is or is not uploaded yet, in one or two sentences."""
+    """Why ``raw_path`` is or is not uploaded yet, in one or two sentences; for a file in a
+    folder with routing rules, a second line names the rule that matches it."""
     path = Path(os.path.abspath(raw_path))
+    text = _explain(config, journal, path)
+    note = _route_note(config, path)
+    return text if note is None else f"{text}\n  {note}"
+
+
+def _route_note(config: Config, path: Path) -> str | None:
+    """Which rule routes the file at ``path`` (None outside a folder with rules, or for a
+    name that is ignored or not a regular file). Offline: a project number is named, not
+    looked up (`route` does that)."""
+    folder = config.folder_for(path)
+    if folder is None or not folder.rules or IgnoreRules(folder).reason(path) is not None:
+        return None
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if sourcefile.classify(st) is not None:
+        return None
+    try:
+        route = route_file(folder, relative_path(folder, path), st.st_mtime)
+    except RouteError as exc:
+        return f"route: none: {exc.reason}: {exc.message}"
+    if route.rule is None:
+        which = "no rule matches; the folder's own keys route it"
+    else:
+        groups = ", ".join(f"{k}={'' if v is None else v}" for k, v in route.groups)
+        which = f"rule {route.rule} matches" + (f" ({groups})" if groups else "")
+    project = (f"project number {route.project_number}" if route.project_number is not None
+               else f"project {route.project_id}" if route.project_id is not None
+               else "the company")
+    return (f"route: {which}: {route.destination} {route.target.describe()} in {project}, "
+            f"as {route.name!r} (`procore-hotfolder route` looks the project and target up)")
+
+
+def _explain(config: Config, journal: Journal, path: Path) -> str:
     history = journal.history(path)
     folder = config.folder_for(path)
     for record in history:
