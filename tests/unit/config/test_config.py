@@ -27,8 +27,13 @@ def test_example_config_loads() -> None:
                          environ={"PROCORE_CLIENT_SECRET": "s3cret"})
     assert config.procore.company_id == 1234
     assert config.procore.client_secret == "s3cret"
-    assert [f.destination for f in config.folders] == ["documents", "photos"]
-    assert config.folders[1].archive_dir == Path("/srv/drop/site-photos/.archive")
+    assert [f.destination for f in config.folders[:2]] == ["documents", "photos"]
+    # Visible archive and failed folders: Samba hides dot files from the people who drop.
+    assert config.folders[1].archive_dir == Path("/srv/drop/site-photos/Archive")
+    assert all(f.failed_dir.name == "Failed" for f in config.folders)
+    scans = config.folders[2]
+    assert not scans.own_target and [r.destination for r in scans.rules] == ["documents"] * 2
+    assert scans.rules[1].name is not None  # scanners reuse names: the example renames
     assert "s3cret" not in repr(config)
 
 
