@@ -149,12 +149,12 @@ def test_route_previews_every_waiting_file_reading_only(tmp_path: Path,
     assert blocks["24017-A-101_rev3.pdf"] == [
         "rule 0 (job=24017, disc=A, sheet=101)",
         f"project {company.tower}, number 24017 (Tower A)",
-        "documents: Documents/03 Drawings/A (would be created from 'A' down); a name already "
-        "there: version",
+        "documents: Documents/03 Drawings/A (A would be created); a name already there: "
+        "version",
         "filed as '24017-A-101_rev3.pdf'", "description 'Sheet 101'"]
     assert blocks["0042-S-201.pdf"][1] == f"project {company.depot}, number 0042 (Depot)"
     assert blocks["0042-S-201.pdf"][2].startswith(
-        "documents: Documents/03 Drawings/S (would be created)")
+        "documents: Documents/03 Drawings/S (03 Drawings/S would be created)")
     assert blocks["42-M-301.pdf"][1] == f"project {company.yard}, number 42 (Yard)"
     assert blocks["31000-E-100.pdf"][-1].startswith(
         "FAILS: ambiguous_project_number: 2 projects carry the project number '31000'")
@@ -165,8 +165,8 @@ def test_route_previews_every_waiting_file_reading_only(tmp_path: Path,
     assert blocks["photos/Level 3/IMG_0002.jpg"][2] == "photos: album 'Level 3' (would be created)"
     assert blocks["SCN_0001.pdf"][0] == "rule 2"
     assert blocks["SCN_0001.pdf"][2:4] == [
-        "documents: Documents/Scans/2026-03-01 (would be created); a name already there: "
-        "version", "filed as '2026-03-01_140509_SCN_0001.pdf'"]
+        "documents: Documents/Scans/2026-03-01 (Scans/2026-03-01 would be created); a name "
+        "already there: version", "filed as '2026-03-01_140509_SCN_0001.pdf'"]
     assert blocks["notes.txt"][0].startswith("FAILS: no_rule_matched")
     assert [line.strip() for line in blocks["notes.txt"][1:]] == [
         "tried rule 0: (?P<job>\\d{2,6})[-_](?P<disc>[A-Z])-?(?P<sheet>\\d{3})[^/]*\\.pdf",

@@ -277,14 +277,12 @@ def _project_line(item: RoutePreview, route: Route) -> str:
 def _target_line(item: RoutePreview, route: Route) -> str:
     target = route.target
     if isinstance(target, DocumentsTarget):
-        if not item.routed and item.problem is not None:
+        if item.problem is not None:
             state = ""
         elif not item.missing:
             state = " (exists)"
-        elif len(item.missing) == len(target.path):
-            state = " (would be created)"
         else:
-            state = f" (would be created from {item.missing[0]!r} down)"
+            state = f" ({'/'.join(item.missing)} would be created)"
         clash = f"; a name already there: {route.on_name_clash}"
         return f"documents: {target.describe()}{state}{clash}"
     if isinstance(target, PhotosTarget):
