@@ -144,7 +144,6 @@ def test_route_previews_every_waiting_file_reading_only(tmp_path: Path,
     result = run_cli("route", "-c", str(config), env=utc_env())
 
     assert result.returncode == 1, result.stderr  # some would fail
-    print(result.stdout)  # the README's sample comes from here
     blocks = _blocks(result.stdout)
     assert blocks["24017-A-101_rev3.pdf"] == [
         "rule 0 (job=24017, disc=A, sheet=101)",
