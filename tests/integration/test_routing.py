@@ -228,6 +228,21 @@ def test_explain_names_the_rule(tmp_path: Path, emulator: Emulator) -> None:
     assert emulator.request_log == []  # explain never asks Procore
 
 
+def test_check_and_status_of_a_folder_of_rules_only(tmp_path: Path, emulator: Emulator) -> None:
+    company = Company(emulator)
+    config = scanner_config(tmp_path, emulator, company)
+    checked = run_cli("check", "--offline", "-c", str(config))
+    assert checked.returncode == 0, checked.stdout
+    assert "3 routing rule(s): `procore-hotfolder route` shows where each file goes" in \
+        checked.stdout
+    assert "destination is none" not in checked.stdout  # its files are routed, not unfiled
+    status = run_cli("status", "-c", str(config))
+    assert f"{tmp_path / 'scans'}  (routed by 3 routing rule(s), watch " in status.stdout
+    assert "WARNING" not in status.stdout
+    assert json.loads(run_cli("status", "--json", "-c", str(config)).stdout)["folders"][0][
+        "destination"] is None
+
+
 def test_the_pipeline_refuses_rules_it_does_not_apply_yet(tmp_path: Path,
                                                           emulator: Emulator) -> None:
     """Until the upload pipeline files by routes, `once` (and `run`) refuse a folder with

@@ -153,10 +153,13 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append(f"  uploading {path}: {100 * int(info.get('sent', 0)) // total}%")
     for f in report["folders"]:
         target = f"project {f['project_id']}" if f["project_id"] else "company"
-        where = [f"{f['rules']} routing rule(s) first"] if f.get("rules") else []
-        if f["destination"] is not None:
-            where.insert(0, f"{target}, destination {f['destination']}")
-        lines.append(f"{f['path']}  ({', '.join(where)}, watch {f['watch']})")
+        rules = f"{f['rules']} routing rule(s)" if f.get("rules") else ""
+        if f["destination"] is None:
+            where = f"routed by {rules}"
+        else:
+            where = f"{target}, destination {f['destination']}" + (
+                f" for what no rule of {rules} matches" if rules else "")
+        lines.append(f"{f['path']}  ({where}, watch {f['watch']})")
         if f["unavailable"]:
             lines.append(f"  UNAVAILABLE: {f['unavailable']}")
         paused = f.get("paused")

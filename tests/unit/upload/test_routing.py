@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from procore_hotfolder.config import FolderSettings, parse_config
-from procore_hotfolder.errors import InvalidRoute, NoRuleMatched
+from procore_hotfolder.errors import (
+    AmbiguousProjectNumber,
+    InvalidRoute,
+    NoRuleMatched,
+    RouteError,
+    UnknownProjectNumber,
+)
+from procore_hotfolder.model import FileState
+from procore_hotfolder.upload.policy import Action, decide
 from procore_hotfolder.upload.routing import (
     ROUTE_VERSION,
     DocumentsTarget,
@@ -217,3 +225,16 @@ def test_relative_path_is_what_the_rules_see() -> None:
     assert relative_path(RULES, DROP / "a" / "b c.pdf") == "a/b c.pdf"
     with pytest.raises(ValueError):
         relative_path(RULES, Path("/elsewhere/x.pdf"))
+
+
+@pytest.mark.parametrize("error", [
+    NoRuleMatched("no rule", relative="a.pdf", rules_tried=[]),
+    UnknownProjectNumber("none", number="1"),
+    AmbiguousProjectNumber("two", number="1", project_ids=[1, 2]),
+    InvalidRoute("empty name"),
+])
+def test_a_file_without_a_route_fails_it_does_not_pause(error: RouteError) -> None:
+    """The outcome policy fails the file (to failed_dir, with the reason): nothing waits for
+    Procore, and ``retry`` puts it back to be routed afresh."""
+    decision = decide(FileState.QUEUED, error, attempts=0, max_attempts=5, rand=0.5)
+    assert decision.action is Action.FAIL
