@@ -4,11 +4,12 @@ Read top to bottom as a file travels, the package is the leaves (errors, model, 
 exit codes, config), the user's files (``files/``), finding them and judging them complete
 (``watch/``), the files of state_dir (``state/``), the Procore client (``procore/``), one
 file's way to Procore (``upload/``), telling a person (``alerts/``, on the leaves alone), the
-running daemon (``engine/``) and the short commands beside it (``commands/``); ``cli`` parses and dispatches; ``emulator/`` is the local Procore
-stand-in, which nothing of the daemon imports. An area imports only what lies before it:
-``watch/``, ``files/`` and ``state/`` never the upload, the engine or the commands;
-``procore/`` nothing of the journal; ``commands/`` never the engine. Every import counts,
-those inside functions too. Read from the source (``ast``): nothing is imported to check.
+running daemon (``engine/``) and the short commands beside it (``commands/``); ``cli``
+parses and dispatches; ``emulator/`` is the local Procore stand-in, which nothing of the
+daemon imports. An area imports only what lies before it: ``watch/``, ``files/`` and
+``state/`` never the upload, the engine or the commands; ``procore/`` nothing of the
+journal; ``commands/`` never the engine. Every import counts, those inside functions too.
+Read from the source (``ast``): nothing is imported to check.
 """
 
 from __future__ import annotations

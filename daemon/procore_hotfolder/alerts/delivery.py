@@ -98,6 +98,7 @@ class Alerts:
         self._holds: tuple[float, tuple[HeldFolder, ...]] | None = None
         self._backlog: tuple[float, Path | None, float] | None = None
         self._closing_by: float | None = None
+        self._left_undelivered = 0
         self._thread: threading.Thread | None = None
 
     # --- what the engine calls (any thread; never blocks) ----------------------------------
@@ -145,7 +146,8 @@ class Alerts:
 
     def close(self, timeout: float) -> bool:
         """Send what is pending (the open window too), trying until ``timeout`` seconds have
-        passed; stop and join the thread. True when everything went out. Idempotent."""
+        passed; stop and join the thread. True when nothing was left undelivered at the stop.
+        Idempotent."""
         with self._wake:
             if self._closing_by is None:
                 self._closing_by = time.monotonic() + max(timeout, 0.0)
@@ -156,7 +158,7 @@ class Alerts:
             # A send in progress at the deadline ends by its own timeout.
             longest = max((c.sender.timeout for c in self._channels), default=0.0)
             self._thread.join(timeout=max(timeout, 0.0) + longest + 5.0)
-        return not any(c.waiting for c in self._channels)
+        return self._left_undelivered == 0 and not any(c.waiting for c in self._channels)
 
     # --- the thread -------------------------------------------------------------------------
 
@@ -250,6 +252,7 @@ class Alerts:
         """Stopping: what is still waiting will not go out."""
         for channel in self._channels:
             while channel.waiting:
+                self._left_undelivered += 1
                 self._failed(channel, channel.waiting.popleft(),
                              "still undelivered when the daemon stopped")
 
