@@ -266,8 +266,8 @@ class Renderer:
         lines = [f"{who} paused since {self._time(event.since)}: {said} [{event.reason}]."]
         if event.detail:
             lines.append(f"  Procore said: {_quoted(event.detail)}")
-        lines.append("  No file fails for this: the files wait and go by themselves once it "
-                     "is over (re-checked with backoff, at least every 15 min).")
+        lines.append("  No file fails for this: the files wait, and go by themselves once it "
+                     "is over.")
         if fix:
             lines.append(f"  What usually fixes it: {fix}; then `systemctl reload "
                          f"{PROGRAM}` checks again at once.")
