@@ -172,10 +172,10 @@ class Alerts:
             now = self._clock()
             for event in failures:
                 self._batcher.file_failed(now, event)
-            if holds is not None:
-                self._batcher.holds(now, holds[1])
+            if holds is not None:  # at the time the engine saw them
+                self._batcher.holds(*holds)
             if backlog is not None:
-                self._batcher.backlog(now, backlog[1], backlog[2])
+                self._batcher.backlog(*backlog)
             batch = self._batcher.due(now) if closing_by is None else self._batcher.flush(now)
             if batch is not None:
                 self._queue(self._renderer.batch(batch), now, len(batch.events) + batch.omitted)
