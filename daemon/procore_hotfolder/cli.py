@@ -62,9 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", parents=[common],
                            help="validate configuration, folders and Procore access")
     check.add_argument("--offline", action="store_true",
-                       help="do not contact Procore, the SMTP server or the webhook's host")
+                       help="do not contact Procore, nor the alerts' SMTP server or webhook "
+                            "host to check them")
     check.add_argument("--send-test-alert", action="store_true",
-                       help="also send one test message through every [alerts] channel")
+                       help="also send one test message through every [alerts] channel "
+                            "(even with --offline)")
     pr = sub.add_parser("projects", parents=[common],
                         help="the company's projects this service account can see (ids)")
     pr.add_argument("--json", action="store_true", help="machine-readable output")
