@@ -14,11 +14,13 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from procore_hotfolder import __version__
+from procore_hotfolder.alerts.checking import check_alerts, send_test_alert
 from procore_hotfolder.commands.discovery import (
     FolderCheck,
     check_folder_online,
@@ -60,7 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="process every file now in the folders, then exit")
     check = sub.add_parser("check", parents=[common],
                            help="validate configuration, folders and Procore access")
-    check.add_argument("--offline", action="store_true", help="do not contact Procore")
+    check.add_argument("--offline", action="store_true",
+                       help="do not contact Procore, nor the alerts' SMTP server or webhook "
+                            "host to check them")
+    check.add_argument("--send-test-alert", action="store_true",
+                       help="also send one test message through every [alerts] channel "
+                            "(even with --offline)")
     pr = sub.add_parser("projects", parents=[common],
                         help="the company's projects this service account can see (ids)")
     pr.add_argument("--json", action="store_true", help="machine-readable output")
@@ -165,8 +172,10 @@ def _cmd_once(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     """Per folder: exists, readable, archive/failed writable; unless ``--offline``, Procore
-    reachable for its project (or the company) and its destination present. One line per
-    folder, then every problem; exit 1 when any."""
+    reachable for its project (or the company) and its destination present. Then the alert
+    channels (online: the SMTP server answers, the webhook's host resolves; nothing is sent
+    unless ``--send-test-alert``). One line per folder and channel, then every problem; exit 1
+    when any."""
     config = _config(args)
     problems = check_state_dir(config)
     results = [FolderCheck(index, folder, problems=folder_problems(index, folder))
@@ -195,10 +204,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
                 check_folder_online(client, config, result)
         finally:
             client.close()
+    alerts = check_alerts(config, online=not args.offline)
+    if args.send_test_alert and not alerts.problems:
+        sent = send_test_alert(config, time.time())
+        alerts.lines += sent.lines
+        alerts.problems += sent.problems
+    problems += alerts.problems
     for problem in problems:
         print(f"problem: {problem}")
     for result in results:
         print("\n".join(result.lines()))
+    for line in alerts.lines:
+        print(line)
     failed = len(problems) + sum(1 for r in results if r.problems)
     if failed:
         print(f"{failed} problem(s) found")

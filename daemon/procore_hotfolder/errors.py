@@ -352,3 +352,21 @@ class JournalError(HotfolderError):
     """The journal refused a state transition (a bug or a concurrent change)."""
 
     reason = "journal"
+
+
+# --- telling a person ----------------------------------------------------------------------
+
+
+class AlertDeliveryFailed(HotfolderError):
+    """An alert did not reach its channel (webhook, SMTP server, command). ``retryable``:
+    trying the same message later may help (no answer, a 5xx or 4xx SMTP reply, a command
+    that failed); not for an answer that will not change (a 404 webhook, a refused login or
+    recipient, a certificate that does not verify, a command that does not exist). The
+    message never holds a webhook URL's path or a password."""
+
+    reason = "alert_delivery"
+
+    def __init__(self, message: str, *, retryable: bool,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retryable = retryable

@@ -11,7 +11,11 @@ Counters (bumped through named methods, one call where the event happens):
 - ``procore_hotfolder_uploaded_bytes_total{folder}``: bytes of completed uploads;
 - ``procore_hotfolder_api_requests_total{status}``: Procore API answers by HTTP status
   (``none`` when no answer came: connection refused, dropped, timed out);
-- ``procore_hotfolder_rate_limited_total``: 429 answers.
+- ``procore_hotfolder_rate_limited_total``: 429 answers;
+- ``procore_hotfolder_alerts_total{outcome}``: alert messages, one per message and channel:
+  ``sent`` (the channel took it), ``failed`` (given up: retries ran out, retrying could not
+  help, or the daemon stopped first), ``dropped`` (never queued: a failure that found the
+  alerts' queue full, or a message pushed out of a channel's full queue).
 
 Gauges (computed from a ``MetricsSample`` the service gives at each scrape):
 
@@ -41,6 +45,7 @@ from prometheus_client.registry import Collector
 log = structlog.get_logger(__name__)
 
 OUTCOMES = ("completed", "failed")
+ALERT_OUTCOMES = ("sent", "failed", "dropped")
 QUEUE_STATES = ("waiting", "queued", "uploading", "failed")
 PROBE_TIMEOUT_SECONDS = 1.0
 
@@ -64,6 +69,8 @@ class MetricsHooks(Protocol):
 
     def rate_limited(self) -> None: ...
 
+    def alert(self, outcome: str) -> None: ...
+
     def serve(self, sample: Callable[[], MetricsSample]) -> None: ...
 
     def close(self) -> None: ...
@@ -79,6 +86,9 @@ class NullMetrics:
         """Nothing to count."""
 
     def rate_limited(self) -> None:
+        """Nothing to count."""
+
+    def alert(self, outcome: str) -> None:
         """Nothing to count."""
 
     def serve(self, sample: Callable[[], MetricsSample]) -> None:
@@ -144,6 +154,11 @@ class Metrics:
         self._rate_limited = Counter("procore_hotfolder_rate_limited",
                                      "Procore API answers 429 (rate limited)",
                                      registry=self.registry)
+        self._alerts = Counter("procore_hotfolder_alerts",
+                               "Alert messages by outcome (sent, failed, dropped)",
+                               ["outcome"], registry=self.registry)
+        for outcome in ALERT_OUTCOMES:
+            self._alerts.labels(outcome=outcome)
         for folder in folders:  # every series exists from the start, so rate() works at once
             self._bytes.labels(folder=folder)
             for outcome in OUTCOMES:
@@ -169,6 +184,10 @@ class Metrics:
     def rate_limited(self) -> None:
         """Procore answered 429."""
         self._rate_limited.inc()
+
+    def alert(self, outcome: str) -> None:
+        """One alert message ``sent``, ``failed`` or ``dropped`` (see the module docstring)."""
+        self._alerts.labels(outcome=outcome).inc()
 
     # --- the endpoint -------------------------------------------------------------------
 

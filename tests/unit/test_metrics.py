@@ -200,3 +200,19 @@ def test_an_unreachable_endpoint_is_logged_with_the_fix() -> None:
         metrics.serve(MetricsSample)
         metrics.close()
     assert [e["event"] for e in logs] == ["metrics_listening"]
+
+
+def test_alerts_are_counted_by_outcome_from_zero() -> None:
+    metrics = Metrics(("127.0.0.1", 0), ())
+    metrics.alert("sent")
+    metrics.alert("sent")
+    metrics.alert("dropped")
+    metrics.serve(MetricsSample)
+    try:
+        assert metrics.port
+        got = scrape(metrics.port)
+    finally:
+        metrics.close()
+    count = {outcome: got[("procore_hotfolder_alerts_total", (("outcome", outcome),))]
+             for outcome in ("sent", "failed", "dropped")}
+    assert count == {"sent": 2, "failed": 0, "dropped": 1}

@@ -123,20 +123,30 @@ def optional_id(
     return int(value) if value is not None else None
 
 
-def url(table: Mapping[str, Any], key: str, default: str, problems: Problems) -> str:
-    """``procore.<key>``: an https:// URL (http:// only for loopback), without a trailing
+def url(table: Mapping[str, Any], key: str, default: str, problems: Problems,
+        prefix: str = "procore.") -> str:
+    """``<prefix><key>``: an https:// URL (http:// only for loopback), without a trailing
     slash."""
-    value = typed(table, key, str, "procore.", problems)
+    value = typed(table, key, str, prefix, problems)
     if value is None:
         return default
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.add("procore." + key, f"must be an https:// URL, got {value!r}")
+        problems.add(prefix + key, f"must be an https:// URL, got {_shown(value, prefix)}")
         return default
     if parts.scheme == "http" and not is_loopback(parts.hostname):
-        problems.add("procore." + key,
-                     f"http:// is accepted only for loopback hosts; use https:// ({value!r})")
+        problems.add(prefix + key, "http:// is accepted only for loopback hosts; use https:// "
+                     f"({_shown(value, prefix)})")
     return str(value).rstrip("/")
+
+
+def _shown(value: str, prefix: str) -> str:
+    """A URL as a problem may quote it: Procore's URLs whole; any other (an alert webhook's
+    path is its secret) by scheme and host only."""
+    if prefix == "procore.":
+        return repr(value)
+    parts = urlsplit(value)
+    return repr(f"{parts.scheme}://{parts.hostname}/..." if parts.hostname else parts.scheme)
 
 
 def listen_address(table: Mapping[str, Any], key: str, prefix: str,
@@ -171,14 +181,25 @@ def client_secret(
 ) -> str | None:
     """The client secret: ``$PROCORE_CLIENT_SECRET``, else the file ``procore.client_secret_file``
     names (a relative name is looked up in ``$CREDENTIALS_DIRECTORY``, then ``base_dir``)."""
-    key = "procore.client_secret_file"
     from_env = environ.get(SECRET_ENV, "").strip()
     if from_env:
         return from_env
-    name = typed(table, "client_secret_file", str, "procore.", problems)
+    if "client_secret_file" not in table:
+        problems.add("procore.client_secret_file", f"is required (or set ${SECRET_ENV})")
+        return None
+    return secret_file(table, "client_secret_file", "procore.", problems, base_dir=base_dir,
+                       environ=environ, hint=f"; or set ${SECRET_ENV}")
+
+
+def secret_file(
+    table: Mapping[str, Any], key: str, prefix: str, problems: Problems, *, base_dir: Path,
+    environ: Mapping[str, str], hint: str = "",
+) -> str | None:
+    """The secret in the file ``<prefix><key>`` names (its content, stripped): a relative name
+    is looked up in ``$CREDENTIALS_DIRECTORY`` (systemd's ``LoadCredential=``) first, then in
+    ``base_dir``. None when the key is absent or the file unusable (a problem then)."""
+    name = typed(table, key, str, prefix, problems)
     if name is None:
-        if "client_secret_file" not in table:
-            problems.add(key, f"is required (or set ${SECRET_ENV})")
         return None
     candidates: list[Path] = []
     given = Path(name)
@@ -195,14 +216,14 @@ def client_secret(
         except FileNotFoundError:
             continue
         except (OSError, UnicodeDecodeError) as exc:
-            problems.add(key, f"cannot read {candidate}: {exc.__class__.__name__}")
+            problems.add(prefix + key, f"cannot read {candidate}: {exc.__class__.__name__}")
             return None
         if not secret:
-            problems.add(key, f"{candidate} is empty")
+            problems.add(prefix + key, f"{candidate} is empty")
             return None
         return secret
     tried = ", ".join(str(c) for c in candidates)
-    problems.add(key, f"file not found (looked in {tried}); or set ${SECRET_ENV}")
+    problems.add(prefix + key, f"file not found (looked in {tried}){hint}")
     return None
 
 
@@ -210,3 +231,26 @@ def resolve(value: str, base_dir: Path) -> Path:
     """``value`` as a path (``~`` expanded), relative to ``base_dir`` unless absolute."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base_dir / path)
+
+
+def string_list(table: Mapping[str, Any], key: str, prefix: str,
+                problems: Problems) -> tuple[str, ...]:
+    """A list of non-empty strings (empty when absent or invalid)."""
+    value = typed(table, key, list, prefix, problems)
+    if value is None:
+        return ()
+    bad = [item for item in value if not isinstance(item, str) or not item]
+    if bad:
+        problems.add(prefix + key, f"entries must be non-empty strings, got {bad[0]!r}")
+        return ()
+    return tuple(value)
+
+
+def email_address(value: str, key: str, problems: Problems) -> bool:
+    """True when ``value`` is a bare address (``name@host``): no display name, no spaces, no
+    line breaks (which would let a value write its own mail headers)."""
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() or c in "<>,;\"" for c in value):
+        problems.add(key, f'must be an e-mail address like "it@example.com", got {value!r}')
+        return False
+    return True

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from procore_hotfolder.config import load_config, parse_config
+from procore_hotfolder.config import AlertSettings, load_config, parse_config
 from procore_hotfolder.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -162,3 +163,132 @@ def test_documents_without_project_file_in_company_documents_photos_need_one(
         parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "x"})
     assert any(p.startswith("folders[0].destination") and "project_id" in p
                for p in caught.value.problems), caught.value.problems
+
+
+# --- [alerts] -------------------------------------------------------------------------------
+
+
+def _uncommented_alerts() -> str:
+    """The example's ``[alerts]`` block with its settings uncommented."""
+    text = (ROOT / "config" / "example.toml").read_text()
+    block = text[text.index("# [alerts]"):]
+    lines = [line[2:] for line in block.splitlines()
+             if re.match(r"# (\[alerts\]|[a-z_]+ = )", line)]
+    return text[:text.index("# [alerts]")] + "\n".join(lines) + "\n"
+
+
+def test_example_alerts_load_when_uncommented(tmp_path: Path) -> None:
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(_uncommented_alerts())
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "smtp-password").write_text("from-the-credential\n")
+    config = load_config(config_file, environ={"PROCORE_CLIENT_SECRET": "s",
+                                               "CREDENTIALS_DIRECTORY": str(creds)})
+    alerts = config.alerts
+    assert alerts == AlertSettings(
+        webhook_url="https://hooks.example.com/T000/B000/XXXX", email_to=("it@example.com",),
+        email_from="procore-hotfolder@scan01.example.com", smtp_host="mail.example.com",
+        smtp_port=587, smtp_starttls=True, smtp_user="procore-hotfolder",
+        smtp_password="from-the-credential",
+        command=("/usr/local/bin/page-it", "--team", "it"), paused_minutes=15,
+        oldest_waiting_minutes=120, batch_seconds=60)
+    assert "XXXX" not in repr(config) and "from-the-credential" not in repr(config)
+
+
+def test_no_alerts_section_no_alerts() -> None:
+    config = load_config(ROOT / "config" / "example.toml",
+                         environ={"PROCORE_CLIENT_SECRET": "s3cret"})
+    assert config.alerts is None
+
+
+def _with_alerts(tmp_path: Path, **alerts: object) -> dict[str, object]:
+    raw = _minimal(tmp_path)
+    raw["alerts"] = alerts
+    return raw
+
+
+def test_alert_defaults(tmp_path: Path) -> None:
+    raw = _with_alerts(tmp_path, command=["/bin/true"])
+    alerts = parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "s"}).alerts
+    assert alerts == AlertSettings(command=("/bin/true",))
+    assert (alerts.smtp_host, alerts.smtp_port, alerts.paused_minutes,
+            alerts.oldest_waiting_minutes, alerts.batch_seconds) == ("localhost", 25, 15, 120, 60)
+
+
+def test_every_alert_problem_at_once_each_naming_its_key(tmp_path: Path) -> None:
+    raw = _with_alerts(tmp_path, webhook_url="http://hooks.example.com/T000/B000/s3cr3t",
+                       email_to=["it@example.com", "not an address"], smtp_port=0,
+                       smtp_user="alerts", smtp_host="mail.example.com", command=[],
+                       paused_minutes="soon",
+                       oldest_waiting_minutes=0, batch_seconds=-1, colour="red")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "s"})
+    problems = caught.value.problems
+    for key in ("alerts.webhook_url", "alerts.email_to", "alerts.email_from",
+                "alerts.smtp_port", "alerts.smtp_password_file", "alerts.smtp_starttls",
+                "alerts.command", "alerts.paused_minutes", "alerts.oldest_waiting_minutes",
+                "alerts.batch_seconds", "alerts.colour"):
+        assert any(p.startswith(key + ":") for p in problems), key
+    assert not any("s3cr3t" in p or "T000" in p for p in problems)  # the URL's path is secret
+
+
+@pytest.mark.parametrize(("alerts", "key", "says"), [
+    ({}, "alerts", "names nobody to tell"),
+    ({"command": ["/bin/true"], "smtp_host": "mail.example.com"}, "alerts.smtp_host",
+     "only with email_to"),
+    ({"email_to": ["it@example.com"]}, "alerts.email_from", "is required with email_to"),
+    ({"email_to": ["it@example.com"], "email_from": "Procore <p@x.example>"},
+     "alerts.email_from", "e-mail address"),
+    ({"email_to": []}, "alerts.email_to", "at least one"),
+    ({"email_to": ["it@example.com"], "email_from": "p@x.example",
+      "smtp_password_file": "pw"}, "alerts.smtp_user", "required with smtp_password_file"),
+    ({"email_to": ["it@example.com"], "email_from": "p@x.example", "smtp_user": "u",
+      "smtp_password_file": "pw", "smtp_host": "mail.example.com"}, "alerts.smtp_starttls",
+     "in clear"),
+    ({"email_to": ["it@example.com"], "email_from": "p@x.example", "smtp_user": "u",
+      "smtp_password_file": "absent"}, "alerts.smtp_password_file", "file not found"),
+    ({"webhook_url": "ftp://hooks.example.com/x"}, "alerts.webhook_url", "https://"),
+    ({"command": "/usr/local/bin/page-it"}, "alerts.command", "a list"),
+    ({"command": ["/bin/true", ""]}, "alerts.command", "non-empty strings"),
+], ids=["no-channel", "smtp-without-email", "no-from", "display-name", "empty-to",
+        "password-without-user", "login-in-clear", "password-file-missing", "not-http",
+        "command-string", "command-empty-word"])
+def test_alert_problems(tmp_path: Path, alerts: dict[str, object], key: str,
+                        says: str) -> None:
+    (tmp_path / "pw").write_text("secret\n")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_with_alerts(tmp_path, **alerts), base_dir=tmp_path,
+                     environ={"PROCORE_CLIENT_SECRET": "s"})
+    assert [p for p in caught.value.problems if p.startswith(key + ":") and says in p], \
+        caught.value.problems
+
+
+def test_smtp_password_lookup_order_and_login_on_this_machine(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "smtp-password").write_text("from-credentials\n")
+    (tmp_path / "smtp-password").write_text("beside-config\n")
+    raw = _with_alerts(tmp_path, email_to=["it@example.com"], email_from="p@x.example",
+                       smtp_user="u", smtp_password_file="smtp-password")  # localhost, no TLS
+    env = {"PROCORE_CLIENT_SECRET": "s", "CREDENTIALS_DIRECTORY": str(creds)}
+    read = parse_config(raw, base_dir=tmp_path, environ=env).alerts
+    assert read is not None and read.smtp_password == "from-credentials"
+    del env["CREDENTIALS_DIRECTORY"]
+    read = parse_config(raw, base_dir=tmp_path, environ=env).alerts
+    assert read is not None and read.smtp_password == "beside-config"
+
+
+@pytest.mark.parametrize(("url", "ok"), [
+    ("https://hooks.slack.com/services/T0/B0/x", True), ("http://127.0.0.1:8080/hook", True),
+    ("http://localhost/hook", True), ("http://hooks.example.com/x", False),
+])
+def test_webhook_https_only_but_loopback(tmp_path: Path, url: str, ok: bool) -> None:
+    raw = _with_alerts(tmp_path, webhook_url=url)
+    env = {"PROCORE_CLIENT_SECRET": "s"}
+    if ok:
+        alerts = parse_config(raw, base_dir=tmp_path, environ=env).alerts
+        assert alerts is not None and alerts.webhook_url == url
+    else:
+        with pytest.raises(ConfigError, match=r"alerts\.webhook_url"):
+            parse_config(raw, base_dir=tmp_path, environ=env)
