@@ -39,7 +39,7 @@ class RunningDaemon:
         return [dict(e) for e in list(self.capture.entries) if e.get("event") == name]
 
     def explain(self, path: Path) -> str:
-        return explain(self.engine.config, self.engine.journal, str(path))
+        return explain(self.engine.config(), self.engine.journal, str(path))
 
 
 @contextmanager

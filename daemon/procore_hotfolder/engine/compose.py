@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from procore_hotfolder.config import Config
+from procore_hotfolder.config import Config, Current
 from procore_hotfolder.engine.heartbeat import Notifier
 from procore_hotfolder.engine.runmode import Daemon, Once, RunMode, RunSummary
 from procore_hotfolder.engine.service import Service
@@ -42,7 +42,7 @@ from procore_hotfolder.watch.writers import Writers
 class Engine:
     """Everything one daemon generation needs, built from one configuration."""
 
-    config: Config
+    config: Current
     journal: Journal
     client: ProcoreClient
     governor: RateGovernor
@@ -59,6 +59,7 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     """Everything one daemon needs, from ``config``; ``once`` chooses the run mode.
     ``load_config`` re-reads the configuration file on a reload (SIGHUP); without it a
     reload is refused."""
+    current = Current(config)  # the configuration in force: set by the reload alone
     stopping = threading.Event()  # the process's one stop event
     governor = RateGovernor(stop=stopping,
                             ceiling_per_hour=config.daemon.max_api_calls_per_hour)
@@ -66,16 +67,19 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     journal = Journal.open(config.daemon.state_dir)
     progress = Progress()
     writers = Writers()
-    uploader = Uploader(config, journal, Ledger(config.daemon.state_dir), client,
+    uploader = Uploader(current, journal, Ledger(config.daemon.state_dir), client,
                         progress=progress, stopping=stopping.is_set, pauses=PauseBoard(),
                         writers=writers)
     mode: RunMode = Once(config.daemon.max_attempts, stopping) if once else Daemon()
-    service = Service(config, journal, uploader, governor, stop=stopping, mode=mode,
+    service = Service(current, journal, uploader, governor, stop=stopping, mode=mode,
                       progress=progress, writers=writers, notifier=notifier,
-                      load_config=load_config, on_reload=on_reload)
+                      load_config=load_config, on_reload=[
+                          lambda new: client.reconfigure(new.procore),
+                          lambda new: governor.set_ceiling(new.daemon.max_api_calls_per_hour),
+                          *on_reload])
     attach_metrics(config.daemon.metrics_listen, tuple(str(f.path) for f in config.folders),
                    governor, client, uploader, service)
-    return Engine(config, journal, client, governor, service)
+    return Engine(current, journal, client, governor, service)
 
 
 def _lock_or_fail(config: Config) -> StateLock | None:

@@ -59,12 +59,12 @@ class Scheduler:
     ``tracker``, ``unavailable``, ``skipped``, ``pace`` and ``last_upload`` are read (never
     changed) by the status snapshot and the metrics."""
 
-    def __init__(self, config: Config, journal: Journal, uploader: Uploader, *,
+    def __init__(self, config: Callable[[], Config], journal: Journal, uploader: Uploader, *,
                  dispatcher: Dispatcher, mode: RunMode, heartbeat: Heartbeat,
                  stop: threading.Event, watcher: Callable[[], FolderWatcher | None],
                  writers: Writers, monotonic: Callable[[], float], wall: Callable[[], float]
                  ) -> None:
-        self.config = config
+        self._config = config  # asked once per tick, and once per round of the scanner
         self._journal = journal
         self._writers = writers
         self._uploader = uploader
@@ -82,7 +82,7 @@ class Scheduler:
         self._scan_done = threading.Event()
         # Scans stopped for want of room: (folder, top) -> None, resumed once there is room.
         self._unfinished: dict[tuple[Path, Path], None] = {}
-        self._rules = {f.path: IgnoreRules(f) for f in config.folders}
+        self._rules_of: tuple[Config, dict[Path, IgnoreRules]] | None = None
         self._health = FolderHealth()
         self._active_paths: set[str] = set()  # paths with an unfinished journal row
         self._active_lock = threading.Lock()
@@ -137,27 +137,32 @@ class Scheduler:
         if rows:
             log.info("journal_recovered", unfinished=len(rows))
 
-    def reconfigure(self, new: Config) -> None:
-        """Take ``new``'s folders from now on (a folder removed is forgotten)."""
-        self._rules = {f.path: IgnoreRules(f) for f in new.folders}
-        kept = {f.path for f in new.folders}
-        for path in [p for p in self.unavailable if p not in kept]:
+    def _rules(self, config: Config) -> dict[Path, IgnoreRules]:
+        """The ignore rules of ``config``'s folders (built again when a reload changed it;
+        a folder that left it is forgotten)."""
+        cached = self._rules_of
+        if cached is not None and cached[0] is config:
+            return cached[1]
+        rules = {f.path: IgnoreRules(f) for f in config.folders}
+        self._rules_of = (config, rules)
+        for path in [p for p in self.unavailable if p not in rules]:
             self.unavailable.pop(path, None)
-        self.config = new
+        return rules
 
     def tick(self) -> None:
         now = self._now()
+        config = self._config()
         for _ in range(HINTS_PER_TICK):
             try:
                 path = self._hints.get_nowait()
             except queue.Empty:
                 break
-            self._consider(path, now)
+            self._consider(config, path, now)
         self._collect_outcomes()
-        self._reobserve(now)
-        self._queue_settled(now)
+        self._reobserve(config, now)
+        self._queue_settled(config, now)
         if self._mode.fails_empty:
-            self._fail_empty(now)
+            self._fail_empty(config, now)
 
     # --- what a run mode asks (runmode.Progressing) --------------------------------------
 
@@ -187,21 +192,23 @@ class Scheduler:
         next_full = 0.0
         next_poll = 0.0
         while not self._stop.is_set():
-            daemon = self.config.daemon  # a reload may change it
+            config = self._config()  # once per round: a reload may change it
+            daemon = config.daemon
             now = self._now()
             self._heartbeat.beat()
             watcher = self._watcher()
             poll_folders = set(watcher.poll_folders) if watcher else set()
             if now >= next_full:
-                self._scan_folders(self.config.folders)
+                self._scan_folders(config, config.folders)
                 next_full = now + daemon.rescan_seconds
                 next_poll = now + daemon.poll_seconds
                 if watcher is not None:
                     watcher.refresh()
             elif poll_folders and now >= next_poll:
-                self._scan_folders([f for f in self.config.folders if f.path in poll_folders])
+                self._scan_folders(config, [f for f in config.folders
+                                            if f.path in poll_folders])
                 next_poll = now + daemon.poll_seconds
-            self._resume_scans()
+            self._resume_scans(config)
             if not self._unfinished:
                 self._scan_done.set()  # every file present was seen at least once
                 if not self._mode.rescans:
@@ -219,11 +226,11 @@ class Scheduler:
             if request is _FULL_SCAN:
                 next_full = 0.0
                 continue
-            folder = self.config.folder_for(request)
+            folder = config.folder_for(request)
             if folder is not None:
-                self._scan_tree(folder, request)
+                self._scan_tree(config, folder, request)
 
-    def _scan_folders(self, folders: Iterable[FolderSettings]) -> None:
+    def _scan_folders(self, config: Config, folders: Iterable[FolderSettings]) -> None:
         for folder in folders:
             if self._stop.is_set():
                 return
@@ -236,15 +243,15 @@ class Scheduler:
             if folder.path in self.unavailable:
                 log.info("folder_available_again", path=str(folder.path))
                 self.unavailable.pop(folder.path, None)
-            self._scan_tree(folder, folder.path)
+            self._scan_tree(config, folder, folder.path)
 
-    def _scan_tree(self, folder: FolderSettings, top: Path) -> None:
+    def _scan_tree(self, config: Config, folder: FolderSettings, top: Path) -> None:
         """Hint every candidate below ``top`` that has no journal row yet. Stops once the
         folder has ``SCAN_WINDOW`` files in memory (settling or ready for a worker): the
         scan is then resumed, from the top, once the folder has room again (rows already
         in the journal are skipped without a look, so a resumed scan costs the walk)."""
         self._unfinished.pop((folder.path, top), None)
-        for entry in scan(folder, self._rules[folder.path], top=top):
+        for entry in scan(folder, self._rules(config)[folder.path], top=top):
             if self._stop.is_set():
                 return
             self._heartbeat.beat()
@@ -266,16 +273,16 @@ class Scheduler:
                    + self._dispatcher.ready(folder.path))
         return waiting < SCAN_WINDOW * share
 
-    def _resume_scans(self) -> None:
+    def _resume_scans(self, config: Config) -> None:
         """Go on with the scans that stopped for want of room, where there is room now."""
         for folder_path, top in list(self._unfinished):
-            folder = self.config.folder_for(folder_path)
+            folder = config.folder_for(folder_path)
             if folder is None or folder.path != folder_path:
                 self._unfinished.pop((folder_path, top), None)  # left the configuration
             elif self._has_room(folder, share=0.5):
                 # Half the window free: a resumed scan walks the tree again from the top,
                 # so it should bring in many files, not one.
-                self._scan_tree(folder, top)
+                self._scan_tree(config, folder, top)
 
     # --- the steps of a tick -------------------------------------------------------------
 
@@ -285,11 +292,11 @@ class Scheduler:
             self.skipped[key] = reason
             log.warning("file_skipped", path=key, reason=reason)
 
-    def _consider(self, path: Path, now: float) -> None:
-        folder = self.config.folder_for(path)
+    def _consider(self, config: Config, path: Path, now: float) -> None:
+        folder = config.folder_for(path)
         if folder is None or folder.path in self.unavailable:
             return
-        if self._rules[folder.path].reason(path) is not None:
+        if self._rules(config)[folder.path].reason(path) is not None:
             return
         try:
             st = os.lstat(path)
@@ -314,15 +321,15 @@ class Scheduler:
         key = str(path)
         self.tracker.observe(key, observation, now, folder.settle_seconds, str(folder.path))
 
-    def _reobserve(self, now: float) -> None:
+    def _reobserve(self, config: Config, now: float) -> None:
         """Look again at files whose quiet period has run: unchanged ones become due."""
         for key in self.tracker.to_recheck(now):
-            folder = self.config.folder_for(Path(key))
+            folder = config.folder_for(Path(key))
             observation = sourcefile.observe(Path(key)) if folder is not None else None
             self.tracker.observe(key, observation, now,
                                  folder.settle_seconds if folder is not None else 0.0)
 
-    def _queue_settled(self, now: float) -> None:
+    def _queue_settled(self, config: Config, now: float) -> None:
         """Settled files become journal rows, unless a writer still holds one open: that
         one waits (``SettleTracker.hold``) and is looked at again after its quiet period,
         or at once when the writer closes it (an event)."""
@@ -332,7 +339,7 @@ class Scheduler:
         entries = []
         for key, pending in due:
             path = Path(key)
-            folder = self.config.folder_for(path)
+            folder = config.folder_for(path)
             if folder is None:
                 continue
             writer = self._writers.check(path, folder)
@@ -350,11 +357,11 @@ class Scheduler:
             log.info("file_settled", path=str(record.path), size=record.observation.size)
             self._dispatcher.push(record)
 
-    def _fail_empty(self, now: float) -> None:
-        timeout = self.config.daemon.empty_file_timeout_seconds
+    def _fail_empty(self, config: Config, now: float) -> None:
+        timeout = config.daemon.empty_file_timeout_seconds
         for key in self.tracker.empty_overdue(now, timeout):
             path = Path(key)
-            folder = self.config.folder_for(path)
+            folder = config.folder_for(path)
             observation = sourcefile.observe(path)
             if folder is None or observation is None or observation.size != 0:
                 continue

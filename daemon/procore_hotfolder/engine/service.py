@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from procore_hotfolder.config import Config
+from procore_hotfolder.config import Config, Current
 from procore_hotfolder.engine.dispatch import Dispatcher
 from procore_hotfolder.engine.heartbeat import Heartbeat, Notifier, NullNotifier
 from procore_hotfolder.engine.publisher import StatusPublisher
@@ -50,7 +50,7 @@ class Service:
 
     def __init__(
         self,
-        config: Config,
+        config: Current,
         journal: Journal,
         uploader: Uploader,
         governor: RateGovernor,
@@ -65,7 +65,7 @@ class Service:
         load_config: Callable[[], Config] | None = None,
         on_reload: Iterable[Callable[[Config], None]] = (),
     ) -> None:
-        self.config = config
+        self._config = config
         self.pauses = uploader.pauses
         self._journal = journal
         self._uploader = uploader
@@ -79,7 +79,6 @@ class Service:
         self._on_reload = tuple(on_reload)
         self._reload_requested = threading.Event()
         self._stopped_by: str | None = None
-        self._worker_target = config.daemon.workers
         self._threads: list[threading.Thread] = []
         self._watcher: FolderWatcher | None = None
         self._writers = writers or Writers()
@@ -92,11 +91,11 @@ class Service:
                                    watcher=lambda: self._watcher, writers=self._writers,
                                    monotonic=monotonic, wall=wall)
         self.publisher = StatusPublisher(
-            config=lambda: self.config, journal=journal, scheduler=self.scheduler,
+            config=config, journal=journal, scheduler=self.scheduler,
             dispatcher=self._dispatcher, governor=governor, pauses=self.pauses,
             progress=progress, heartbeat=self.heartbeat, mode=mode,
             watcher=lambda: self._watcher, writers=self._writers,
-            workers=lambda: self._worker_target, monotonic=monotonic, wall=wall)
+            workers=lambda: self._config().daemon.workers, monotonic=monotonic, wall=wall)
 
     # --- control (safe from a signal handler: they only set events) ------------------------
 
@@ -116,17 +115,18 @@ class Service:
 
     def run(self) -> RunSummary:
         """Run until ``stop()`` or until the run mode finds the run over."""
+        config = self._config()
         self.scheduler.recover()
         self._start_workers()
         if self._mode.watches:
-            self._watcher = self._new_watcher(self.config)
+            self._watcher = self._new_watcher(config)
             self._watcher.start()
         self._start_thread(self.scheduler.scan_loop, "scanner")
         self.metrics.serve(self.publisher.metrics_sample)
         self._notifier.notify("READY=1")
-        log.info("daemon_ready", folders=len(self.config.folders), once=self._mode.once,
-                 workers=self.config.daemon.workers)
-        snapshot.warn_unfiled(self.config)
+        log.info("daemon_ready", folders=len(config.folders), once=self._mode.once,
+                 workers=config.daemon.workers)
+        snapshot.warn_unfiled(config)
         last_snapshot = 0.0
         try:
             while not self._stop.is_set():
@@ -160,7 +160,7 @@ class Service:
         """Start workers until ``daemon.workers`` run (after a reload: the missing ones)."""
         running = sum(1 for t in self._threads
                       if t.name.startswith("upload-") and t.is_alive())
-        for index in range(running, self._worker_target):
+        for index in range(running, self._config().daemon.workers):
             self._start_thread(self._work, f"upload-{index}", index)
 
     def _shutdown(self) -> None:
@@ -183,7 +183,7 @@ class Service:
 
     def _work(self, index: int) -> None:
         while not self._stop.is_set():
-            if index >= self._worker_target:
+            if index >= self._config().daemon.workers:
                 # A reload lowered daemon.workers: this one ends between files.
                 self.heartbeat.finished()
                 return
@@ -242,21 +242,24 @@ class Service:
         if self._load_config is None:
             raise ConfigError(["this daemon was started without a configuration file"])
         new = self._load_config()
-        if new.daemon.state_dir != self.config.daemon.state_dir:
+        state_dir = self._config().daemon.state_dir
+        if new.daemon.state_dir != state_dir:
             raise ConfigError([f"daemon.state_dir: cannot change from "
-                               f"{self.config.daemon.state_dir} while running; restart the "
+                               f"{state_dir} while running; restart the "
                                "service to move the state directory"])
         return new
 
     def _apply(self, new: Config) -> None:
-        old = {f.path: f for f in self.config.folders}
+        """Make ``new`` the configuration in force (every reader asks ``config.Current``),
+        then act on what a changed value alone does not do: the watches of a changed set of
+        folders, the number of workers, and the ``on_reload`` hooks (the Procore client's
+        settings, the rate ceiling, the log level)."""
+        old = {f.path: f for f in self._config().folders}
         now = {f.path: f for f in new.folders}
         added = [str(p) for p in now if p not in old]
         removed = [str(p) for p in old if p not in now]
         changed = [str(p) for p in now if p in old and now[p] != old[p]]
-        self._uploader.reconfigure(new)
-        self.scheduler.reconfigure(new)
-        self.config = new
+        self._config.set(new)
         for path in removed:
             self.pauses.forget(path)
         if self._watcher is not None and (added or removed or changed):
@@ -267,9 +270,7 @@ class Service:
                 self._writers.forget(Path(path))
             self._watcher = self._new_watcher(new)
             self._watcher.start()
-        self._worker_target = new.daemon.workers
         self._start_workers()
-        self._governor.set_ceiling(new.daemon.max_api_calls_per_hour)
         for hook in self._on_reload:
             hook(new)
         log.info("configuration_reloaded", added=added, removed=removed, changed=changed,

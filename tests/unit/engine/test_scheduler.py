@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ class Rig:
         heartbeat = Heartbeat(NullNotifier(), progress=_NoProgress(),
                               waiting_out=lambda: False, monotonic=self.clock, watchdog_usec=0)
         self.scheduler = Scheduler(
-            self.config, self.journal, self.uploader, dispatcher=self.dispatcher,  # type: ignore[arg-type]
+            lambda: self.config, self.journal, self.uploader, dispatcher=self.dispatcher,  # type: ignore[arg-type]
             mode=mode, heartbeat=heartbeat, stop=threading.Event(), watcher=lambda: None,
             writers=self.writers, monotonic=self.clock, wall=lambda: 1_000_000.0)
 
@@ -206,3 +207,22 @@ def test_an_empty_file_a_scanner_holds_open_is_not_failed(rig: Rig) -> None:
     for _ in range(20):
         rig.after(2.0)
     assert [reason for _, reason in rig.uploader.failed] == ["empty"]
+
+
+def test_a_folder_added_by_a_reload_is_watched_without_telling_the_scheduler(
+        rig: Rig, tmp_path: Path) -> None:
+    """The scheduler asks the configuration in force at each tick: once the reload sets it,
+    a file of an added folder settles (no copy of the folders to bring in step)."""
+    added = tmp_path / "added"
+    added.mkdir()
+    folder = replace(rig.config.folders[0], path=added, archive_dir=added / ".archive",
+                     failed_dir=added / ".failed")
+    scan = added / "plan.pdf"
+    scan.write_bytes(b"%PDF added")
+    rig.after(0.0)  # a tick under the configuration it started with
+    rig.config = replace(rig.config, folders=(*rig.config.folders, folder))
+    rig.scheduler.hint(scan)
+    rig.after(0.0)
+    rig.after(2.5)
+    (record,) = rig.journal.active()
+    assert record.path == scan and record.folder == added
