@@ -94,7 +94,8 @@ def _lock_or_fail(config: Config) -> StateLock | None:
 @contextmanager
 def _running(config: Config, **build: Any) -> Iterator[Engine | None]:
     """The state lock and the engine (None when another process holds the lock), with
-    SIGTERM and SIGINT stopping it; closed and unlocked on the way out."""
+    SIGTERM and SIGINT stopping it and SIGUSR1 (what `retry` sends) asking for a scan of
+    every folder; closed and unlocked on the way out."""
     lock = _lock_or_fail(config)
     if lock is None:
         yield None
@@ -108,6 +109,9 @@ def _running(config: Config, **build: Any) -> Iterator[Engine | None]:
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
+    # Not a reload: a configuration being edited is not read (`once` scans only once, and
+    # is not ended by it either).
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: engine.service.request_rescan())
     try:
         yield engine
     finally:
@@ -119,8 +123,8 @@ def serve_daemon(config: Config, reload_config: Callable[[], Config], *,
                  notifier: Notifier | None = None,
                  on_ready: Callable[[Engine], None] | None = None) -> int:
     """The daemon, as `run` (and `demo`) run it: the state lock, SIGTERM/SIGINT stop it,
-    SIGHUP reloads the configuration without stopping work in flight. Returns the exit
-    code."""
+    SIGHUP reloads the configuration without stopping work in flight, SIGUSR1 scans every
+    folder again. Returns the exit code."""
 
     def relog(new: Config) -> None:
         configure_logging(new.daemon.log_level)

@@ -49,7 +49,7 @@ HINTS_PER_TICK = 20000
 #: A settled file held open by a writer is asked again after its quiet period, and at
 #: least this long: the writer's close (an inotify event, a poll) usually comes first.
 HELD_RECHECK_SECONDS = 1.0
-#: A scan request for every folder (a reload, `retry`).
+#: A scan request for every folder (a reload, SIGUSR1 from `retry`).
 _FULL_SCAN = Path("\0full-scan")
 
 
@@ -109,7 +109,7 @@ class Scheduler:
         self._wake.set()
 
     def rescan(self) -> None:
-        """Scan every folder again soon (a reload, `retry`)."""
+        """Scan every folder again soon (a reload, SIGUSR1 from `retry`)."""
         self._scan_requests.put(_FULL_SCAN)
 
     def scan_below(self, path: Path) -> None:
@@ -224,6 +224,7 @@ class Scheduler:
             if request is None:
                 return
             if request is _FULL_SCAN:
+                log.info("rescan_requested")
                 next_full = 0.0
                 continue
             folder = config.folder_for(request)

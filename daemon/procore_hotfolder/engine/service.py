@@ -111,6 +111,11 @@ class Service:
         self._reload_requested.set()
         self.scheduler.wake()
 
+    def request_rescan(self) -> None:
+        """Scan every folder again soon (SIGUSR1, what `retry` sends); the configuration is
+        not read again. Safe in a signal handler: a ``SimpleQueue.put`` is reentrant."""
+        self.scheduler.rescan()
+
     # --- main ------------------------------------------------------------------------------
 
     def run(self) -> RunSummary:
@@ -217,9 +222,9 @@ class Service:
 
         sd_notify(3): ``RELOADING=1`` with ``MONOTONIC_USEC=`` first, ``READY=1`` once done.
         A configuration that does not load (or changes what cannot change while running) is
-        refused and the current one kept. Either way every folder is scanned again, so files
-        that `retry` put back are found, and pauses are re-checked soon (the operator may
-        have fixed what caused them)."""
+        refused and the current one kept. Either way every folder is scanned again and
+        pauses are re-checked soon: the operator may have fixed what held them back. (`retry`
+        asks for the scan alone, with SIGUSR1: ``request_rescan``.)"""
         self._notifier.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         log.info("reload_started")
         try:
