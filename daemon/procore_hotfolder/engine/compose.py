@@ -32,7 +32,7 @@ from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.state.journal import Journal
 from procore_hotfolder.state.ledger import Ledger
 from procore_hotfolder.state.statelock import StateLock
-from procore_hotfolder.upload.pauses import PauseBoard
+from procore_hotfolder.upload.holds import HoldBoard
 from procore_hotfolder.upload.pipeline import Uploader
 from procore_hotfolder.upload.progress import Progress
 from procore_hotfolder.watch.writers import Writers
@@ -61,17 +61,19 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     reload is refused."""
     current = Current(config)  # the configuration in force: set by the reload alone
     stopping = threading.Event()  # the process's one stop event
-    governor = RateGovernor(stop=stopping,
-                            ceiling_per_hour=config.daemon.max_api_calls_per_hour)
+    holds = HoldBoard()  # why work waits: the pipeline, the governor and the scanner report
+    governor = RateGovernor(stop=stopping, ceiling_per_hour=config.daemon.max_api_calls_per_hour,
+                            on_pause=holds.api_paused)
     client = ProcoreClient(config.procore, governor, sleep=governor.sleep)
     journal = Journal.open(config.daemon.state_dir)
     progress = Progress()
     writers = Writers()
     uploader = Uploader(current, journal, Ledger(config.daemon.state_dir), client,
-                        progress=progress, stopping=stopping.is_set, pauses=PauseBoard(),
+                        progress=progress, stopping=stopping.is_set, pauses=holds,
                         writers=writers)
     mode: RunMode = Once(config.daemon.max_attempts, stopping) if once else Daemon()
-    service = Service(current, journal, uploader, governor, stop=stopping, mode=mode,
+    service = Service(current, journal, uploader, governor, holds=holds, stop=stopping,
+                      mode=mode, paused_rows_wait=not once,
                       progress=progress, writers=writers, notifier=notifier,
                       load_config=load_config, on_reload=[
                           lambda new: client.reconfigure(new.procore),

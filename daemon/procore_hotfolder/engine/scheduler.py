@@ -30,6 +30,7 @@ from procore_hotfolder.engine.runmode import RunMode
 from procore_hotfolder.files import sourcefile
 from procore_hotfolder.model import not_a_file_skip
 from procore_hotfolder.state.journal import FileRecord, Journal
+from procore_hotfolder.upload.holds import HoldBoard
 from procore_hotfolder.upload.pipeline import Outcome, Uploader
 from procore_hotfolder.watch.ignore import IgnoreRules
 from procore_hotfolder.watch.mounts import FolderHealth
@@ -56,11 +57,11 @@ _FULL_SCAN = Path("\0full-scan")
 class Scheduler:
     """Turns hints into settled files and journal rows for the workers.
 
-    ``tracker``, ``unavailable``, ``skipped``, ``pace`` and ``last_upload`` are read (never
-    changed) by the status snapshot and the metrics."""
+    ``tracker``, ``skipped``, ``pace`` and ``last_upload`` are read (never changed) by the
+    status snapshot and the metrics."""
 
     def __init__(self, config: Callable[[], Config], journal: Journal, uploader: Uploader, *,
-                 dispatcher: Dispatcher, mode: RunMode, heartbeat: Heartbeat,
+                 dispatcher: Dispatcher, holds: HoldBoard, mode: RunMode, heartbeat: Heartbeat,
                  stop: threading.Event, watcher: Callable[[], FolderWatcher | None],
                  writers: Writers, monotonic: Callable[[], float], wall: Callable[[], float]
                  ) -> None:
@@ -69,6 +70,7 @@ class Scheduler:
         self._writers = writers
         self._uploader = uploader
         self._dispatcher = dispatcher
+        self._holds = holds
         self._mode = mode
         self._heartbeat = heartbeat
         self._stop = stop
@@ -87,7 +89,6 @@ class Scheduler:
         self._active_paths: set[str] = set()  # paths with an unfinished journal row
         self._active_lock = threading.Lock()
         self.tracker = SettleTracker()
-        self.unavailable: dict[Path, str] = {}
         self.skipped: dict[str, str] = {}
         self.pace = PaceMeter()
         self.last_upload: dict[str, Any] | None = None
@@ -144,9 +145,9 @@ class Scheduler:
         if cached is not None and cached[0] is config:
             return cached[1]
         rules = {f.path: IgnoreRules(f) for f in config.folders}
+        if cached is not None:
+            self._holds.forget(p for p in cached[1] if p not in rules)
         self._rules_of = (config, rules)
-        for path in [p for p in self.unavailable if p not in rules]:
-            self.unavailable.pop(path, None)
         return rules
 
     def tick(self) -> None:
@@ -237,13 +238,9 @@ class Scheduler:
                 return
             problem = self._health.check(folder)
             if problem is not None:
-                if self.unavailable.get(folder.path) != problem:
-                    log.error("folder_unavailable", path=str(folder.path), reason=problem)
-                self.unavailable[folder.path] = problem
+                self._holds.folder_unavailable(folder.path, problem, self._wall())
                 continue
-            if folder.path in self.unavailable:
-                log.info("folder_available_again", path=str(folder.path))
-                self.unavailable.pop(folder.path, None)
+            self._holds.folder_available(folder.path, self._wall())
             self._scan_tree(config, folder, folder.path)
 
     def _scan_tree(self, config: Config, folder: FolderSettings, top: Path) -> None:
@@ -295,7 +292,7 @@ class Scheduler:
 
     def _consider(self, config: Config, path: Path, now: float) -> None:
         folder = config.folder_for(path)
-        if folder is None or folder.path in self.unavailable:
+        if folder is None or self._holds.unavailable(folder.path):
             return
         if self._rules(config)[folder.path].reason(path) is not None:
             return

@@ -32,7 +32,7 @@ from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.state import snapshot
 from procore_hotfolder.state.journal import Journal
-from procore_hotfolder.upload.pauses import ACCOUNT
+from procore_hotfolder.upload.holds import ACCOUNT, HoldBoard
 from procore_hotfolder.upload.pipeline import Outcome, Uploader
 from procore_hotfolder.upload.progress import Progress
 from procore_hotfolder.watch.watcher import FolderWatcher
@@ -55,6 +55,7 @@ class Service:
         uploader: Uploader,
         governor: RateGovernor,
         *,
+        holds: HoldBoard,
         stop: threading.Event,
         mode: RunMode,
         progress: Progress,
@@ -64,12 +65,16 @@ class Service:
         wall: Callable[[], float] = time.time,
         load_config: Callable[[], Config] | None = None,
         on_reload: Iterable[Callable[[Config], None]] = (),
+        paused_rows_wait: bool = True,
     ) -> None:
+        """``holds``: the board of holds (the uploader's, the governor's reports go there
+        too); ``paused_rows_wait``: the rows of a folder Procore refuses wait in the
+        dispatcher for its re-check (`run`); False: the workers take them and each try
+        counts (`once`, which gives a file ``max_attempts`` tries, pauses included)."""
         self._config = config
-        self.pauses = uploader.pauses
+        self.holds = holds
         self._journal = journal
         self._uploader = uploader
-        self._governor = governor
         self._stop = stop
         self._mode = mode
         self._notifier = notifier or NullNotifier()
@@ -82,17 +87,18 @@ class Service:
         self._threads: list[threading.Thread] = []
         self._watcher: FolderWatcher | None = None
         self._writers = writers or Writers()
-        self._dispatcher = Dispatcher(clock=wall)
+        self._dispatcher = Dispatcher(wall=wall, monotonic=monotonic,
+                                      held=holds.waits_until if paused_rows_wait else None)
         self.heartbeat = Heartbeat(self._notifier, progress=progress,
-                                   waiting_out=lambda: governor.paused() is not None,
+                                   waiting_out=lambda: holds.calls_held(wall()),
                                    monotonic=monotonic)
         self.scheduler = Scheduler(config, journal, uploader, dispatcher=self._dispatcher,
-                                   mode=mode, heartbeat=self.heartbeat, stop=stop,
+                                   holds=holds, mode=mode, heartbeat=self.heartbeat, stop=stop,
                                    watcher=lambda: self._watcher, writers=self._writers,
                                    monotonic=monotonic, wall=wall)
         self.publisher = StatusPublisher(
             config=config, journal=journal, scheduler=self.scheduler,
-            dispatcher=self._dispatcher, governor=governor, pauses=self.pauses,
+            dispatcher=self._dispatcher, governor=governor, holds=holds,
             progress=progress, heartbeat=self.heartbeat, mode=mode,
             watcher=lambda: self._watcher, writers=self._writers,
             workers=lambda: self._config().daemon.workers, monotonic=monotonic, wall=wall)
@@ -233,9 +239,8 @@ class Service:
             log.error("configuration_reload_failed", problems=exc.problems)  # noqa: TRY400 - the problems are the message
         else:
             self._apply(new)
-        paused = {p.scope for p in self.pauses.current()}
+        paused = self.holds.check_soon(self._wall())
         if paused:
-            self.pauses.check_soon(self._wall())
             self._dispatcher.release(None if ACCOUNT in paused else {Path(s) for s in paused})
         self.scheduler.rescan()
         self._notifier.notify("READY=1")
@@ -265,8 +270,7 @@ class Service:
         removed = [str(p) for p in old if p not in now]
         changed = [str(p) for p in now if p in old and now[p] != old[p]]
         self._config.set(new)
-        for path in removed:
-            self.pauses.forget(path)
+        self.holds.forget(Path(p) for p in removed)
         if self._watcher is not None and (added or removed or changed):
             # Hints only: a fresh observer over the new set; the rescan below catches what
             # happened in between. Uploads in flight are not touched.

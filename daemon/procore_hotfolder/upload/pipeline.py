@@ -44,7 +44,7 @@ from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.ledger import Ledger
 from procore_hotfolder.upload.destinations import Filing
 from procore_hotfolder.upload.finishing import Finishing
-from procore_hotfolder.upload.pauses import ACCOUNT, PauseBoard
+from procore_hotfolder.upload.holds import ACCOUNT, HoldBoard
 from procore_hotfolder.upload.policy import DEFAULT_BACKOFF, Action, Decision, decide
 from procore_hotfolder.upload.progress import Progress
 from procore_hotfolder.upload.transfer import Transfer
@@ -91,7 +91,7 @@ class Uploader:
         rand: Callable[[], float] = random.random,
         backoff: Backoff = DEFAULT_BACKOFF,
         stopping: Callable[[], bool] | None = None,
-        pauses: PauseBoard | None = None,
+        pauses: HoldBoard | None = None,
         writers: Writers | None = None,
     ) -> None:
         self._config = config  # asked once per file (``config.Current``)
@@ -106,7 +106,7 @@ class Uploader:
                                   stopping=stopping or (lambda: False), writers=self._writers)
         self._filing = Filing(journal, client, clock=clock)
         self._finishing = Finishing(journal, ledger, clock=clock, writers=self._writers)
-        self.pauses = pauses or PauseBoard()
+        self.pauses = pauses or HoldBoard()
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -133,7 +133,7 @@ class Uploader:
         asks_procore = record.state in _ASKS_PROCORE or (
             record.state is FileState.STORED and folder.destination != "none")
         # When this attempt starts: a refusal of a request it sends is a failed re-check of
-        # a pause only if the pause began at or before this moment (``PauseBoard.pause``).
+        # a pause only if the pause began at or before this moment (``HoldBoard.pause``).
         started = self._clock()
         wait_until = self.pauses.admit(scopes, started) if asks_procore else None
         if wait_until is not None:
@@ -228,8 +228,9 @@ class Uploader:
             scope = ACCOUNT if action is Action.PAUSE_ALL else str(folder.path)
             paused = self.pauses.pause(scope, info, now, self._rand(), sent_at=started)
             log.info("upload_paused", scope=scope, reason=paused.reason)
+            assert paused.until is not None  # a refusal's next re-check
             return self._schedule(record, now, Decision(Action.RETRY,
-                                                        delay=paused.next_check - now),
+                                                        delay=paused.until - now),
                                   info, log_it=False)
         if action in (Action.CHANGED, Action.VANISHED):
             state = FileState(action.value)

@@ -20,6 +20,7 @@ from procore_hotfolder.engine.heartbeat import Heartbeat, NullNotifier
 from procore_hotfolder.engine.runmode import Daemon, Once, RunMode
 from procore_hotfolder.engine.scheduler import Scheduler
 from procore_hotfolder.state.journal import Journal
+from procore_hotfolder.upload.holds import HoldBoard
 from procore_hotfolder.upload.pipeline import Outcome
 from procore_hotfolder.watch.stability import Observation
 from procore_hotfolder.watch.writers import Writers
@@ -51,15 +52,17 @@ class Rig:
         self.config = _config(tmp_path)
         self.clock = Clock()
         self.journal = Journal.open(self.config.daemon.state_dir)
-        self.dispatcher = Dispatcher(clock=lambda: 1_000_000.0)
+        self.dispatcher = Dispatcher(wall=lambda: 1_000_000.0)
+        self.holds = HoldBoard()
         self.uploader = FakeUploader()
         self.writers = Writers()
         heartbeat = Heartbeat(NullNotifier(), progress=_NoProgress(),
                               waiting_out=lambda: False, monotonic=self.clock, watchdog_usec=0)
         self.scheduler = Scheduler(
             lambda: self.config, self.journal, self.uploader, dispatcher=self.dispatcher,  # type: ignore[arg-type]
-            mode=mode, heartbeat=heartbeat, stop=threading.Event(), watcher=lambda: None,
-            writers=self.writers, monotonic=self.clock, wall=lambda: 1_000_000.0)
+            holds=self.holds, mode=mode, heartbeat=heartbeat, stop=threading.Event(),
+            watcher=lambda: None, writers=self.writers, monotonic=self.clock,
+            wall=lambda: 1_000_000.0)
 
     def after(self, seconds: float) -> None:
         self.clock.now += seconds

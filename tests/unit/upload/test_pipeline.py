@@ -37,7 +37,7 @@ from procore_hotfolder.model import FileState
 from procore_hotfolder.procore import SegmentSpec, SegmentTicket, UploadTicket
 from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.ledger import Ledger
-from procore_hotfolder.upload.pauses import ACCOUNT
+from procore_hotfolder.upload.holds import ACCOUNT
 from procore_hotfolder.upload.pipeline import Outcome, Uploader
 
 Step = Callable[["FakeClient"], Any]
@@ -177,7 +177,7 @@ class Rig:
         return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
     def paused(self) -> set[str]:
-        return {p.scope for p in self.uploader.pauses.current()}
+        return {p.scope for p in self.uploader.pauses.current(self.now)}
 
 
 def _http(cls: type[ProcoreError], status: int) -> ProcoreError:
@@ -336,10 +336,10 @@ def test_refusals_in_flight_when_the_pause_began_do_not_back_it_off(tmp_path: Pa
     for worker in workers:
         worker.join(timeout=10)
     assert [o.kind for o in outcomes] == ["retry"] * 3
-    [paused] = rig.uploader.pauses.current()
+    [paused] = rig.uploader.pauses.current(rig.now)
     assert paused.checks == 0
-    assert paused.next_check - paused.since == 20.0  # rand 0.5: CHECK_BACKOFF's first delay
-    assert {o.retry_at for o in outcomes} == {paused.next_check}
+    assert paused.until - paused.since == 20.0  # rand 0.5: CHECK_BACKOFF's first delay
+    assert {o.retry_at for o in outcomes} == {paused.until}
     assert all(rig.journal.get(r.id).attempts == 0 for r in records)
 
 
