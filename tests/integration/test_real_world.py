@@ -156,7 +156,8 @@ def test_deleted_while_settling_or_uploading_is_no_failure(tmp_path: Path,
     with daemon(tmp_path, emulator, [{"path": str(drop)}], settle_seconds=0.5) as d:
         (drop / "gone-early.pdf").write_bytes(b"x" * 10)
         (drop / "gone-late.pdf").write_bytes(b"y" * 100_000)
-        wait_for(d.engine.service.scheduler.tracker.pending, message="tracked")
+        wait_for(lambda: d.engine.service.scheduler.view.waiting.get(str(drop)),
+                 message="tracked")
         (drop / "gone-early.pdf").unlink()
         wait_for(lambda: d.events("upload_created"), message="upload started")
         (drop / "gone-late.pdf").unlink()

@@ -1,6 +1,7 @@
 """What the running engine shows of itself: ``STATUS=`` and ``status.json`` (every few
-seconds, on the scheduler's thread) and the metrics gauges (at each scrape, on the metrics
-thread). It only reads the engine's parts; it changes none of them.
+seconds, on the scheduler's thread, where it may read the scheduler's tracker) and the metrics
+gauges (at each scrape, on the metrics thread, which reads only what the scheduler publishes:
+``Scheduler.view``). It only reads the engine's parts; it changes none of them.
 """
 
 from __future__ import annotations
@@ -107,14 +108,13 @@ class StatusPublisher:
         queue: dict[str, dict[str, int]] = {str(f.path): {} for f in config.folders}
         since: dict[str, float] = {}
         monotonic_now = self._now()
-        for key, pending in self._scheduler.tracker.pending().items():
-            folder = config.folder_for(Path(key))
-            if folder is not None:
-                label = str(folder.path)
-                counts = queue.setdefault(label, {})
-                counts["waiting"] = counts.get("waiting", 0) + 1
-                seen = wall - (monotonic_now - pending.first_seen)
-                since[label] = min(since.get(label, seen), seen)
+        view = self._scheduler.view  # on the metrics thread: never the live tracker
+        for label, waiting in view.waiting.items():
+            if label in queue and waiting:
+                queue[label]["waiting"] = waiting
+                first_seen = view.oldest.get(label)
+                if first_seen is not None:
+                    since[label] = wall - (monotonic_now - first_seen)
         for path, by_state in self._journal.queue_summary().items():
             counts = queue.setdefault(str(path), {})
             for state, (n, oldest) in by_state.items():

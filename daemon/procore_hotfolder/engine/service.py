@@ -4,7 +4,8 @@ Threads, each stoppable and joined:
 - the scheduler (the caller's thread): ``Scheduler.tick`` turns hints into journal rows;
   between ticks ``StatusPublisher`` writes the status snapshot and ``Heartbeat`` feeds
   systemd's watchdog;
-- the scanner: ``Scheduler.scan_loop``; it only produces hints;
+- the scanner: ``Scanner.run``; it only finds files, and talks to the scheduler only
+  through queues;
 - the watcher (watchdog observers, not under `once`): only produces hints;
 - N upload workers: take journal rows from the dispatcher and run ``Uploader.process``.
 
@@ -26,6 +27,7 @@ from procore_hotfolder.engine.dispatch import Dispatcher
 from procore_hotfolder.engine.heartbeat import Heartbeat, Notifier, NullNotifier
 from procore_hotfolder.engine.publisher import StatusPublisher
 from procore_hotfolder.engine.runmode import RunMode, RunSummary
+from procore_hotfolder.engine.scanner import Scanner
 from procore_hotfolder.engine.scheduler import Scheduler
 from procore_hotfolder.errors import ConfigError
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
@@ -92,10 +94,13 @@ class Service:
         self.heartbeat = Heartbeat(self._notifier, progress=progress,
                                    waiting_out=lambda: holds.calls_held(wall()),
                                    monotonic=monotonic)
+        self.scanner = Scanner(config, holds=holds, mode=mode, heartbeat=self.heartbeat,
+                               stop=stop, watcher=lambda: self._watcher, monotonic=monotonic,
+                               wall=wall,
+                               wake=lambda: self.scheduler.wake())  # noqa: PLW0108 - made next
         self.scheduler = Scheduler(config, journal, uploader, dispatcher=self._dispatcher,
-                                   holds=holds, mode=mode, heartbeat=self.heartbeat, stop=stop,
-                                   watcher=lambda: self._watcher, writers=self._writers,
-                                   monotonic=monotonic, wall=wall)
+                                   scanner=self.scanner, holds=holds, mode=mode,
+                                   writers=self._writers, monotonic=monotonic, wall=wall)
         self.publisher = StatusPublisher(
             config=config, journal=journal, scheduler=self.scheduler,
             dispatcher=self._dispatcher, governor=governor, holds=holds,
@@ -120,7 +125,7 @@ class Service:
     def request_rescan(self) -> None:
         """Scan every folder again soon (SIGUSR1, what `retry` sends); the configuration is
         not read again. Safe in a signal handler: a ``SimpleQueue.put`` is reentrant."""
-        self.scheduler.rescan()
+        self.scanner.scan_everything()
 
     # --- main ------------------------------------------------------------------------------
 
@@ -132,7 +137,7 @@ class Service:
         if self._mode.watches:
             self._watcher = self._new_watcher(config)
             self._watcher.start()
-        self._start_thread(self.scheduler.scan_loop, "scanner")
+        self._start_thread(self.scanner.run, "scanner")
         self.metrics.serve(self.publisher.metrics_sample)
         self._notifier.notify("READY=1")
         log.info("daemon_ready", folders=len(config.folders), once=self._mode.once,
@@ -159,7 +164,7 @@ class Service:
 
     def _new_watcher(self, config: Config) -> FolderWatcher:
         return FolderWatcher(config.folders, self.scheduler.hint, config.daemon.poll_seconds,
-                             writers=self._writers, lost=self.scheduler.scan_below)
+                             writers=self._writers, lost=self.scanner.scan_below)
 
     def _start_thread(self, target: Callable[..., None], name: str, *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -181,7 +186,7 @@ class Service:
         log.info("daemon_stopping")
         self.stop()  # the process's one stop event: the governor's waits end with it
         self._dispatcher.close()
-        self.scheduler.stop_scanning()
+        self.scanner.stop()
         if self._watcher is not None:
             self._watcher.stop()
         for thread in self._threads:
@@ -242,7 +247,7 @@ class Service:
         paused = self.holds.check_soon(self._wall())
         if paused:
             self._dispatcher.release(None if ACCOUNT in paused else {Path(s) for s in paused})
-        self.scheduler.rescan()
+        self.scanner.scan_everything()
         self._notifier.notify("READY=1")
         self.publisher.publish()
 
