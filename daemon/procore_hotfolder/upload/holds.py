@@ -79,16 +79,23 @@ class Hold:
     """One reason work waits: see the module docstring."""
 
     kind: HoldKind
-    scope: str             # ACCOUNT or a folder's path
-    reason: str            # permission, not_found, authentication; rate_limited, unavailable,
-    #                        network; folder_unavailable
-    since: float           # wall clock
-    until: float | None    # wall clock: the end (API), the next re-check (REFUSED); None: open
-    detail: str = ""       # Procore's words, or why the folder cannot be listed
+    #: ``ACCOUNT`` (every folder) or a folder's path.
+    scope: str
+    #: REFUSED: the error's reason (permission, not_found, authentication); API:
+    #: rate_limited, unavailable, network; FOLDER: ``FOLDER_UNAVAILABLE``.
+    reason: str
+    #: Wall clock, as every time here.
+    since: float
+    #: API: when calls go again; REFUSED: the next re-check; FOLDER: None (until seen back).
+    until: float | None
+    #: Procore's words, or why the folder cannot be listed.
+    detail: str = ""
     status: int | None = None
     request_id: str | None = None
-    checks: int = 0            # REFUSED: failed re-checks so far
-    counts_from: float = 0.0   # REFUSED: a refusal of a request sent before this is stale
+    #: REFUSED: failed re-checks so far.
+    checks: int = 0
+    #: REFUSED: a refusal of a request sent before this is stale (see the module docstring).
+    counts_from: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """For the status snapshot and `status --json`."""
