@@ -353,8 +353,9 @@ def _cmd_retry(args: argparse.Namespace) -> int:
         print(line)
     holder = StateLock(config.daemon.state_dir).holder()
     if holder and holder > 0 and lines:
-        # A file failed in place produces no event: ask the daemon to rescan now.
-        os.kill(holder, signal.SIGHUP)
+        # A file failed in place produces no event: ask the daemon to rescan now (SIGUSR1,
+        # not SIGHUP: a reload would also apply a configuration file still being edited).
+        os.kill(holder, signal.SIGUSR1)
     return EXIT_OK
 
 

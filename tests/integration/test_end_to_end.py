@@ -18,7 +18,7 @@ import pytest
 
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.engine import scheduler
+from procore_hotfolder.engine import scanner
 from procore_hotfolder.engine.compose import build_engine
 from tests.conftest import (
     CLIENT_SECRET,
@@ -148,7 +148,7 @@ def test_a_backlog_is_scanned_in_a_bounded_window(tmp_path: Path, emulator: Emul
     """A folder holding far more files than the window: the scan waits for room, memory
     holds at most the window of files settling or ready (the watcher's hints of archived
     originals come on top and are forgotten at once), and every file is uploaded."""
-    monkeypatch.setattr(scheduler, "SCAN_WINDOW", 10)
+    monkeypatch.setattr(scanner, "SCAN_WINDOW", 10)
     drop = tmp_path / "drop"
     for n in range(120):
         (drop / f"batch{n % 4}").mkdir(parents=True, exist_ok=True)
@@ -159,7 +159,9 @@ def test_a_backlog_is_scanned_in_a_bounded_window(tmp_path: Path, emulator: Emul
     with running_engine(config) as (engine, _):
 
         def all_archived() -> bool:
-            seen.append(engine.service.scheduler.held())
+            # What the scheduler published at its last tick, and the rows ready now.
+            seen.append(sum(engine.service.scheduler.view.waiting.values())
+                        + engine.service._dispatcher.ready())
             return sum(1 for _ in (drop / ".archive").rglob("*.pdf")) == 120
 
         wait_for(all_archived, timeout=60, message="120 files archived")
@@ -173,7 +175,7 @@ def test_one_folders_backlog_does_not_hold_back_another(tmp_path: Path, emulator
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Each folder has its own window: while a backlog fills one folder's window, a file
     dropped into another folder is taken in turn, long before the backlog is through."""
-    monkeypatch.setattr(scheduler, "SCAN_WINDOW", 5)
+    monkeypatch.setattr(scanner, "SCAN_WINDOW", 5)
     backlog, fresh = tmp_path / "backlog", tmp_path / "fresh"
     backlog.mkdir()
     fresh.mkdir()
@@ -194,7 +196,7 @@ def test_one_folders_backlog_does_not_hold_back_another(tmp_path: Path, emulator
 
 def test_once_sees_every_file_of_a_backlog_larger_than_the_window(
         tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scheduler, "SCAN_WINDOW", 5)
+    monkeypatch.setattr(scanner, "SCAN_WINDOW", 5)
     drop = tmp_path / "drop"
     drop.mkdir()
     for n in range(40):

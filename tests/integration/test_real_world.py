@@ -26,6 +26,7 @@ from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
 from procore_hotfolder.engine.compose import Engine
 from procore_hotfolder.files import nooverwrite, sourcefile
+from procore_hotfolder.state.snapshot import read_snapshot
 from tests.conftest import running_engine, wait_for, write_config
 
 
@@ -39,7 +40,7 @@ class RunningDaemon:
         return [dict(e) for e in list(self.capture.entries) if e.get("event") == name]
 
     def explain(self, path: Path) -> str:
-        return explain(self.engine.config, self.engine.journal, str(path))
+        return explain(self.engine.config(), self.engine.journal, str(path))
 
 
 @contextmanager
@@ -155,7 +156,8 @@ def test_deleted_while_settling_or_uploading_is_no_failure(tmp_path: Path,
     with daemon(tmp_path, emulator, [{"path": str(drop)}], settle_seconds=0.5) as d:
         (drop / "gone-early.pdf").write_bytes(b"x" * 10)
         (drop / "gone-late.pdf").write_bytes(b"y" * 100_000)
-        wait_for(d.engine.service.scheduler.tracker.pending, message="tracked")
+        wait_for(lambda: d.engine.service.scheduler.view.waiting.get(str(drop)),
+                 message="tracked")
         (drop / "gone-early.pdf").unlink()
         wait_for(lambda: d.events("upload_created"), message="upload started")
         (drop / "gone-late.pdf").unlink()
@@ -209,6 +211,31 @@ def test_vanished_folder_pauses_with_an_alert_and_resumes(tmp_path: Path,
         os.rename(away, drop)
         wait_for(_archived(drop, "during.pdf").exists, timeout=30, message="resumed")
         assert not d.events("upload_failed")
+
+
+def test_a_folder_missing_at_the_start_is_reported_once_and_shown(tmp_path: Path,
+                                                                  emulator: Emulator) -> None:
+    """Missing when the daemon starts (a share not mounted yet): one ``folder_unavailable``
+    line (the watcher and the scanner used to log it both, from two threads), the hold on the
+    board that status.json and the metrics show, and files once it appears."""
+    drop = tmp_path / "late-share"
+    with daemon(tmp_path, emulator, [{"path": str(drop)}], poll_seconds=0.2) as d:
+        wait_for(lambda: d.events("folder_unavailable"), message="alert")
+        [hold] = d.engine.service.holds.current(time.time())
+        assert (hold.scope, hold.reason, hold.detail) == (str(drop), "folder_unavailable",
+                                                          "missing")
+        assert (str(drop), "folder_unavailable") in (
+            d.engine.service.publisher.metrics_sample().paused)
+        shown = wait_for(lambda: (read_snapshot(tmp_path / "state") or {}).get("holds"),
+                         message="status.json shows it")
+        assert [(h["kind"], h["scope"], h["detail"]) for h in shown] == [
+            ("folder", str(drop), "missing")]
+        drop.mkdir()
+        (drop / "late.pdf").write_bytes(b"late")
+        wait_for(_archived(drop, "late.pdf").exists, timeout=30, message="archived")
+        assert d.engine.service.holds.current(time.time()) == []
+    assert len(d.events("folder_unavailable")) == 1
+    assert len(d.events("folder_available_again")) == 1
 
 
 # --- hostile and odd input ---------------------------------------------------------------------

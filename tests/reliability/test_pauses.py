@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
 from procore_hotfolder.model import Backoff, FileState
 from procore_hotfolder.state.journal import Journal
-from procore_hotfolder.upload import pauses
+from procore_hotfolder.upload import holds
 from tests.conftest import cli_env, running_engine, wait_for, write_config
 from tests.reliability.test_reload import FakeSystemd, daemon
 
@@ -31,7 +32,7 @@ def _drop(folder: Path, count: int) -> list[Path]:
 
 def test_a_refused_project_pauses_its_folder_only_and_resumes_by_itself(
         tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pauses, "CHECK_BACKOFF", Backoff(base=0.4, cap=1.5, jitter=0.0))
+    monkeypatch.setattr(holds, "CHECK_BACKOFF", Backoff(base=0.4, cap=1.5, jitter=0.0))
     refused, fine = tmp_path / "refused", tmp_path / "fine"
     refused.mkdir()
     fine.mkdir()
@@ -44,7 +45,7 @@ def test_a_refused_project_pauses_its_folder_only_and_resumes_by_itself(
         flowing = _drop(fine, 4)
         for path in flowing:
             wait_for((fine / ".archive" / path.name).exists, message=f"{path.name} archived")
-        wait_for(engine.service.pauses.current, message="the folder paused")
+        wait_for(lambda: engine.service.holds.current(time.time()), message="the folder paused")
         refusals_before = emulator.count(status=403)
         # Re-checks go on with backoff, one call each; nothing fails meanwhile.
         wait_for(lambda: any(e["event"] == "pause_check_failed" for e in capture.entries),

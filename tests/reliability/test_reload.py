@@ -1,10 +1,11 @@
 """A reload is not a stop (sd_notify(3)): `run` as a real process under a fake systemd.
 
-SIGHUP (what `systemctl reload` and `retry` send) answers ``RELOADING=1`` with
-``MONOTONIC_USEC=``, applies the new configuration, then ``READY=1``; ``STOPPING=1`` comes only
-with the real exit. An upload in flight in an unchanged folder carries on (one storage POST,
-not a restart from byte 0); a folder added by the reload is watched; a configuration that
-does not load is refused, logged, and the old one kept.
+SIGHUP (what `systemctl reload` sends) answers ``RELOADING=1`` with ``MONOTONIC_USEC=``,
+applies the new configuration, then ``READY=1``; ``STOPPING=1`` comes only with the real exit.
+An upload in flight in an unchanged folder carries on (one storage POST, not a restart from
+byte 0); a folder added by the reload is watched; a configuration that does not load is
+refused, logged, and the old one kept. SIGUSR1 (what `retry` sends) is no reload: every folder
+is scanned again, and a configuration file changed on disk is not read.
 """
 
 from __future__ import annotations
@@ -134,23 +135,28 @@ def test_reload_keeps_uploads_in_flight_and_applies_the_new_folders(
         systemd.close()
 
 
-def test_retry_puts_a_file_back_without_interrupting_uploads(
+def test_retry_puts_a_file_back_without_interrupting_uploads_or_reloading(
         tmp_path: Path, emulator: Emulator) -> None:
-    """`retry` sends SIGHUP; the daemon rescans and uploads the file put back, and a reload
-    does not abort the upload in flight."""
-    drop = tmp_path / "drop"
+    """`retry` sends SIGUSR1; the daemon rescans and uploads the file put back without
+    aborting the upload in flight, and without reading the configuration file, which an
+    operator may be half-way through editing (here, a folder added): that waits for SIGHUP."""
+    drop, added = tmp_path / "drop", tmp_path / "added"
     drop.mkdir()
+    added.mkdir()
     config = write_config(tmp_path, emulator, [{"path": str(drop)}])
     systemd = FakeSystemd(tmp_path / "notify.sock")
     try:
-        with daemon(config, systemd):
+        with daemon(config, systemd) as proc:
             wait_for(lambda: systemd.seen("READY=1") is not None, message="READY=1")
+            ready = len(systemd.drain())
             emulator.faults.fail_next(1, status=422, kind="api", path_contains="uploads")
             (drop / "refused.pdf").write_bytes(b"%PDF-1.7 refused once\n")
             wait_for((drop / ".failed" / "refused.pdf").exists, message="failed")
             emulator.faults.storage_delay_seconds = 2.0
             (drop / "slow.pdf").write_bytes(os.urandom(1024 * 1024))
             wait_for(lambda: emulator.count(kind="storage") >= 1, message="slow POST running")
+            write_config(tmp_path, emulator, [{"path": str(drop)}, {"path": str(added)}])
+            (added / "not-yet.pdf").write_bytes(b"%PDF-1.7 in a folder being added\n")
             result = subprocess.run(
                 [sys.executable, "-m", "procore_hotfolder", "retry", "-c", str(config)],
                 capture_output=True, text=True, env=cli_env(), timeout=60, check=False,
@@ -163,5 +169,13 @@ def test_retry_puts_a_file_back_without_interrupting_uploads(
             emulator.faults.storage_delay_seconds = 0.0
             assert emulator.count(kind="storage") == 2  # slow.pdf once, refused.pdf once
             assert systemd.seen("STOPPING=1") is None
+            names = [e["event"] for e in events(config)]
+            assert "rescan_requested" in names
+            assert "reload_started" not in names and "configuration_reloaded" not in names
+            assert systemd.seen("RELOADING=1") is None and systemd.seen("READY=1", ready) is None
+            assert (added / "not-yet.pdf").exists()  # the edited file was not applied
+
+            proc.send_signal(signal.SIGHUP)  # the operator is done: now it is applied
+            wait_for((added / ".archive" / "not-yet.pdf").exists, message="applied on SIGHUP")
     finally:
         systemd.close()

@@ -94,7 +94,7 @@ def test_imports_point_one_way() -> None:
     ("procore_hotfolder.engine.service", "procore_hotfolder.emulator.server", False),
     ("procore_hotfolder.upload.pipeline", "procore_hotfolder.state.journal", True),
     ("procore_hotfolder.cli", "procore_hotfolder.engine.compose", True),
-    ("procore_hotfolder.alerts.delivery", "procore_hotfolder.upload.pauses", False),
+    ("procore_hotfolder.alerts.delivery", "procore_hotfolder.upload.holds", False),
     ("procore_hotfolder.engine.service", "procore_hotfolder.alerts.delivery", True),
 ], ids=["watch-upload", "state-watch", "procore-journal", "commands-engine", "daemon-emulator",
         "upload-state", "cli-engine", "alerts-upload", "engine-alerts"])

@@ -29,7 +29,7 @@ from procore_hotfolder.model import (
 from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.snapshot import UNFILED_WARNING, read_snapshot
 from procore_hotfolder.state.statelock import StateLock
-from procore_hotfolder.upload.pauses import ACCOUNT
+from procore_hotfolder.upload.holds import ACCOUNT, HoldKind
 from procore_hotfolder.upload.routing import relative_path, route_file
 from procore_hotfolder.watch.ignore import IgnoreRules
 from procore_hotfolder.watch.writers import folder_sight
@@ -62,8 +62,8 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
     counts = journal.counts()
     last = journal.last_archived()
     pending = (snapshot or {}).get("pending", {})
-    pauses = {p.get("scope"): p for p in (snapshot or {}).get("pauses") or []
-              if isinstance(p, dict)}
+    holds = _holds_by_kind((snapshot or {}).get("holds"))
+    refused, unavailable = holds[HoldKind.REFUSED], holds[HoldKind.FOLDER]
     folders = []
     sights = (snapshot or {}).get("writers") or {}
     for folder in config.folders:
@@ -78,8 +78,8 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
             "destination": folder.destination if folder.own_target else None,
             "rules": len(folder.rules),
             "watch": ((snapshot or {}).get("modes") or {}).get(str(folder.path), folder.watch),
-            "unavailable": ((snapshot or {}).get("unavailable") or {}).get(str(folder.path)),
-            "paused": _pause_view(pauses.get(str(folder.path)) or pauses.get(ACCOUNT)),
+            "unavailable": (unavailable.get(str(folder.path)) or {}).get("detail"),
+            "paused": _pause_view(refused.get(str(folder.path)) or refused.get(ACCOUNT)),
             "warning": UNFILED_WARNING if folder.unfiled else None,
             "writers": writers,
             "waiting": len(waiting_since),
@@ -97,7 +97,8 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
         })
     pace = (snapshot or {}).get("pace") or {}
     _estimate(folders, pace.get("files_per_hour"))
-    paused = (snapshot or {}).get("paused")
+    api = holds[HoldKind.API].get(ACCOUNT)
+    paused = {"until": api.get("until"), "reason": api.get("reason")} if api else None
     return {
         "daemon": {"running": snapshot is not None,
                    "pid": snapshot.get("pid") if snapshot else None,
@@ -131,11 +132,21 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def _holds_by_kind(listed: Any) -> dict[HoldKind, dict[str, dict[str, Any]]]:
+    """The snapshot's ``holds`` (each a ``Hold.as_dict()``), by kind, then by scope."""
+    holds: dict[HoldKind, dict[str, dict[str, Any]]] = {kind: {} for kind in HoldKind}
+    for hold in listed if isinstance(listed, list) else []:
+        if isinstance(hold, dict) and hold.get("kind") in set(HoldKind):
+            holds[HoldKind(hold["kind"])][str(hold.get("scope"))] = hold
+    return holds
+
+
 def _pause_view(pause: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A refusal's hold as `status` shows it (``next_check``: the hold's ``until``)."""
     if pause is None:
         return None
     return {"scope": "account" if pause.get("scope") == ACCOUNT else "folder",
-            "since": _iso(pause.get("since")), "next_check": _iso(pause.get("next_check")),
+            "since": _iso(pause.get("since")), "next_check": _iso(pause.get("until")),
             "reason": pause.get("reason"), "detail": pause.get("detail"),
             "status": pause.get("status"), "request_id": pause.get("request_id")}
 

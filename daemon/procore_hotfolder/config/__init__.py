@@ -13,6 +13,7 @@ known keys and the checks across keys live here, but for the routing rules of a 
 from __future__ import annotations
 
 import os
+import threading
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -171,6 +172,40 @@ class Config:
             if inside and (best is None or len(folder.path.parts) > len(best.path.parts)):
                 best = folder
         return best
+
+    def folder_at(self, path: Path) -> FolderSettings | None:
+        """The watched folder whose path is ``path`` (a journal row's ``folder``), or None."""
+        for folder in self.folders:
+            if folder.path == path:
+                return folder
+        return None
+
+
+class Current:
+    """The configuration in force in a running daemon: the one holder every reader asks.
+
+    Only the reload (SIGHUP: ``Service._reload``) calls ``set``; every other part calls the
+    holder (``current()``) for the ``Config`` in force now. A reader asks once per unit of
+    work and keeps what it got until that unit is done: the pipeline once per file (a file in
+    progress keeps the settings it started with), the scheduler once per tick, the scanner
+    once per round. A key read that way needs no code in the reload; only what acts on a
+    change (the watches of the folders, the number of workers, the Procore client's token,
+    the rate ceiling, the log level) is told by the reload. Thread-safe: a reload swaps one
+    frozen value for another, so a reader never sees half of each.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self._lock = threading.Lock()
+        self._config = config
+
+    def __call__(self) -> Config:
+        with self._lock:
+            return self._config
+
+    def set(self, config: Config) -> None:
+        """Make ``config`` the configuration in force (the reload alone calls this)."""
+        with self._lock:
+            self._config = config
 
 
 def default_config_path() -> Path:

@@ -1,4 +1,4 @@
 """The running daemon: the composition root (compose), the thread owner (service), the
-scheduler and its queue (scheduler, dispatch), run modes, systemd (heartbeat), what it
-shows (publisher, pace).
+scanner, the scheduler and its queue (scanner, scheduler, dispatch), run modes, systemd
+(heartbeat), what it shows (publisher, pace).
 """

@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from procore_hotfolder.config import Config
+from procore_hotfolder.config import Config, Current
 from procore_hotfolder.engine.heartbeat import Notifier
 from procore_hotfolder.engine.runmode import Daemon, Once, RunMode, RunSummary
 from procore_hotfolder.engine.service import Service
@@ -32,7 +32,7 @@ from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.state.journal import Journal
 from procore_hotfolder.state.ledger import Ledger
 from procore_hotfolder.state.statelock import StateLock
-from procore_hotfolder.upload.pauses import PauseBoard
+from procore_hotfolder.upload.holds import HoldBoard
 from procore_hotfolder.upload.pipeline import Uploader
 from procore_hotfolder.upload.progress import Progress
 from procore_hotfolder.watch.writers import Writers
@@ -42,7 +42,7 @@ from procore_hotfolder.watch.writers import Writers
 class Engine:
     """Everything one daemon generation needs, built from one configuration."""
 
-    config: Config
+    config: Current
     journal: Journal
     client: ProcoreClient
     governor: RateGovernor
@@ -59,23 +59,29 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     """Everything one daemon needs, from ``config``; ``once`` chooses the run mode.
     ``load_config`` re-reads the configuration file on a reload (SIGHUP); without it a
     reload is refused."""
+    current = Current(config)  # the configuration in force: set by the reload alone
     stopping = threading.Event()  # the process's one stop event
-    governor = RateGovernor(stop=stopping,
-                            ceiling_per_hour=config.daemon.max_api_calls_per_hour)
+    holds = HoldBoard()  # why work waits: the pipeline, the governor and the scanner report
+    governor = RateGovernor(stop=stopping, ceiling_per_hour=config.daemon.max_api_calls_per_hour,
+                            on_pause=holds.api_paused)
     client = ProcoreClient(config.procore, governor, sleep=governor.sleep)
     journal = Journal.open(config.daemon.state_dir)
     progress = Progress()
     writers = Writers()
-    uploader = Uploader(config, journal, Ledger(config.daemon.state_dir), client,
-                        progress=progress, stopping=stopping.is_set, pauses=PauseBoard(),
+    uploader = Uploader(current, journal, Ledger(config.daemon.state_dir), client,
+                        progress=progress, stopping=stopping.is_set, pauses=holds,
                         writers=writers)
     mode: RunMode = Once(config.daemon.max_attempts, stopping) if once else Daemon()
-    service = Service(config, journal, uploader, governor, stop=stopping, mode=mode,
+    service = Service(current, journal, uploader, governor, holds=holds, stop=stopping,
+                      mode=mode, paused_rows_wait=not once,
                       progress=progress, writers=writers, notifier=notifier,
-                      load_config=load_config, on_reload=on_reload)
+                      load_config=load_config, on_reload=[
+                          lambda new: client.reconfigure(new.procore),
+                          lambda new: governor.set_ceiling(new.daemon.max_api_calls_per_hour),
+                          *on_reload])
     attach_metrics(config.daemon.metrics_listen, tuple(str(f.path) for f in config.folders),
                    governor, client, uploader, service)
-    return Engine(config, journal, client, governor, service)
+    return Engine(current, journal, client, governor, service)
 
 
 def _lock_or_fail(config: Config) -> StateLock | None:
@@ -90,7 +96,8 @@ def _lock_or_fail(config: Config) -> StateLock | None:
 @contextmanager
 def _running(config: Config, **build: Any) -> Iterator[Engine | None]:
     """The state lock and the engine (None when another process holds the lock), with
-    SIGTERM and SIGINT stopping it; closed and unlocked on the way out."""
+    SIGTERM and SIGINT stopping it and SIGUSR1 (what `retry` sends) asking for a scan of
+    every folder; closed and unlocked on the way out."""
     lock = _lock_or_fail(config)
     if lock is None:
         yield None
@@ -104,6 +111,9 @@ def _running(config: Config, **build: Any) -> Iterator[Engine | None]:
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
+    # Not a reload: a configuration being edited is not read (`once` scans only once, and
+    # is not ended by it either).
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: engine.service.request_rescan())
     try:
         yield engine
     finally:
@@ -115,8 +125,8 @@ def serve_daemon(config: Config, reload_config: Callable[[], Config], *,
                  notifier: Notifier | None = None,
                  on_ready: Callable[[Engine], None] | None = None) -> int:
     """The daemon, as `run` (and `demo`) run it: the state lock, SIGTERM/SIGINT stop it,
-    SIGHUP reloads the configuration without stopping work in flight. Returns the exit
-    code."""
+    SIGHUP reloads the configuration without stopping work in flight, SIGUSR1 scans every
+    folder again. Returns the exit code."""
 
     def relog(new: Config) -> None:
         configure_logging(new.daemon.log_level)

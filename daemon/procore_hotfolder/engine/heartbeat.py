@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import structlog
 
-from procore_hotfolder.upload.pauses import ACCOUNT, Pause
+from procore_hotfolder.upload.holds import ACCOUNT, Hold, HoldKind
 
 log = structlog.get_logger(__name__)
 
@@ -59,7 +59,8 @@ class Heartbeat:
     """The beats of the loop threads and the watchdog they feed.
 
     ``waiting_out()`` is true while the rate governor holds every call back (a rate limit,
-    an outage): then no loop is stalled, however long it waits. Without ``WATCHDOG_USEC``
+    an outage: an API hold on the board of holds): then no loop is stalled, however long it
+    waits. Without ``WATCHDOG_USEC``
     (in the argument or the environment) the watchdog is never fed.
     """
 
@@ -149,13 +150,17 @@ class Heartbeat:
         return stalled
 
     def status(self, *, waiting: int, counts: dict[str, int], last_upload: str,
-               paused: tuple[float, str] | None, pauses: list[Pause]) -> None:
-        """``STATUS=``: one readable line for `systemctl status`."""
+               holds: Sequence[Hold]) -> None:
+        """``STATUS=``: one readable line for `systemctl status`, the holds in force last
+        (the board's order: the rate governor's, refusals, folders that cannot be listed)."""
         status = (f"waiting {waiting}, queued {counts['queued'] + counts['delayed']}, "
                   f"uploading {counts['in_flight']}, last upload {last_upload}")
-        if paused is not None:
-            status += f", paused: {paused[1]}"
-        for pause in pauses:
-            who = "all folders" if pause.scope == ACCOUNT else pause.scope
-            status += f"; PAUSED {who}: {pause.reason}: {pause.detail}"
+        for hold in holds:
+            who = "all folders" if hold.scope == ACCOUNT else hold.scope
+            if hold.kind is HoldKind.API:
+                status += f", paused: {hold.reason}"
+            elif hold.kind is HoldKind.REFUSED:
+                status += f"; PAUSED {who}: {hold.reason}: {hold.detail}"
+            else:
+                status += f"; UNAVAILABLE {who}: {hold.detail}"
         self._notifier.notify(f"STATUS={status[:STATUS_MAX_CHARS]}")

@@ -1,6 +1,7 @@
 """What the running engine shows of itself: ``STATUS=`` and ``status.json`` (every few
-seconds, on the scheduler's thread) and the metrics gauges (at each scrape, on the metrics
-thread). It only reads the engine's parts; it changes none of them.
+seconds, on the scheduler's thread, where it may read the scheduler's tracker) and the metrics
+gauges (at each scrape, on the metrics thread, which reads only what the scheduler publishes:
+``Scheduler.view``). It only reads the engine's parts; it changes none of them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from procore_hotfolder.model import IN_FLIGHT, FileState
 from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.state import snapshot
 from procore_hotfolder.state.journal import Journal
-from procore_hotfolder.upload.pauses import ACCOUNT, PauseBoard
+from procore_hotfolder.upload.holds import ACCOUNT, HoldBoard, HoldKind
 from procore_hotfolder.upload.progress import Progress
 from procore_hotfolder.watch.stability import PendingFile
 from procore_hotfolder.watch.watcher import FolderWatcher
@@ -51,7 +52,7 @@ class StatusPublisher:
 
     def __init__(self, *, config: Callable[[], Config], journal: Journal,
                  scheduler: Scheduler, dispatcher: Dispatcher, governor: RateGovernor,
-                 pauses: PauseBoard, progress: Progress, heartbeat: Heartbeat, mode: RunMode,
+                 holds: HoldBoard, progress: Progress, heartbeat: Heartbeat, mode: RunMode,
                  watcher: Callable[[], FolderWatcher | None], writers: Writers,
                  workers: Callable[[], int],
                  monotonic: Callable[[], float], wall: Callable[[], float]) -> None:
@@ -60,7 +61,7 @@ class StatusPublisher:
         self._scheduler = scheduler
         self._dispatcher = dispatcher
         self._governor = governor
-        self._pauses = pauses
+        self._holds = holds
         self._progress = progress
         self._heartbeat = heartbeat
         self._mode = mode
@@ -75,26 +76,24 @@ class StatusPublisher:
         """``STATUS=`` to systemd, then ``status.json`` for `status` and `explain`."""
         scheduler = self._scheduler
         counts = self._dispatcher.counts()
-        paused = self._governor.paused()
-        pauses = self._pauses.current()
+        wall, now = self._wall(), self._now()
+        holds = self._holds.current(wall)
         last = scheduler.last_upload
         self._heartbeat.status(waiting=len(scheduler.tracker), counts=counts,
-                               last_upload=last["path"] if last else "none", paused=paused,
-                               pauses=pauses)
-        wall, now = self._wall(), self._now()
+                               last_upload=last["path"] if last else "none", holds=holds)
         pending = pending_view(
             scheduler.tracker.sample(snapshot.SNAPSHOT_PENDING_LIMIT), wall=wall,
             monotonic=now, settle_for=self._settle_for)
         bound_by = self._pace_limit.bound_by(
-            paused=paused is not None or bool(pauses), now=now,
+            paused=any(h.kind is not HoldKind.FOLDER for h in holds), now=now,
             quota_wait_seconds=self._governor.quota_wait_seconds, workers=self._workers())
         watcher = self._watcher()
         snapshot.write_snapshot(self._config().daemon.state_dir, snapshot.build_snapshot(
             pid=os.getpid(), updated=wall, once=self._mode.once, counts=counts,
             waiting=len(scheduler.tracker), pending=pending, skipped=scheduler.skipped,
-            unavailable=scheduler.unavailable, modes=watcher.modes if watcher else {},
+            modes=watcher.modes if watcher else {},
             writers={path: sight.as_dict() for path, sight in self._writers.sights().items()},
-            paused=paused, pauses=[p.as_dict() for p in pauses],
+            holds=[h.as_dict() for h in holds],
             files_per_hour=scheduler.pace.files_per_hour(now), bound_by=bound_by,
             uploading=self._progress.snapshot(), last_upload=last))
 
@@ -103,20 +102,19 @@ class StatusPublisher:
         return folder.settle_seconds if folder else 0.0
 
     def metrics_sample(self) -> MetricsSample:
-        """Queue per folder and state, oldest waiting file, pauses in force."""
+        """Queue per folder and state, oldest waiting file, holds in force."""
         config = self._config()
         wall = self._wall()
         queue: dict[str, dict[str, int]] = {str(f.path): {} for f in config.folders}
         since: dict[str, float] = {}
         monotonic_now = self._now()
-        for key, pending in self._scheduler.tracker.pending().items():
-            folder = config.folder_for(Path(key))
-            if folder is not None:
-                label = str(folder.path)
-                counts = queue.setdefault(label, {})
-                counts["waiting"] = counts.get("waiting", 0) + 1
-                seen = wall - (monotonic_now - pending.first_seen)
-                since[label] = min(since.get(label, seen), seen)
+        view = self._scheduler.view  # on the metrics thread: never the live tracker
+        for label, waiting in view.waiting.items():
+            if label in queue and waiting:
+                queue[label]["waiting"] = waiting
+                first_seen = view.oldest.get(label)
+                if first_seen is not None:
+                    since[label] = wall - (monotonic_now - first_seen)
         for path, by_state in self._journal.queue_summary().items():
             counts = queue.setdefault(str(path), {})
             for state, (n, oldest) in by_state.items():
@@ -125,13 +123,8 @@ class StatusPublisher:
                 counts[kind] = counts.get(kind, 0) + n
                 if kind != "failed":
                     since[str(path)] = min(since.get(str(path), oldest), oldest)
-        paused = [(str(path), "folder_unavailable")
-                  for path in dict(self._scheduler.unavailable)]
-        paused += [("" if p.scope == ACCOUNT else p.scope, p.reason)
-                   for p in self._pauses.current()]
-        governor_pause = self._governor.paused()
-        if governor_pause is not None:
-            paused.append(("", governor_pause[1]))
+        paused = [("" if h.scope == ACCOUNT else h.scope, h.reason)
+                  for h in self._holds.current(wall)]
         return MetricsSample(queue=queue,
                              oldest_waiting_seconds={k: max(0.0, wall - v)
                                                      for k, v in since.items()},

@@ -4,7 +4,8 @@ Threads, each stoppable and joined:
 - the scheduler (the caller's thread): ``Scheduler.tick`` turns hints into journal rows;
   between ticks ``StatusPublisher`` writes the status snapshot and ``Heartbeat`` feeds
   systemd's watchdog;
-- the scanner: ``Scheduler.scan_loop``; it only produces hints;
+- the scanner: ``Scanner.run``; it only finds files, and talks to the scheduler only
+  through queues;
 - the watcher (watchdog observers, not under `once`): only produces hints;
 - N upload workers: take journal rows from the dispatcher and run ``Uploader.process``.
 
@@ -21,18 +22,19 @@ from pathlib import Path
 
 import structlog
 
-from procore_hotfolder.config import Config
+from procore_hotfolder.config import Config, Current
 from procore_hotfolder.engine.dispatch import Dispatcher
 from procore_hotfolder.engine.heartbeat import Heartbeat, Notifier, NullNotifier
 from procore_hotfolder.engine.publisher import StatusPublisher
 from procore_hotfolder.engine.runmode import RunMode, RunSummary
+from procore_hotfolder.engine.scanner import Scanner
 from procore_hotfolder.engine.scheduler import Scheduler
 from procore_hotfolder.errors import ConfigError
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.state import snapshot
 from procore_hotfolder.state.journal import Journal
-from procore_hotfolder.upload.pauses import ACCOUNT
+from procore_hotfolder.upload.holds import ACCOUNT, HoldBoard
 from procore_hotfolder.upload.pipeline import Outcome, Uploader
 from procore_hotfolder.upload.progress import Progress
 from procore_hotfolder.watch.watcher import FolderWatcher
@@ -50,11 +52,12 @@ class Service:
 
     def __init__(
         self,
-        config: Config,
+        config: Current,
         journal: Journal,
         uploader: Uploader,
         governor: RateGovernor,
         *,
+        holds: HoldBoard,
         stop: threading.Event,
         mode: RunMode,
         progress: Progress,
@@ -64,12 +67,16 @@ class Service:
         wall: Callable[[], float] = time.time,
         load_config: Callable[[], Config] | None = None,
         on_reload: Iterable[Callable[[Config], None]] = (),
+        paused_rows_wait: bool = True,
     ) -> None:
-        self.config = config
-        self.pauses = uploader.pauses
+        """``holds``: the board of holds (the uploader's, the governor's reports go there
+        too); ``paused_rows_wait``: the rows of a folder Procore refuses wait in the
+        dispatcher for its re-check (`run`); False: the workers take them and each try
+        counts (`once`, which gives a file ``max_attempts`` tries, pauses included)."""
+        self._config = config
+        self.holds = holds
         self._journal = journal
         self._uploader = uploader
-        self._governor = governor
         self._stop = stop
         self._mode = mode
         self._notifier = notifier or NullNotifier()
@@ -79,24 +86,27 @@ class Service:
         self._on_reload = tuple(on_reload)
         self._reload_requested = threading.Event()
         self._stopped_by: str | None = None
-        self._worker_target = config.daemon.workers
         self._threads: list[threading.Thread] = []
         self._watcher: FolderWatcher | None = None
         self._writers = writers or Writers()
-        self._dispatcher = Dispatcher(clock=wall)
+        self._dispatcher = Dispatcher(wall=wall, monotonic=monotonic,
+                                      held=holds.waits_until if paused_rows_wait else None)
         self.heartbeat = Heartbeat(self._notifier, progress=progress,
-                                   waiting_out=lambda: governor.paused() is not None,
+                                   waiting_out=lambda: holds.calls_held(wall()),
                                    monotonic=monotonic)
+        self.scanner = Scanner(config, holds=holds, mode=mode, heartbeat=self.heartbeat,
+                               stop=stop, watcher=lambda: self._watcher, monotonic=monotonic,
+                               wall=wall,
+                               wake=lambda: self.scheduler.wake())  # noqa: PLW0108 - made next
         self.scheduler = Scheduler(config, journal, uploader, dispatcher=self._dispatcher,
-                                   mode=mode, heartbeat=self.heartbeat, stop=stop,
-                                   watcher=lambda: self._watcher, writers=self._writers,
-                                   monotonic=monotonic, wall=wall)
+                                   scanner=self.scanner, holds=holds, mode=mode,
+                                   writers=self._writers, monotonic=monotonic, wall=wall)
         self.publisher = StatusPublisher(
-            config=lambda: self.config, journal=journal, scheduler=self.scheduler,
-            dispatcher=self._dispatcher, governor=governor, pauses=self.pauses,
+            config=config, journal=journal, scheduler=self.scheduler,
+            dispatcher=self._dispatcher, governor=governor, holds=holds,
             progress=progress, heartbeat=self.heartbeat, mode=mode,
             watcher=lambda: self._watcher, writers=self._writers,
-            workers=lambda: self._worker_target, monotonic=monotonic, wall=wall)
+            workers=lambda: self._config().daemon.workers, monotonic=monotonic, wall=wall)
 
     # --- control (safe from a signal handler: they only set events) ------------------------
 
@@ -112,21 +122,27 @@ class Service:
         self._reload_requested.set()
         self.scheduler.wake()
 
+    def request_rescan(self) -> None:
+        """Scan every folder again soon (SIGUSR1, what `retry` sends); the configuration is
+        not read again. Safe in a signal handler: a ``SimpleQueue.put`` is reentrant."""
+        self.scanner.scan_everything()
+
     # --- main ------------------------------------------------------------------------------
 
     def run(self) -> RunSummary:
         """Run until ``stop()`` or until the run mode finds the run over."""
+        config = self._config()
         self.scheduler.recover()
         self._start_workers()
         if self._mode.watches:
-            self._watcher = self._new_watcher(self.config)
+            self._watcher = self._new_watcher(config)
             self._watcher.start()
-        self._start_thread(self.scheduler.scan_loop, "scanner")
+        self._start_thread(self.scanner.run, "scanner")
         self.metrics.serve(self.publisher.metrics_sample)
         self._notifier.notify("READY=1")
-        log.info("daemon_ready", folders=len(self.config.folders), once=self._mode.once,
-                 workers=self.config.daemon.workers)
-        snapshot.warn_unfiled(self.config)
+        log.info("daemon_ready", folders=len(config.folders), once=self._mode.once,
+                 workers=config.daemon.workers)
+        snapshot.warn_unfiled(config)
         last_snapshot = 0.0
         try:
             while not self._stop.is_set():
@@ -148,7 +164,7 @@ class Service:
 
     def _new_watcher(self, config: Config) -> FolderWatcher:
         return FolderWatcher(config.folders, self.scheduler.hint, config.daemon.poll_seconds,
-                             writers=self._writers, lost=self.scheduler.scan_below)
+                             writers=self._writers, lost=self.scanner.scan_below)
 
     def _start_thread(self, target: Callable[..., None], name: str, *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -160,7 +176,7 @@ class Service:
         """Start workers until ``daemon.workers`` run (after a reload: the missing ones)."""
         running = sum(1 for t in self._threads
                       if t.name.startswith("upload-") and t.is_alive())
-        for index in range(running, self._worker_target):
+        for index in range(running, self._config().daemon.workers):
             self._start_thread(self._work, f"upload-{index}", index)
 
     def _shutdown(self) -> None:
@@ -170,7 +186,7 @@ class Service:
         log.info("daemon_stopping")
         self.stop()  # the process's one stop event: the governor's waits end with it
         self._dispatcher.close()
-        self.scheduler.stop_scanning()
+        self.scanner.stop()
         if self._watcher is not None:
             self._watcher.stop()
         for thread in self._threads:
@@ -183,7 +199,7 @@ class Service:
 
     def _work(self, index: int) -> None:
         while not self._stop.is_set():
-            if index >= self._worker_target:
+            if index >= self._config().daemon.workers:
                 # A reload lowered daemon.workers: this one ends between files.
                 self.heartbeat.finished()
                 return
@@ -217,9 +233,9 @@ class Service:
 
         sd_notify(3): ``RELOADING=1`` with ``MONOTONIC_USEC=`` first, ``READY=1`` once done.
         A configuration that does not load (or changes what cannot change while running) is
-        refused and the current one kept. Either way every folder is scanned again, so files
-        that `retry` put back are found, and pauses are re-checked soon (the operator may
-        have fixed what caused them)."""
+        refused and the current one kept. Either way every folder is scanned again and
+        pauses are re-checked soon: the operator may have fixed what held them back. (`retry`
+        asks for the scan alone, with SIGUSR1: ``request_rescan``.)"""
         self._notifier.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         log.info("reload_started")
         try:
@@ -228,11 +244,10 @@ class Service:
             log.error("configuration_reload_failed", problems=exc.problems)  # noqa: TRY400 - the problems are the message
         else:
             self._apply(new)
-        paused = {p.scope for p in self.pauses.current()}
+        paused = self.holds.check_soon(self._wall())
         if paused:
-            self.pauses.check_soon(self._wall())
             self._dispatcher.release(None if ACCOUNT in paused else {Path(s) for s in paused})
-        self.scheduler.rescan()
+        self.scanner.scan_everything()
         self._notifier.notify("READY=1")
         self.publisher.publish()
 
@@ -242,23 +257,25 @@ class Service:
         if self._load_config is None:
             raise ConfigError(["this daemon was started without a configuration file"])
         new = self._load_config()
-        if new.daemon.state_dir != self.config.daemon.state_dir:
+        state_dir = self._config().daemon.state_dir
+        if new.daemon.state_dir != state_dir:
             raise ConfigError([f"daemon.state_dir: cannot change from "
-                               f"{self.config.daemon.state_dir} while running; restart the "
+                               f"{state_dir} while running; restart the "
                                "service to move the state directory"])
         return new
 
     def _apply(self, new: Config) -> None:
-        old = {f.path: f for f in self.config.folders}
+        """Make ``new`` the configuration in force (every reader asks ``config.Current``),
+        then act on what a changed value alone does not do: the watches of a changed set of
+        folders, the number of workers, and the ``on_reload`` hooks (the Procore client's
+        settings, the rate ceiling, the log level)."""
+        old = {f.path: f for f in self._config().folders}
         now = {f.path: f for f in new.folders}
         added = [str(p) for p in now if p not in old]
         removed = [str(p) for p in old if p not in now]
         changed = [str(p) for p in now if p in old and now[p] != old[p]]
-        self._uploader.reconfigure(new)
-        self.scheduler.reconfigure(new)
-        self.config = new
-        for path in removed:
-            self.pauses.forget(path)
+        self._config.set(new)
+        self.holds.forget(Path(p) for p in removed)
         if self._watcher is not None and (added or removed or changed):
             # Hints only: a fresh observer over the new set; the rescan below catches what
             # happened in between. Uploads in flight are not touched.
@@ -267,9 +284,7 @@ class Service:
                 self._writers.forget(Path(path))
             self._watcher = self._new_watcher(new)
             self._watcher.start()
-        self._worker_target = new.daemon.workers
         self._start_workers()
-        self._governor.set_ceiling(new.daemon.max_api_calls_per_hour)
         for hook in self._on_reload:
             hook(new)
         log.info("configuration_reloaded", added=added, removed=removed, changed=changed,

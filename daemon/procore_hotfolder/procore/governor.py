@@ -9,7 +9,9 @@ has heard of, counts every call it lets through against each, and:
   and ``Retry-After``, plus a little jitter (Procore's Rate Limiting page,
   ``procore/documentation`` ``plan_your_app/rate_limiting.md``: "pause requests until
   after that time", "Retry with backoff (and jitter, if possible)"); ``pause()`` does the
-  same for a network outage;
+  same for a network outage; each pause that begins or grows later is reported to
+  ``on_pause`` (the engine's board of holds, which `status`, the metrics and the watchdog
+  read: this package imports none of it);
 - keeps no reserve (but for the one call of ``RateWindow.implied``): the local ceiling
   ``daemon.max_api_calls_per_hour`` is the tool for leaving room to other integrations. It
   is paced too (a minute's worth at once, then evenly), so that the room is left at every
@@ -56,11 +58,12 @@ class RateGovernor:
 
     ``clock`` returns Unix seconds (the rate-limit reset is a Unix time). ``wait(seconds)``
     sleeps and returns False when the daemon is stopping; by default it waits on ``stop``.
-    ``stop`` is the event that stops the governor (``stop()`` sets it; every ``acquire()``
-    and ``sleep()`` checks it): the process's one stop event, or a new one when None.
-    ``rand`` returns a number in [0, 1) for jitter. Every ``acquire()`` is followed by
-    exactly one ``observe()``, on the same thread (which calls went after which is kept per
-    thread).
+    ``stop`` is the event that stops the governor (every ``acquire()`` and ``sleep()``
+    checks it): the process's one stop event, or a new one when None. ``rand`` returns a
+    number in [0, 1) for jitter. ``on_pause(reason, since, until)`` (Unix seconds) is told,
+    outside the governor's lock, each time every call is held back from ``since`` until a
+    later ``until`` than before. Every ``acquire()`` is followed by exactly one
+    ``observe()``, on the same thread (which calls went after which is kept per thread).
     """
 
     metrics: MetricsHooks = NULL_METRICS
@@ -73,6 +76,7 @@ class RateGovernor:
         rand: Callable[[], float] = random.random,
         ceiling_per_hour: int | None = None,
         stop: threading.Event | None = None,
+        on_pause: Callable[[str, float, float], None] | None = None,
     ) -> None:
         self._clock = clock
         self._ceiling = ceiling_per_hour
@@ -94,7 +98,7 @@ class RateGovernor:
         self._in_flight = 0  # acquired, not yet observed
         self._last_start = -math.inf
         self._paused_until = 0.0
-        self._pause_reason = ""
+        self._on_pause = on_pause
 
     # --- the two calls around every API request ---------------------------------------------
 
@@ -133,6 +137,7 @@ class RateGovernor:
         lower = {key.lower(): value for key, value in headers.items()}
         calls = self._unobserved_calls()
         number = calls.popleft() if calls else None
+        paused = None
         with self._lock:
             now = self._clock()
             self._in_flight = max(0, self._in_flight - 1)
@@ -153,7 +158,9 @@ class RateGovernor:
             if status == 429:
                 self.metrics.rate_limited()
             if status == 429 or (status == 503 and "retry-after" in lower):
-                self._pause_locked(status, lower, reset, window, now)
+                paused = self._pause_locked(status, lower, reset, window, now)
+        if paused is not None:
+            self._report(*paused)
 
     def _imply_locked(self, described: RateWindow, remaining: int, number: int | None) -> None:
         """The windows the answer to call ``number`` did not describe are not the one "most
@@ -171,7 +178,10 @@ class RateGovernor:
         return calls
 
     def _pause_locked(self, status: int, lower: Mapping[str, str], reset: float | None,
-                      window: RateWindow | None, now: float) -> None:
+                      window: RateWindow | None, now: float
+                      ) -> tuple[str, float, float] | None:
+        """Hold every caller after a 429 or a 503 with Retry-After; returns the pause to
+        report, when it grew. Lock held."""
         asked = parse_retry_after(lower.get("retry-after"), now) or 0.0
         until = now + asked
         if status == 429:
@@ -184,27 +194,27 @@ class RateGovernor:
             if until <= now:
                 until = now + 1.0  # told "too many" but not until when
         until += self._jitter()
-        if until > self._paused_until:
-            self._paused_until = until
-            self._pause_reason = "rate_limited" if status == 429 else "unavailable"
-            log.warning("api_paused", reason=self._pause_reason,
-                        seconds=round(until - now, 3))
+        if until <= self._paused_until:
+            return None
+        self._paused_until = until
+        reason = "rate_limited" if status == 429 else "unavailable"
+        log.warning("api_paused", reason=reason, seconds=round(until - now, 3))
+        return reason, now, until
 
-    # --- outages and status -----------------------------------------------------------------
+    # --- outages --------------------------------------------------------------------------
 
     def pause(self, until: float, reason: str) -> None:
         """Hold every caller until ``until`` (Unix seconds), e.g. while the network is down."""
         with self._lock:
-            if until > self._paused_until:
-                self._paused_until = until
-                self._pause_reason = reason
+            now = self._clock()
+            if until <= self._paused_until or until <= now:
+                return
+            self._paused_until = until
+        self._report(reason, now, until)
 
-    def paused(self) -> tuple[float, str] | None:
-        """``(until, reason)`` while calls are held back, else None (for ``status``)."""
-        with self._lock:
-            if self._paused_until > self._clock():
-                return self._paused_until, self._pause_reason
-            return None
+    def _report(self, reason: str, since: float, until: float) -> None:
+        if self._on_pause is not None:
+            self._on_pause(reason, since, until)
 
     def set_ceiling(self, per_hour: int | None) -> None:
         """``daemon.max_api_calls_per_hour`` (a reload may change it; None: no ceiling)."""
@@ -212,16 +222,6 @@ class RateGovernor:
             self._ceiling = per_hour
             if per_hour is None:
                 self._recent.clear()
-
-    def stop(self) -> None:
-        """Make every waiting and later ``acquire()`` (and ``sleep()``) raise/return at once
-        (sets the ``stop`` event: whoever else holds it sees it set too)."""
-        self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        """True once ``stop()`` was called (or the ``stop`` event set elsewhere)."""
-        return self._stop.is_set()
 
     def sleep(self, seconds: float) -> bool:
         """Sleep through the governor's ``wait``; False when the daemon is stopping."""

@@ -40,13 +40,12 @@ def warn_unfiled(config: Config) -> None:
 
 def build_snapshot(*, pid: int, updated: float, once: bool, counts: Mapping[str, int],
                    waiting: int, pending: Mapping[str, Any], skipped: Mapping[str, str],
-                   unavailable: Mapping[Path, str], modes: Mapping[Path, str],
-                   writers: Mapping[Path, Mapping[str, Any]],
-                   paused: tuple[float, str] | None, pauses: list[dict[str, Any]],
-                   files_per_hour: float | None, bound_by: str,
+                   modes: Mapping[Path, str], writers: Mapping[Path, Mapping[str, Any]],
+                   holds: list[dict[str, Any]], files_per_hour: float | None, bound_by: str,
                    uploading: Mapping[str, Any], last_upload: Mapping[str, Any] | None,
                    ) -> dict[str, Any]:
-    """The JSON object of ``status.json`` (its keys are a contract with `status`)."""
+    """The JSON object of ``status.json`` (its keys are a contract with `status`).
+    ``holds``: why work waits, each ``Hold.as_dict()`` of the board of holds."""
     return {
         "pid": pid,
         "updated": updated,
@@ -55,11 +54,9 @@ def build_snapshot(*, pid: int, updated: float, once: bool, counts: Mapping[str,
         "waiting": waiting,
         "pending": dict(pending),
         "skipped": dict(list(skipped.items())[-SNAPSHOT_PENDING_LIMIT:]),
-        "unavailable": {str(k): v for k, v in unavailable.items()},
         "modes": {str(k): v for k, v in modes.items()},
         "writers": {str(k): dict(v) for k, v in writers.items()},
-        "paused": {"until": paused[0], "reason": paused[1]} if paused else None,
-        "pauses": pauses,
+        "holds": holds,
         "pace": {"files_per_hour": files_per_hour, "bound_by": bound_by},
         "uploading": dict(uploading),
         "last_upload": dict(last_upload) if last_upload is not None else None,

@@ -1,4 +1,4 @@
 """One file's way to Procore: the step driver (pipeline), the outcome table (policy),
-pauses, the bytes (transfer, progress), filing (destinations/) and the last steps
-(finishing).
+the board of holds (why work waits: holds), the bytes (transfer, progress), filing
+(destinations/) and the last steps (finishing).
 """

@@ -44,7 +44,7 @@ from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.ledger import Ledger
 from procore_hotfolder.upload.destinations import Filing
 from procore_hotfolder.upload.finishing import Finishing
-from procore_hotfolder.upload.pauses import ACCOUNT, PauseBoard
+from procore_hotfolder.upload.holds import ACCOUNT, HoldBoard
 from procore_hotfolder.upload.policy import DEFAULT_BACKOFF, Action, Decision, decide
 from procore_hotfolder.upload.progress import Progress
 from procore_hotfolder.upload.transfer import Transfer
@@ -81,7 +81,7 @@ class Uploader:
 
     def __init__(
         self,
-        config: Config,
+        config: Callable[[], Config],
         journal: Journal,
         ledger: Ledger,
         client: ProcoreClient,
@@ -91,30 +91,22 @@ class Uploader:
         rand: Callable[[], float] = random.random,
         backoff: Backoff = DEFAULT_BACKOFF,
         stopping: Callable[[], bool] | None = None,
-        pauses: PauseBoard | None = None,
+        pauses: HoldBoard | None = None,
         writers: Writers | None = None,
     ) -> None:
-        self._config = config
+        self._config = config  # asked once per file (``config.Current``)
         self._journal = journal
         self._client = client
         self._progress = progress or Progress()
         self._clock = clock
         self._rand = rand
         self._backoff = backoff
-        self._folders = {f.path: f for f in config.folders}
         self._writers = writers or Writers()
         self._transfer = Transfer(journal, client, self._progress, clock=clock,
                                   stopping=stopping or (lambda: False), writers=self._writers)
         self._filing = Filing(journal, client, clock=clock)
         self._finishing = Finishing(journal, ledger, clock=clock, writers=self._writers)
-        self.pauses = pauses or PauseBoard()
-
-    def reconfigure(self, config: Config) -> None:
-        """Use ``config`` for every file taken from now on; files in progress keep the
-        settings they started with."""
-        self._folders = {f.path: f for f in config.folders}
-        self._config = config
-        self._client.reconfigure(config.procore)
+        self.pauses = pauses or HoldBoard()
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -128,7 +120,8 @@ class Uploader:
             return self._process(record)
 
     def _process(self, record: FileRecord) -> Outcome:
-        folder = self._folders.get(record.folder)
+        config = self._config()  # once: the file keeps these settings to the end
+        folder = config.folder_at(record.folder)
         if folder is None:
             # The folder left the configuration: keep the row, touch nothing.
             log.warning("folder_not_configured", folder=str(record.folder))
@@ -140,13 +133,13 @@ class Uploader:
         asks_procore = record.state in _ASKS_PROCORE or (
             record.state is FileState.STORED and folder.destination != "none")
         # When this attempt starts: a refusal of a request it sends is a failed re-check of
-        # a pause only if the pause began at or before this moment (``PauseBoard.pause``).
+        # a pause only if the pause began at or before this moment (``HoldBoard.pause``).
         started = self._clock()
         wait_until = self.pauses.admit(scopes, started) if asks_procore else None
         if wait_until is not None:
             return Outcome("retry", record, retry_at=wait_until, detail="paused")
         try:
-            record = self._advance(record, folder)
+            record = self._advance(record, folder, config)
         except Stopping:
             # Resumed at the next start from the journal's state, never charged.
             log.info("upload_interrupted_by_stop")
@@ -155,10 +148,10 @@ class Uploader:
                 record = self._journal.move(record, FileState.QUEUED, self._clock())
             return Outcome("retry", record, retry_at=self._clock(), detail="stopping")
         except HotfolderError as exc:
-            return self._after_error(record, folder, exc, started)
+            return self._after_error(record, folder, exc, started, config)
         except OSError as exc:
             # Ledger or archive I/O (disk full, permission): the file stays where it is.
-            return self._after_error(record, folder, ArchiveError(str(exc)), started)
+            return self._after_error(record, folder, ArchiveError(str(exc)), started, config)
         finally:
             self._progress.done(record.path)
         if asks_procore:
@@ -178,13 +171,14 @@ class Uploader:
 
     # --- the steps -------------------------------------------------------------------------
 
-    def _advance(self, record: FileRecord, folder: FolderSettings) -> FileRecord:
+    def _advance(self, record: FileRecord, folder: FolderSettings, config: Config
+                 ) -> FileRecord:
         redo_budget = 3  # association found not done -> redone; bounded within one call
-        company_id = self._config.procore.company_id
+        company_id = config.procore.company_id
         while record.state not in TERMINAL:
             state = record.state
             if state in (FileState.QUEUED, FileState.UPLOADING):
-                record = self._transfer.store(record, folder, self._config)
+                record = self._transfer.store(record, folder, config)
             elif state is FileState.STORED:
                 self._still_as_uploaded(record, folder)
                 if folder.destination == "none":
@@ -218,13 +212,13 @@ class Uploader:
     # --- outcomes --------------------------------------------------------------------------
 
     def _after_error(self, record: FileRecord, folder: FolderSettings, exc: HotfolderError,
-                     started: float) -> Outcome:
+                     started: float, config: Config) -> Outcome:
         """Apply the outcome policy (``policy.decide``) to an attempt that started at
         ``started`` and ended in ``exc``."""
         record = self._journal.get(record.id)
         info = _error_info(exc)
         now = self._clock()
-        decision = decide(record.state, exc, record.attempts, self._config.daemon.max_attempts,
+        decision = decide(record.state, exc, record.attempts, config.daemon.max_attempts,
                           self._rand(), backoff=self._backoff)
         if decision.unsent:
             # Refused outright: Procore created nothing, so nothing needs looking up.
@@ -234,8 +228,9 @@ class Uploader:
             scope = ACCOUNT if action is Action.PAUSE_ALL else str(folder.path)
             paused = self.pauses.pause(scope, info, now, self._rand(), sent_at=started)
             log.info("upload_paused", scope=scope, reason=paused.reason)
+            assert paused.until is not None  # a refusal's next re-check
             return self._schedule(record, now, Decision(Action.RETRY,
-                                                        delay=paused.next_check - now),
+                                                        delay=paused.until - now),
                                   info, log_it=False)
         if action in (Action.CHANGED, Action.VANISHED):
             state = FileState(action.value)

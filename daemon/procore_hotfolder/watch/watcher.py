@@ -192,7 +192,10 @@ class FolderWatcher:
     ``poll_folders`` lists folders the service must scan every ``poll_seconds``: those in
     poll mode, those whose inotify watch could not be set up (limit reached) and those that
     are missing (checked cheaply until they come back; ``refresh()`` then watches them).
-    All methods are thread-safe; ``stop()`` joins watchdog's threads and is idempotent.
+    Whether a folder is available, and the log lines about it, are the scanner's business
+    (one owner: the board of holds); here a folder that cannot be listed is only one not
+    watched yet. All methods are thread-safe; ``stop()`` joins watchdog's threads and is
+    idempotent.
     """
 
     def __init__(
@@ -212,7 +215,6 @@ class FolderWatcher:
         self._observer: BaseObserver | None = None
         self._watches: dict[Path, ObservedWatch] = {}
         self._modes: dict[Path, str] = {}
-        self._missing: dict[Path, str] = {}
         self._stopped = False
 
     @property
@@ -227,11 +229,11 @@ class FolderWatcher:
         with self._lock:
             return [path for path, mode in self._modes.items() if mode != "events"]
 
-    def start(self) -> dict[Path, str]:
-        """Start watching; returns the folders that are unavailable now (with the reason)."""
+    def start(self) -> None:
+        """Start watching (a folder that cannot be listed now is polled until it can)."""
         with self._lock:
             if self._observer is not None or self._stopped:
-                return dict(self._missing)
+                return
             observer = Observer()
             observer.start()
             self._observer = observer
@@ -244,7 +246,6 @@ class FolderWatcher:
                 observer.stop()
                 observer.join()
                 raise
-            return dict(self._missing)
 
     def refresh(self) -> None:
         """Watch folders that came back, and notice event watches that died (unmounts)."""
@@ -261,7 +262,7 @@ class FolderWatcher:
                     log.warning("folder_watch_lost", path=str(path))
                     self.writers.events.forget_below(str(path))  # it saw nothing since
                     self._set_up(folder)
-                elif path in self._missing:
+                elif self._modes.get(path) == "missing":
                     self._set_up(folder)
 
     def stop(self) -> None:
@@ -275,16 +276,9 @@ class FolderWatcher:
 
     def _set_up(self, folder: FolderSettings) -> None:
         path = folder.path
-        problem = folder_available(folder)
-        if problem is not None:
-            if self._missing.get(path) != problem:
-                log.error("folder_unavailable", path=str(path), reason=problem)
-            self._missing[path] = problem
-            self._modes[path] = "missing"
+        if folder_available(folder) is not None:
+            self._modes[path] = "missing"  # the scanner says why, and polls it
             return
-        if path in self._missing:
-            del self._missing[path]
-            log.info("folder_available_again", path=str(path))
         mode = choose_watch_mode(folder)
         if mode == "poll":
             self._modes[path] = "poll"

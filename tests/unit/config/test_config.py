@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from procore_hotfolder.config import AlertSettings, load_config, parse_config
+from procore_hotfolder.config import AlertSettings, Current, load_config, parse_config
 from procore_hotfolder.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -292,3 +292,18 @@ def test_webhook_https_only_but_loopback(tmp_path: Path, url: str, ok: bool) -> 
     else:
         with pytest.raises(ConfigError, match=r"alerts\.webhook_url"):
             parse_config(raw, base_dir=tmp_path, environ=env)
+
+
+def test_the_holder_answers_the_configuration_last_set(tmp_path: Path) -> None:
+    """``Current``: what every reader of the running daemon asks; only the reload sets it."""
+    secret = {"PROCORE_CLIENT_SECRET": "x"}
+    first = parse_config(_minimal(tmp_path), base_dir=tmp_path, environ=secret)
+    raw = _minimal(tmp_path)
+    raw["daemon"] = {"state_dir": str(tmp_path / "state"), "workers": 9}
+    second = parse_config(raw, base_dir=tmp_path, environ=secret)
+    current = Current(first)
+    assert current() is first
+    current.set(second)
+    assert current() is second and current().daemon.workers == 9
+    assert first.folder_at(tmp_path / "drop") is first.folders[0]
+    assert first.folder_at(tmp_path / "drop" / "sub") is None  # exact, unlike folder_for

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from procore_hotfolder.engine.heartbeat import STALL_SECONDS, STATUS_MAX_CHARS, Heartbeat
-from procore_hotfolder.upload.pauses import ACCOUNT, Pause
+from procore_hotfolder.upload.holds import ACCOUNT, FOLDER_UNAVAILABLE, Hold, HoldKind
 
 
 class Recorder:
@@ -135,14 +135,18 @@ def test_a_dead_loop_stalls_one_ended_by_design_or_replaced_does_not() -> None:
 def test_status_is_one_line_of_bounded_length() -> None:
     heartbeat, notifier = _heartbeat(Clock())
     counts = {"queued": 2, "delayed": 1, "in_flight": 3}
-    heartbeat.status(waiting=4, counts=counts, last_upload="/drop/a.pdf", paused=None,
-                     pauses=[])
+    heartbeat.status(waiting=4, counts=counts, last_upload="/drop/a.pdf", holds=[])
     assert notifier.sent == ["STATUS=waiting 4, queued 3, uploading 3, last upload "
                              "/drop/a.pdf"]
-    pause = Pause(scope=ACCOUNT, reason="forbidden", detail="x" * 1000, since=0.0,
-                  next_check=0.0, checks=0, counts_from=0.0)
-    heartbeat.status(waiting=0, counts=counts, last_upload="none",
-                     paused=(0.0, "rate_limited"), pauses=[pause])
+    unavailable = Hold(kind=HoldKind.FOLDER, scope="/drop/b", reason=FOLDER_UNAVAILABLE,
+                       detail="missing", since=0.0, until=None)
+    heartbeat.status(waiting=0, counts=counts, last_upload="none", holds=[unavailable])
+    assert notifier.sent[-1].endswith("last upload none; UNAVAILABLE /drop/b: missing")
+    rate = Hold(kind=HoldKind.API, scope=ACCOUNT, reason="rate_limited", since=0.0,
+                until=9.0)
+    pause = Hold(kind=HoldKind.REFUSED, scope=ACCOUNT, reason="forbidden", detail="x" * 1000,
+                 since=0.0, until=0.0)
+    heartbeat.status(waiting=0, counts=counts, last_upload="none", holds=[rate, pause])
     line = notifier.sent[-1]
     assert line.startswith("STATUS=waiting 0, queued 3, uploading 3, last upload none, "
                            "paused: rate_limited; PAUSED all folders: forbidden: xxx")

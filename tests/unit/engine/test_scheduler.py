@@ -1,12 +1,16 @@
 """The scheduler without its threads: hints become observations, a settled file becomes a
 journal row for the workers, outcomes free the path, and the run mode decides about empty
-files. A fake monotonic clock; real files, a real journal."""
+files; the scanner is told only through its queues (room in the scan window, paths with a
+row), and other threads read only the view each tick publishes. A fake monotonic clock; real
+files, a real journal; a fake scanner that keeps what it is told."""
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +19,11 @@ from structlog.testing import capture_logs
 
 from procore_hotfolder.config import Config, FolderSettings, parse_config
 from procore_hotfolder.engine.dispatch import Dispatcher
-from procore_hotfolder.engine.heartbeat import Heartbeat, NullNotifier
 from procore_hotfolder.engine.runmode import Daemon, Once, RunMode
-from procore_hotfolder.engine.scheduler import Scheduler
+from procore_hotfolder.engine.scanner import EverythingSeen, Found
+from procore_hotfolder.engine.scheduler import SKIPPED_LIMIT, Scheduler
 from procore_hotfolder.state.journal import Journal
+from procore_hotfolder.upload.holds import HoldBoard
 from procore_hotfolder.upload.pipeline import Outcome
 from procore_hotfolder.watch.stability import Observation
 from procore_hotfolder.watch.writers import Writers
@@ -43,6 +48,36 @@ class FakeUploader:
         self.failed.append((path, reason))
 
 
+class FakeScanner:
+    """The scanner's side of the queues: what it found (``found``), what it was told."""
+
+    def __init__(self, window: int = 10) -> None:
+        self.window = window
+        self.found: queue.SimpleQueue[Found | EverythingSeen] = queue.SimpleQueue()
+        self.room: dict[Path, int] = {}
+        self.rows: set[str] = set()
+        self.below: list[Path] = []
+
+    def grant(self, folder: Path, files: int) -> None:
+        self.room[folder] = self.room.get(folder, 0) + files
+
+    def rows_opened(self, paths: Iterable[str]) -> None:
+        self.rows.update(paths)
+
+    def rows_closed(self, paths: Iterable[str]) -> None:
+        self.rows.difference_update(paths)
+
+    def scan_below(self, path: Path) -> None:
+        self.below.append(path)
+
+    def hand_over(self, folder: Path, paths: Iterable[Path]) -> None:
+        """Found candidates, each taking a unit of the room granted."""
+        for path in paths:
+            assert self.room[folder] > 0, "handed over without room"
+            self.room[folder] -= 1
+            self.found.put(Found(folder, path))
+
+
 class Rig:
     def __init__(self, tmp_path: Path, mode: RunMode) -> None:
         self.drop = tmp_path / "drop"
@@ -50,24 +85,20 @@ class Rig:
         self.config = _config(tmp_path)
         self.clock = Clock()
         self.journal = Journal.open(self.config.daemon.state_dir)
-        self.dispatcher = Dispatcher(clock=lambda: 1_000_000.0)
+        self.dispatcher = Dispatcher(wall=lambda: 1_000_000.0)
+        self.holds = HoldBoard()
         self.uploader = FakeUploader()
         self.writers = Writers()
-        heartbeat = Heartbeat(NullNotifier(), progress=_NoProgress(),
-                              waiting_out=lambda: False, monotonic=self.clock, watchdog_usec=0)
+        self.scanner = FakeScanner()
         self.scheduler = Scheduler(
-            self.config, self.journal, self.uploader, dispatcher=self.dispatcher,  # type: ignore[arg-type]
-            mode=mode, heartbeat=heartbeat, stop=threading.Event(), watcher=lambda: None,
-            writers=self.writers, monotonic=self.clock, wall=lambda: 1_000_000.0)
+            lambda: self.config, self.journal, self.uploader,  # type: ignore[arg-type]
+            dispatcher=self.dispatcher, scanner=self.scanner,  # type: ignore[arg-type]
+            holds=self.holds, mode=mode, writers=self.writers, monotonic=self.clock,
+            wall=lambda: 1_000_000.0)
 
     def after(self, seconds: float) -> None:
         self.clock.now += seconds
         self.scheduler.tick()
-
-
-class _NoProgress:
-    def last_moved(self, path: Path) -> float | None:
-        return None
 
 
 def _config(tmp_path: Path) -> Config:
@@ -92,7 +123,8 @@ def test_a_hinted_file_is_queued_once_its_quiet_period_has_run(rig: Rig) -> None
     scan.write_bytes(b"%PDF 1")
     rig.scheduler.hint(scan)
     rig.after(0.0)
-    assert rig.scheduler.held() == 1 and rig.dispatcher.ready() == 0
+    assert len(rig.scheduler.tracker) == 1 and rig.dispatcher.ready() == 0
+    assert rig.scheduler.view.waiting == {str(rig.drop): 1}
     rig.after(1.0)
     assert not rig.journal.active()
     with capture_logs() as logs:
@@ -101,6 +133,7 @@ def test_a_hinted_file_is_queued_once_its_quiet_period_has_run(rig: Rig) -> None
     assert record.path == scan
     assert rig.dispatcher.ready() == 1 and len(rig.scheduler.tracker) == 0
     assert [e["event"] for e in logs] == ["file_settled"]
+    assert rig.scanner.rows == {str(scan)}  # its scans pass over it now
     rig.scheduler.hint(scan)  # its row is unfinished: no second row
     rig.after(5.0)
     assert len(rig.journal.active()) == 1
@@ -124,8 +157,10 @@ def test_an_outcome_frees_the_path_and_a_changed_file_is_looked_at_again(rig: Ri
     rig.after(0.0)
     rig.after(2.5)
     (record,) = rig.journal.active()
+    assert rig.scanner.rows == {str(scan)}
     rig.scheduler.finished(Outcome("changed", record))
     rig.after(0.0)  # the outcome's hint is looked at in the next tick
+    assert rig.scanner.rows == set()  # a scan may hand it over again
     rig.after(0.0)
     assert str(scan) in rig.scheduler.tracker
     rig.scheduler.finished(Outcome("archived", record))
@@ -206,3 +241,93 @@ def test_an_empty_file_a_scanner_holds_open_is_not_failed(rig: Rig) -> None:
     for _ in range(20):
         rig.after(2.0)
     assert [reason for _, reason in rig.uploader.failed] == ["empty"]
+
+
+def test_a_folder_added_by_a_reload_is_watched_without_telling_the_scheduler(
+        rig: Rig, tmp_path: Path) -> None:
+    """The scheduler asks the configuration in force at each tick: once the reload sets it,
+    a file of an added folder settles (no copy of the folders to bring in step)."""
+    added = tmp_path / "added"
+    added.mkdir()
+    folder = replace(rig.config.folders[0], path=added, archive_dir=added / ".archive",
+                     failed_dir=added / ".failed")
+    scan = added / "plan.pdf"
+    scan.write_bytes(b"%PDF added")
+    rig.after(0.0)  # a tick under the configuration it started with
+    rig.config = replace(rig.config, folders=(*rig.config.folders, folder))
+    rig.scheduler.hint(scan)
+    rig.after(0.0)
+    rig.after(2.5)
+    (record,) = rig.journal.active()
+    assert record.path == scan and record.folder == added
+
+
+def _files(folder: Path, count: int) -> list[Path]:
+    paths = []
+    for n in range(count):
+        path = folder / f"scan-{n:02d}.pdf"
+        path.write_bytes(b"%PDF " + bytes([n]) * 10)
+        paths.append(path)
+    return paths
+
+
+def test_the_scan_window_is_room_granted_to_the_scanner_and_given_back(rig: Rig) -> None:
+    """Each folder's room: the window less its files settling, ready for a worker, or
+    granted and not taken yet; it comes back as workers take rows."""
+    rig.after(0.0)
+    assert rig.scanner.room == {rig.drop: 10}  # the window (FakeScanner's)
+    rig.after(0.0)
+    assert rig.scanner.room == {rig.drop: 10}  # not granted twice while unused
+    files = _files(rig.drop, 12)
+    rig.scanner.hand_over(rig.drop, files[:10])
+    rig.scheduler.hint(files[10])  # an event: not counted against the scanner's room
+    rig.after(0.0)
+    assert rig.scanner.room == {rig.drop: 0}
+    assert len(rig.scheduler.tracker) == 11  # the event's file comes on top
+    rig.after(2.5)
+    assert rig.dispatcher.ready() == 11 and rig.scanner.room == {rig.drop: 0}
+    for _ in range(6):
+        assert rig.dispatcher.get(timeout=0) is not None  # workers take rows
+    rig.after(0.0)
+    assert rig.scanner.room == {rig.drop: 5}  # 10 less the 5 still ready
+
+
+def test_the_entries_passed_over_are_kept_within_a_bound(rig: Rig) -> None:
+    """``skipped`` keeps the latest ``SKIPPED_LIMIT`` (it used to grow with every entry
+    ever passed over); one found gone is forgotten."""
+    for n in range(SKIPPED_LIMIT + 5):
+        rig.scanner.found.put(Found(rig.drop, rig.drop / f"link-{n}", "a symbolic link"))
+    with capture_logs() as logs:
+        rig.after(0.0)
+    assert len(logs) == SKIPPED_LIMIT + 5
+    assert len(rig.scheduler.skipped) == SKIPPED_LIMIT
+    assert str(rig.drop / "link-4") not in rig.scheduler.skipped
+    last = str(rig.drop / f"link-{SKIPPED_LIMIT + 4}")
+    assert last in rig.scheduler.skipped
+    rig.scheduler.hint(Path(last))  # an event: it is gone
+    rig.after(0.0)
+    assert last not in rig.scheduler.skipped
+
+
+def test_the_run_is_drained_only_once_the_scanner_saw_everything(rig: Rig) -> None:
+    rig.after(0.0)
+    assert not rig.scheduler.drained()
+    rig.scanner.found.put(EverythingSeen())
+    rig.after(0.0)
+    assert rig.scheduler.drained()
+
+
+def test_other_threads_read_the_view_each_tick_publishes(rig: Rig) -> None:
+    """The metrics thread reads ``view``, a value replaced at each tick, never the live
+    tracker."""
+    first = rig.scheduler.view
+    a, b = _files(rig.drop, 2)
+    rig.scheduler.hint(a)
+    rig.after(0.0)
+    rig.clock.now += 0.5
+    rig.scheduler.hint(b)
+    rig.after(0.0)
+    view = rig.scheduler.view
+    assert first.waiting == {} and view is not first
+    assert view.waiting == {str(rig.drop): 2}
+    assert view.oldest == {str(rig.drop): 500.0}  # a's first sight

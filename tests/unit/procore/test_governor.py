@@ -31,12 +31,25 @@ from procore_hotfolder.procore.windows import STALE_SECONDS, implied_left
 
 class FakeTime:
     """A clock that only moves when someone waits on it; a wait that would end after
-    ``deadline`` gives up there (``acquire`` then raises ``Stopping``: still waiting)."""
+    ``deadline`` gives up there (``acquire`` then raises ``Stopping``: still waiting). It
+    also takes the governor's reports of its pauses (``on_pause``), as the board of holds
+    does."""
 
     def __init__(self, start: float = 1_000_000.0) -> None:
         self.now = start
         self.waits: list[float] = []
         self.deadline = math.inf
+        self.reported: list[tuple[str, float, float]] = []  # (reason, since, until)
+
+    def report(self, reason: str, since: float, until: float) -> None:
+        self.reported.append((reason, since, until))
+
+    def paused(self) -> tuple[float, str] | None:
+        """``(until, reason)`` of the pause reported last, while it is in force."""
+        if self.reported and self.reported[-1][2] > self.now:
+            reason, _, until = self.reported[-1]
+            return until, reason
+        return None
 
     def clock(self) -> float:
         return self.now
@@ -52,7 +65,7 @@ class FakeTime:
     def governor(self, rand: float = 0.0, ceiling_per_hour: int | None = None) -> RateGovernor:
         """A governor on this clock and wait, its jitter fixed at ``rand``."""
         return RateGovernor(clock=self.clock, wait=self.wait, rand=lambda: rand,
-                            ceiling_per_hour=ceiling_per_hour)
+                            ceiling_per_hour=ceiling_per_hour, on_pause=self.report)
 
     def still_waiting_after(self, governor: RateGovernor, seconds: float) -> bool:
         """True when an ``acquire()`` does not return within ``seconds``."""
@@ -186,7 +199,7 @@ def test_429_pauses_every_caller_until_reset_or_retry_after(fake: FakeTime) -> N
     start = fake.now
     governor.acquire()
     governor.observe(429, {**limits(10, 0, start + 3), "Retry-After": "7"})
-    paused = governor.paused()
+    paused = fake.paused()
     assert paused is not None
     until, reason = paused
     assert reason == "rate_limited"
@@ -199,7 +212,7 @@ def test_429_reset_later_than_retry_after_wins(fake: FakeTime, governor: RateGov
     start = fake.now
     governor.acquire()
     governor.observe(429, {**limits(10, 0, start + 9), "Retry-After": "1"})
-    paused = governor.paused()
+    paused = fake.paused()
     assert paused is not None
     assert paused[0] >= start + 9
 
@@ -207,29 +220,33 @@ def test_429_reset_later_than_retry_after_wins(fake: FakeTime, governor: RateGov
 def test_429_without_any_hint_still_pauses(fake: FakeTime, governor: RateGovernor) -> None:
     governor.acquire()
     governor.observe(429, {})
-    assert governor.paused() is not None
+    assert fake.paused() is not None
 
 
 def test_503_pauses_only_with_retry_after(fake: FakeTime, governor: RateGovernor) -> None:
     governor.acquire()
     governor.observe(503, {})
-    assert governor.paused() is None
+    assert fake.paused() is None
     governor.acquire()
     governor.observe(503, {"Retry-After": "2"})
-    paused = governor.paused()
+    paused = fake.paused()
     assert paused is not None
     assert paused[1] == "unavailable"
 
 
 def test_pause_holds_callers_and_is_reported(fake: FakeTime, governor: RateGovernor) -> None:
     governor.pause(fake.now + 12.0, "network")
-    assert governor.paused() == (fake.now + 12.0, "network")
+    assert fake.paused() == (fake.now + 12.0, "network")
+    assert fake.reported == [("network", fake.now, fake.now + 12.0)]
     start = fake.now
     governor.acquire()
     assert fake.now == pytest.approx(start + 12.0)
-    assert governor.paused() is None
+    assert fake.paused() is None
     governor.pause(fake.now - 1, "network")  # a pause in the past changes nothing
-    assert governor.paused() is None
+    assert fake.paused() is None and len(fake.reported) == 1
+    governor.pause(fake.now + 5.0, "network")
+    governor.pause(fake.now + 2.0, "network")  # within the pause in force: nothing new
+    assert [until - fake.now for _, _, until in fake.reported[1:]] == [5.0]
 
 
 def test_late_answers_from_an_older_window_are_ignored(fake: FakeTime,
@@ -270,9 +287,10 @@ def test_server_clock_skew_is_corrected_from_date(fake: FakeTime,
     assert 4.0 <= fake.now - start <= 5.0 + 1.0 + MAX_JITTER_SECONDS
 
 
-def test_stop_makes_acquire_raise(fake: FakeTime, governor: RateGovernor) -> None:
-    governor.stop()
-    assert governor.stopping
+def test_the_stop_event_makes_acquire_raise(fake: FakeTime) -> None:
+    stop = threading.Event()
+    governor = RateGovernor(clock=fake.clock, wait=fake.wait, stop=stop)
+    stop.set()
     with pytest.raises(Stopping):
         governor.acquire()
     assert governor.sleep(1.0) is False
@@ -303,25 +321,13 @@ def _waiting_caller_is_stopped(governor: RateGovernor, stop: Callable[[], None])
     assert raised.is_set()
 
 
-def test_default_wait_is_woken_by_stop() -> None:
-    governor = RateGovernor()
-    _waiting_caller_is_stopped(governor, governor.stop)
-
-
 def test_the_process_stop_event_stops_a_waiting_caller() -> None:
+    """The default wait waits on the stop event: whoever owns the process's stop sets it,
+    and a caller waiting out a pause raises at once."""
     stop = threading.Event()
     governor = RateGovernor(stop=stop)
-    # set by whoever owns the process's stop, not through the governor
     _waiting_caller_is_stopped(governor, stop.set)
-    assert governor.stopping
     assert governor.sleep(1.0) is False
-
-
-def test_stop_sets_the_event_it_was_given(fake: FakeTime) -> None:
-    stop = threading.Event()
-    governor = RateGovernor(clock=fake.clock, wait=fake.wait, stop=stop)
-    governor.stop()
-    assert stop.is_set()
     with pytest.raises(Stopping):
         governor.acquire()
 
@@ -412,7 +418,7 @@ def test_429_on_the_spike_window_pauses_until_its_reset(fake: FakeTime,
     governor.observe(200, limits(600, 590, start + 3000))
     governor.acquire()
     governor.observe(429, {**limits(25, 0, start + 4), "Retry-After": "4"})
-    paused = governor.paused()
+    paused = fake.paused()
     assert paused is not None
     assert start + 4 < paused[0] <= start + 4 + MAX_JITTER_SECONDS
     governor.acquire()  # after the pause: the hourly window has plenty

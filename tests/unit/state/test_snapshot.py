@@ -25,22 +25,22 @@ def _snapshot(**changes: object) -> dict[str, object]:
     parts: dict[str, object] = {
         "pid": 42, "updated": 1000.0, "once": False,
         "counts": {"queued": 1, "delayed": 0, "in_flight": 0}, "waiting": 0, "pending": {},
-        "skipped": {}, "unavailable": {}, "modes": {}, "writers": {}, "paused": None, "pauses": [],
-        "files_per_hour": None, "bound_by": "uploads", "uploading": {}, "last_upload": None}
+        "skipped": {}, "modes": {}, "writers": {}, "holds": [], "files_per_hour": None,
+        "bound_by": "uploads", "uploading": {}, "last_upload": None}
     parts.update(changes)
     return build_snapshot(**parts)  # type: ignore[arg-type]
 
 
 def test_the_snapshot_has_the_keys_status_reads() -> None:
-    snapshot = _snapshot(unavailable={Path("/drop"): "gone"}, modes={Path("/drop"): "poll"},
-                         paused=(2000.0, "rate_limited"), files_per_hour=120.0)
+    holds = [{"kind": "api", "scope": "account", "reason": "rate_limited", "until": 2000.0},
+             {"kind": "folder", "scope": "/drop", "reason": "folder_unavailable",
+              "detail": "gone"}]
+    snapshot = _snapshot(holds=holds, modes={Path("/drop"): "poll"}, files_per_hour=120.0)
     assert set(snapshot) == {"pid", "updated", "once", "counts", "waiting", "pending",
-                             "skipped", "unavailable", "modes", "writers", "paused", "pauses",
-                             "pace",
+                             "skipped", "modes", "writers", "holds", "pace",
                              "uploading", "last_upload"}
-    assert snapshot["unavailable"] == {"/drop": "gone"}
+    assert snapshot["holds"] == holds
     assert snapshot["modes"] == {"/drop": "poll"}
-    assert snapshot["paused"] == {"until": 2000.0, "reason": "rate_limited"}
     assert snapshot["pace"] == {"files_per_hour": 120.0, "bound_by": "uploads"}
 
 

@@ -20,7 +20,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from procore_hotfolder.config import Config, parse_config
+from procore_hotfolder.config import Config, Current, parse_config
 from procore_hotfolder.errors import (
     AuthenticationError,
     NetworkError,
@@ -37,7 +37,7 @@ from procore_hotfolder.model import FileState
 from procore_hotfolder.procore import SegmentSpec, SegmentTicket, UploadTicket
 from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.ledger import Ledger
-from procore_hotfolder.upload.pauses import ACCOUNT
+from procore_hotfolder.upload.holds import ACCOUNT
 from procore_hotfolder.upload.pipeline import Outcome, Uploader
 
 Step = Callable[["FakeClient"], Any]
@@ -67,9 +67,6 @@ class FakeClient:
         if isinstance(action, BaseException):
             raise action
         action()
-
-    def reconfigure(self, settings: object) -> None:
-        self.calls.append("reconfigure")
 
     def create_upload(self, target: object, filename: str, size: int,
                       segments: list[SegmentSpec] | None = None, **_: Any) -> UploadTicket:
@@ -146,7 +143,8 @@ class Rig:
         self.client = FakeClient(self.file)
         self.writer_fds: list[int] = []
         self.now = 1_000_000.0
-        self.uploader = Uploader(self.config, self.journal, self.ledger,
+        self.current = Current(self.config)
+        self.uploader = Uploader(self.current, self.journal, self.ledger,
                                  self.client,  # type: ignore[arg-type]
                                  clock=lambda: self.now, rand=lambda: 0.5)
         observation = sourcefile.observe(self.file)
@@ -179,7 +177,7 @@ class Rig:
         return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
     def paused(self) -> set[str]:
-        return {p.scope for p in self.uploader.pauses.current()}
+        return {p.scope for p in self.uploader.pauses.current(self.now)}
 
 
 def _http(cls: type[ProcoreError], status: int) -> ProcoreError:
@@ -338,10 +336,10 @@ def test_refusals_in_flight_when_the_pause_began_do_not_back_it_off(tmp_path: Pa
     for worker in workers:
         worker.join(timeout=10)
     assert [o.kind for o in outcomes] == ["retry"] * 3
-    [paused] = rig.uploader.pauses.current()
+    [paused] = rig.uploader.pauses.current(rig.now)
     assert paused.checks == 0
-    assert paused.next_check - paused.since == 20.0  # rand 0.5: CHECK_BACKOFF's first delay
-    assert {o.retry_at for o in outcomes} == {paused.next_check}
+    assert paused.until - paused.since == 20.0  # rand 0.5: CHECK_BACKOFF's first delay
+    assert {o.retry_at for o in outcomes} == {paused.until}
     assert all(rig.journal.get(r.id).attempts == 0 for r in records)
 
 
@@ -437,7 +435,7 @@ def test_segment_puts_run_in_the_files_context(tmp_path: Path) -> None:
     rig = Rig(tmp_path, "none")
     daemon = replace(rig.config.daemon, segment_threshold_bytes=1, segment_size_bytes=8,
                      segment_parallelism=2)
-    rig.uploader.reconfigure(replace(rig.config, daemon=daemon))
+    rig.current.set(replace(rig.config, daemon=daemon))
     assert rig.process().kind == "archived"
     assert len(rig.client.segment_puts) == 3  # 23 bytes in segments of 8
     for thread, context in rig.client.segment_puts:
@@ -494,3 +492,35 @@ def test_a_ticket_of_an_unknown_form_means_a_new_upload_not_a_crash(tmp_path: Pa
     assert rig.row().uuid != "UUIDOLD"
     [warning] = [e for e in logs if e["event"] == "journal_value_unreadable"]
     assert warning["what"] == "ticket" and "99" in warning["error"]
+
+
+def test_a_file_keeps_the_settings_it_started_with(tmp_path: Path) -> None:
+    """The pipeline asks ``config.Current`` once per file: a reload during an attempt (here,
+    down to one attempt) applies from the next file on, not to this attempt's outcome."""
+    rig = Rig(tmp_path, "none")
+
+    def reload_then_fail() -> None:
+        rig.current.set(replace(rig.config, daemon=replace(rig.config.daemon, max_attempts=1)))
+        raise ServerError("Procore answered HTTP 500: try later", status=500)
+
+    rig.client.faults["create_upload"] = [reload_then_fail]
+    assert rig.process().kind == "retry"  # 1 of the 3 attempts it started with
+    assert rig.row().attempts == 1
+
+
+def test_a_folder_added_by_a_reload_is_processed(tmp_path: Path) -> None:
+    """No part of the pipeline keeps its own copy of the folders: once the reload sets the
+    configuration, a row of the added folder goes through (it used to wait an hour as
+    ``folder_not_configured``)."""
+    rig = Rig(tmp_path, "none")
+    assert rig.process().kind == "archived"  # under the configuration it started with
+    added = replace(rig.folder, path=tmp_path / "added", archive_dir=tmp_path / "added-archive",
+                    failed_dir=tmp_path / "added-failed")
+    added.path.mkdir()
+    scan = added.path / "plan.pdf"
+    scan.write_bytes(b"%PDF-1.7 in the added folder\n")
+    observation = sourcefile.observe(scan)
+    assert observation is not None
+    (record,) = rig.journal.enqueue([(added.path, scan, observation)], rig.now)
+    rig.current.set(replace(rig.config, folders=(*rig.config.folders, added)))
+    assert rig.uploader.process(record).kind == "archived"
