@@ -224,7 +224,7 @@ class Stopping(BaseException):
 
     A ``BaseException``, like ``KeyboardInterrupt``: no ``except Exception`` (or
     ``except HotfolderError``) on the way up may take it for a file's trouble, charge an
-    attempt for it or mark a file failed. Only ``pipeline.Uploader.process`` catches it.
+    attempt for it or mark a file failed. Only ``uploader.Uploader.process`` catches it.
     """
 
     reason = "stopping"

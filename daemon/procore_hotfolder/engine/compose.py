@@ -33,8 +33,8 @@ from procore_hotfolder.state.journal import Journal
 from procore_hotfolder.state.ledger import Ledger
 from procore_hotfolder.state.statelock import StateLock
 from procore_hotfolder.upload.pauses import PauseBoard
-from procore_hotfolder.upload.pipeline import Uploader
 from procore_hotfolder.upload.progress import Progress
+from procore_hotfolder.upload.uploader import Uploader
 from procore_hotfolder.watch.writers import Writers
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from procore_hotfolder.state.journal import FileRecord
-from procore_hotfolder.upload.pipeline import Outcome
+from procore_hotfolder.upload.uploader import Outcome
 
 
 @dataclass

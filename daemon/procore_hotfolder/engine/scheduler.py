@@ -30,7 +30,7 @@ from procore_hotfolder.engine.runmode import RunMode
 from procore_hotfolder.files import sourcefile
 from procore_hotfolder.model import not_a_file_skip
 from procore_hotfolder.state.journal import FileRecord, Journal
-from procore_hotfolder.upload.pipeline import Outcome, Uploader
+from procore_hotfolder.upload.uploader import Outcome, Uploader
 from procore_hotfolder.watch.ignore import IgnoreRules
 from procore_hotfolder.watch.mounts import FolderHealth
 from procore_hotfolder.watch.stability import SettleTracker

@@ -33,8 +33,8 @@ from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.state import snapshot
 from procore_hotfolder.state.journal import Journal
 from procore_hotfolder.upload.pauses import ACCOUNT
-from procore_hotfolder.upload.pipeline import Outcome, Uploader
 from procore_hotfolder.upload.progress import Progress
+from procore_hotfolder.upload.uploader import Outcome, Uploader
 from procore_hotfolder.watch.watcher import FolderWatcher
 from procore_hotfolder.watch.writers import Writers
 

@@ -1,4 +1,4 @@
-"""One file's way to Procore: the step driver (pipeline), the outcome table (policy),
+"""One file's way to Procore: the step driver (uploader), the outcome table (policy),
 pauses, the bytes (transfer, progress), filing (destinations/) and the last steps
 (finishing).
 """

@@ -22,7 +22,7 @@ The rules, first match wins:
 8. Anything else (validation, storage refusal): failed.
 
 A stop is no error and not in this table: ``errors.Stopping`` is a control signal that the
-pipeline catches itself (the row resumes at the next start, uncharged).
+uploader catches itself (the row resumes at the next start, uncharged).
 
 A file whose association POST has an unknown outcome (ASSOCIATING, no certain refusal) is
 failed only after a look at Procore shows it was not filed (``resolve_first``).

@@ -9,7 +9,7 @@ from pathlib import Path
 from procore_hotfolder.engine.runmode import Daemon, Once
 from procore_hotfolder.model import FileState
 from procore_hotfolder.state.journal import FileRecord
-from procore_hotfolder.upload.pipeline import Outcome
+from procore_hotfolder.upload.uploader import Outcome
 from procore_hotfolder.watch.stability import Observation
 
 

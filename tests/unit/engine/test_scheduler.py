@@ -19,7 +19,7 @@ from procore_hotfolder.engine.heartbeat import Heartbeat, NullNotifier
 from procore_hotfolder.engine.runmode import Daemon, Once, RunMode
 from procore_hotfolder.engine.scheduler import Scheduler
 from procore_hotfolder.state.journal import Journal
-from procore_hotfolder.upload.pipeline import Outcome
+from procore_hotfolder.upload.uploader import Outcome
 from procore_hotfolder.watch.stability import Observation
 from procore_hotfolder.watch.writers import Writers
 

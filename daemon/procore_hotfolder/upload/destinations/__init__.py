@@ -31,7 +31,7 @@ early (never late), and that can only widen this window, never make us miss our 
 Each destination is one class behind the ``Destination`` protocol (``protocol.py``):
 ``photos.Photos``, ``documents.Documents`` (its folders in ``folders.FolderTree``). Its plans
 are frozen dataclasses; their JSON carries ``"v"`` (``PLAN_VERSION``) and ``"kind"``.
-``Filing`` is what the pipeline calls: it moves the journal row and logs (in the caller's
+``Filing`` is what the uploader calls: it moves the journal row and logs (in the caller's
 structlog context: the file's ``path`` and ``file_id``).
 """
 

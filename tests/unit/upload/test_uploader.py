@@ -38,7 +38,7 @@ from procore_hotfolder.procore import SegmentSpec, SegmentTicket, UploadTicket
 from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.ledger import Ledger
 from procore_hotfolder.upload.pauses import ACCOUNT
-from procore_hotfolder.upload.pipeline import Outcome, Uploader
+from procore_hotfolder.upload.uploader import Outcome, Uploader
 
 Step = Callable[["FakeClient"], Any]
 
