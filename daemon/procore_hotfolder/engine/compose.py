@@ -66,10 +66,10 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     journal = Journal.open(config.daemon.state_dir)
     progress = Progress()
     writers = Writers()
+    mode: RunMode = Once(config.daemon.max_attempts, stopping) if once else Daemon()
     uploader = Uploader(config, journal, Ledger(config.daemon.state_dir), client,
                         progress=progress, stopping=stopping.is_set, pauses=PauseBoard(),
-                        writers=writers)
-    mode: RunMode = Once(config.daemon.max_attempts, stopping) if once else Daemon()
+                        writers=writers, limit=mode)
     service = Service(config, journal, uploader, governor, stop=stopping, mode=mode,
                       progress=progress, writers=writers, notifier=notifier,
                       load_config=load_config, on_reload=on_reload)

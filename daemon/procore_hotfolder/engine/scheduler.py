@@ -30,7 +30,8 @@ from procore_hotfolder.engine.runmode import RunMode
 from procore_hotfolder.files import sourcefile
 from procore_hotfolder.model import not_a_file_skip
 from procore_hotfolder.state.journal import FileRecord, Journal
-from procore_hotfolder.upload.uploader import Outcome, Uploader
+from procore_hotfolder.upload.outcome import Outcome, OutcomeKind
+from procore_hotfolder.upload.uploader import Uploader
 from procore_hotfolder.watch.ignore import IgnoreRules
 from procore_hotfolder.watch.mounts import FolderHealth
 from procore_hotfolder.watch.stability import SettleTracker
@@ -375,14 +376,14 @@ class Scheduler:
             except queue.Empty:
                 return
             record = outcome.record
-            if outcome.kind == "retry":
+            if not outcome.kind.done:
                 continue
             with self._active_lock:
                 self._active_paths.discard(str(record.path))
             self._mode.noted(outcome)
-            if outcome.kind == "archived":
+            if outcome.kind is OutcomeKind.ARCHIVED:
                 self.pace.completed(self._now())
                 self.last_upload = {"path": str(record.path), "uuid": record.uuid,
                                     "time": self._wall()}
-            elif outcome.kind in ("changed", "vanished"):
+            elif outcome.kind.looked_at_again:
                 self.hint(record.path)

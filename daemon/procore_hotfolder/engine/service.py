@@ -34,7 +34,7 @@ from procore_hotfolder.state import snapshot
 from procore_hotfolder.state.journal import Journal
 from procore_hotfolder.upload.pauses import ACCOUNT
 from procore_hotfolder.upload.progress import Progress
-from procore_hotfolder.upload.uploader import Outcome, Uploader
+from procore_hotfolder.upload.uploader import Uploader
 from procore_hotfolder.watch.watcher import FolderWatcher
 from procore_hotfolder.watch.writers import Writers
 
@@ -194,20 +194,10 @@ class Service:
             record = self._journal.get(job.id)
             self.heartbeat.working(record.path)
             try:
-                outcome = self._uploader.process(record)
-            except Exception:
-                log.exception("worker_error", path=str(record.path))
-                outcome = Outcome("retry", record, retry_at=self._wall()
-                                  + self._mode.unexpected_error_retry_seconds,
-                                  detail="unexpected error (worker_error in the log)")
+                outcome = self._uploader.process(record)  # never raises
             finally:
                 self.heartbeat.working(None)
-            retry_at = outcome.retry_at if outcome.kind == "retry" else None
-            if retry_at is not None and self._mode.gives_up(record):
-                retry_at = None  # left queued in the journal
-            elif outcome.kind == "retry" and retry_at is None:
-                retry_at = outcome.record.next_attempt_at
-            self._dispatcher.finished(outcome.record, retry_at)
+            self._dispatcher.finished(outcome.record, outcome.retry_at)
             self.scheduler.finished(outcome)
 
     # --- reload ----------------------------------------------------------------------------

@@ -10,6 +10,10 @@ without charging the file, a transient error is charged and retried with backoff
 permanent error (or too many attempts) moves the file to ``failed_dir`` with a sidecar that
 says why.
 
+What became of the call is an ``Outcome`` (``outcome``), decided here: a try that would be
+tried again is left queued in the journal instead when the run mode gives up on the file for
+this run (``RetryLimit``: `once` does after ``max_attempts`` tries, `run` never does).
+
 Every log line of a file's work carries its ``path`` and ``file_id``: ``process`` and
 ``fail_unsettled`` bind them with ``structlog.contextvars`` around the work.
 """
@@ -19,7 +23,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,7 @@ from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.ledger import Ledger
 from procore_hotfolder.upload.destinations import Filing
 from procore_hotfolder.upload.finishing import Finishing
+from procore_hotfolder.upload.outcome import KeepTrying, Outcome, OutcomeKind, RetryLimit
 from procore_hotfolder.upload.pauses import ACCOUNT, PauseBoard
 from procore_hotfolder.upload.policy import DEFAULT_BACKOFF, Action, Decision, decide
 from procore_hotfolder.upload.progress import Progress
@@ -56,22 +61,14 @@ log = structlog.get_logger(__name__)
 UNCONFIGURED_RETRY_SECONDS = 3600.0
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one ``process`` call."""
-
-    kind: str  # "archived" | "failed" | "retry" | "changed" | "vanished"
-    record: FileRecord
-    retry_at: float | None = None  # "retry": when to try again (wall clock)
-    detail: str | None = None
-
-
 #: States whose next step is a call to Procore (STORED too, unless nothing is filed).
 _ASKS_PROCORE = frozenset({FileState.QUEUED, FileState.UPLOADING, FileState.ASSOCIATING})
 
 #: The outcome kind of each terminal state a row can reach in one ``process`` call.
-_TERMINAL_OUTCOMES = {FileState.ARCHIVED: "archived", FileState.FAILED: "failed",
-                      FileState.CHANGED: "changed", FileState.VANISHED: "vanished"}
+_TERMINAL_OUTCOMES = {FileState.ARCHIVED: OutcomeKind.ARCHIVED,
+                      FileState.FAILED: OutcomeKind.FAILED,
+                      FileState.CHANGED: OutcomeKind.CHANGED,
+                      FileState.VANISHED: OutcomeKind.VANISHED}
 
 
 class Uploader:
@@ -93,6 +90,7 @@ class Uploader:
         stopping: Callable[[], bool] | None = None,
         pauses: PauseBoard | None = None,
         writers: Writers | None = None,
+        limit: RetryLimit | None = None,
     ) -> None:
         self._config = config
         self._journal = journal
@@ -108,6 +106,7 @@ class Uploader:
         self._filing = Filing(journal, client, clock=clock)
         self._finishing = Finishing(journal, ledger, clock=clock, writers=self._writers)
         self.pauses = pauses or PauseBoard()
+        self._limit = limit or KeepTrying()
 
     def reconfigure(self, config: Config) -> None:
         """Use ``config`` for every file taken from now on; files in progress keep the
@@ -119,20 +118,34 @@ class Uploader:
     # --- entry points ----------------------------------------------------------------------
 
     def process(self, record: FileRecord) -> Outcome:
-        """Advance ``record`` as far as possible; never raises for a file's own troubles.
+        """Advance ``record`` as far as possible; never raises: a file's own troubles go
+        through the outcome policy, a defect (an exception no step expected) is logged as
+        ``worker_error`` and tried again after ``unexpected_error_retry_seconds``. A RETRY
+        becomes LEFT when the run mode gives up on the file (``RetryLimit.gives_up``).
 
         The one place that catches ``Stopping``: the row is left to resume at the next
         start (an UPLOADING row back in the queue), uncharged.
         """
         with structlog.contextvars.bound_contextvars(path=str(record.path), file_id=record.id):
-            return self._process(record)
+            try:
+                outcome = self._process(record)
+            except Exception:
+                log.exception("worker_error")
+                outcome = Outcome(OutcomeKind.RETRY, record,
+                                  retry_at=self._clock()
+                                  + self._limit.unexpected_error_retry_seconds,
+                                  detail="unexpected error (worker_error in the log)")
+            if outcome.kind is OutcomeKind.RETRY and self._limit.gives_up(outcome.record):
+                return replace(outcome, kind=OutcomeKind.LEFT, retry_at=None)
+            return outcome
 
     def _process(self, record: FileRecord) -> Outcome:
         folder = self._folders.get(record.folder)
         if folder is None:
             # The folder left the configuration: keep the row, touch nothing.
             log.warning("folder_not_configured", folder=str(record.folder))
-            return Outcome("retry", record, retry_at=self._clock() + UNCONFIGURED_RETRY_SECONDS,
+            return Outcome(OutcomeKind.RETRY, record,
+                           retry_at=self._clock() + UNCONFIGURED_RETRY_SECONDS,
                            detail="folder no longer configured")
         scopes = (ACCOUNT, str(folder.path))
         # Only a step that talks to Procore waits for a pause (and only its answer lifts
@@ -144,7 +157,7 @@ class Uploader:
         started = self._clock()
         wait_until = self.pauses.admit(scopes, started) if asks_procore else None
         if wait_until is not None:
-            return Outcome("retry", record, retry_at=wait_until, detail="paused")
+            return Outcome(OutcomeKind.RETRY, record, retry_at=wait_until, detail="paused")
         try:
             record = self._advance(record, folder)
         except Stopping:
@@ -153,7 +166,7 @@ class Uploader:
             record = self._journal.get(record.id)
             if record.state is FileState.UPLOADING:
                 record = self._journal.move(record, FileState.QUEUED, self._clock())
-            return Outcome("retry", record, retry_at=self._clock(), detail="stopping")
+            return Outcome(OutcomeKind.RETRY, record, retry_at=self._clock(), detail="stopping")
         except HotfolderError as exc:
             return self._after_error(record, folder, exc, started)
         except OSError as exc:
@@ -243,7 +256,7 @@ class Uploader:
                                         last_error={"reason": exc.reason, "detail": exc.message})
             log.info("file_changed" if state is FileState.CHANGED else "file_vanished",
                      reason=exc.reason, detail=exc.message)
-            return Outcome(state.value, record, detail=exc.message)
+            return Outcome(OutcomeKind(state.value), record, detail=exc.message)
         if action is Action.FAIL:
             if decision.resolve_first:
                 return self._fail_after_lookup(record, folder, exc, decision)
@@ -284,7 +297,7 @@ class Uploader:
             level = log.error if local else log.warning
             level("archive_retry_scheduled" if local else "upload_retry_scheduled",
                   retry_in=round(decision.delay, 1), attempts=attempts, **info)
-        return Outcome("retry", record, retry_at=retry_at, detail=info.get("detail"))
+        return Outcome(OutcomeKind.RETRY, record, retry_at=retry_at, detail=info.get("detail"))
 
     def _fail(self, record: FileRecord, folder: FolderSettings, exc: HotfolderError,
               *, info: dict[str, Any] | None = None,
@@ -305,7 +318,7 @@ class Uploader:
                   kept_in_place=final is None, attempts=attempts,
                   **info)
         self.metrics.upload_finished(str(folder.path), "failed", record.observation.size)
-        return Outcome("failed", record, detail=info.get("detail"))
+        return Outcome(OutcomeKind.FAILED, record, detail=info.get("detail"))
 
 
 def _error_info(exc: HotfolderError) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,9 @@ from procore_hotfolder.model import FileState
 from procore_hotfolder.procore import SegmentSpec, SegmentTicket, UploadTicket
 from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.ledger import Ledger
+from procore_hotfolder.upload.outcome import Outcome, OutcomeKind
 from procore_hotfolder.upload.pauses import ACCOUNT
-from procore_hotfolder.upload.uploader import Outcome, Uploader
+from procore_hotfolder.upload.uploader import Uploader
 
 Step = Callable[["FakeClient"], Any]
 
@@ -134,8 +136,23 @@ def _config(tmp_path: Path, destination: str) -> Config:
     return parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "x"})
 
 
+class GivesUpAfter:
+    """A run mode's answer that gives up on a file after ``tries`` tries (as `once` does)."""
+
+    unexpected_error_retry_seconds = 7.0
+
+    def __init__(self, tries: int) -> None:
+        self.tries = tries
+        self.asked: list[int] = []
+
+    def gives_up(self, record: FileRecord) -> bool:
+        self.asked.append(record.id)
+        return len(self.asked) >= self.tries
+
+
 class Rig:
-    def __init__(self, tmp_path: Path, destination: str) -> None:
+    def __init__(self, tmp_path: Path, destination: str, limit: GivesUpAfter | None = None
+                 ) -> None:
         self.config = _config(tmp_path, destination)
         self.folder = self.config.folders[0]
         self.folder.path.mkdir()
@@ -148,7 +165,7 @@ class Rig:
         self.now = 1_000_000.0
         self.uploader = Uploader(self.config, self.journal, self.ledger,
                                  self.client,  # type: ignore[arg-type]
-                                 clock=lambda: self.now, rand=lambda: 0.5)
+                                 clock=lambda: self.now, rand=lambda: 0.5, limit=limit)
         observation = sourcefile.observe(self.file)
         assert observation is not None
         self.record = self.journal.enqueue([(self.folder.path, self.file, observation)],
@@ -247,6 +264,45 @@ def test_outcome_table(tmp_path: Path, request: pytest.FixtureRequest, destinati
     failed = list(rig.folder.failed_dir.glob("*.error.json")) \
         if rig.folder.failed_dir.exists() else []
     assert bool(failed) is (kind == "failed")
+
+
+@pytest.mark.parametrize("fault", [_http(ServerError, 500), NetworkError("dropped"),
+                                   _http(PermissionDenied, 403)],
+                         ids=["charged", "outage", "pause"])
+def test_the_run_mode_decides_when_a_retry_is_left_in_the_journal(
+        tmp_path: Path, request: pytest.FixtureRequest, fault: ProcoreError) -> None:
+    """Every try that asks for another asks the run mode once; when it gives up, the row is
+    left queued in the journal (its retry time kept for the daemon), not tried again."""
+    limit = GivesUpAfter(tries=2)
+    rig = Rig(tmp_path, "none", limit)
+    request.addfinalizer(rig.close)
+    rig.client.faults["create_upload"] = [fault]
+    first = rig.process()
+    assert first.kind is OutcomeKind.RETRY and first.retry_at == rig.row().next_attempt_at
+    assert first.retry_at is not None
+    rig.now = first.retry_at
+    second = rig.process()
+    assert (second.kind, second.retry_at) == (OutcomeKind.LEFT, None)
+    assert rig.row().state is FileState.QUEUED and rig.row().next_attempt_at >= rig.now
+    assert limit.asked == [rig.record.id] * 2
+
+
+def test_a_defect_is_logged_and_tried_again_as_the_run_mode_says(tmp_path: Path) -> None:
+    """An exception no step expected never leaves ``process``: ``worker_error`` in the log,
+    the row untouched, tried again after the run mode's ``unexpected_error_retry_seconds``,
+    or left in the journal once the run mode gives up."""
+    rig = Rig(tmp_path, "none", GivesUpAfter(tries=2))
+    try:
+        rig.client.faults["create_upload"] = [RuntimeError("a defect")]
+        with capture_logs() as logs:
+            first = rig.process()
+        assert (first.kind, first.retry_at) == (OutcomeKind.RETRY, rig.now + 7.0)
+        [error] = [e for e in logs if e["event"] == "worker_error"]
+        assert error["log_level"] == "error" and rig.row().state is FileState.QUEUED
+        assert rig.process().kind is OutcomeKind.LEFT
+        assert rig.row().attempts == 0
+    finally:
+        rig.close()
 
 
 def test_a_writer_is_never_uploaded_filed_or_archived_under(tmp_path: Path) -> None:
@@ -494,3 +550,31 @@ def test_a_ticket_of_an_unknown_form_means_a_new_upload_not_a_crash(tmp_path: Pa
     assert rig.row().uuid != "UUIDOLD"
     [warning] = [e for e in logs if e["event"] == "journal_value_unreadable"]
     assert warning["what"] == "ticket" and "99" in warning["error"]
+
+
+def _commits_of_one_file(tmp_path: Path, destination: str) -> int:
+    tmp_path.mkdir()
+    rig = Rig(tmp_path, destination)
+    try:
+        commits = 0
+        transaction = rig.journal._transaction
+
+        @contextmanager
+        def counted() -> Iterator[Any]:
+            nonlocal commits
+            with transaction() as db:
+                yield db
+            commits += 1
+
+        rig.journal._transaction = counted  # type: ignore[method-assign]
+        assert rig.process().kind == "archived"
+        return commits
+    finally:
+        rig.close()
+
+
+def test_journal_commits_per_file(tmp_path: Path) -> None:
+    """Every journal commit is an fsync (WAL, ``synchronous=FULL``): count them, from the
+    settled row to ARCHIVED (the batched enqueue aside)."""
+    counts = {d: _commits_of_one_file(tmp_path / d, d) for d in ("none", "documents")}
+    assert counts == {"none": 6, "documents": 8}
