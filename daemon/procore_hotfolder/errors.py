@@ -192,6 +192,16 @@ class UploadExpired(ProcoreError):
     retryable = True
 
 
+class FilingUnconfirmed(HotfolderError):
+    """Filing a stored Upload did not come to a confirmed end within one try: Procore's
+    answers kept changing the plan (a clash, then the document to version gone, ...), or the
+    filing was found not done again and again. Nothing expired: the next try plans afresh,
+    at once the first time."""
+
+    reason = "filing_unconfirmed"
+    retryable = True
+
+
 class StorageRejected(ProcoreError):
     """The storage service refused the bytes for a reason a new Upload will not fix."""
 

@@ -17,9 +17,13 @@ The rules, first match wins:
 5. Procore refuses the folder's project or destination (403, 404): that folder pauses;
    uncharged. Neither is the file's fault, and it is fixed in Procore.
 6. An outage that hits every request (network down, 429, 503): wait, uncharged.
-7. A transient error (5xx, 408, expired Upload, content mismatch, unreadable file): retried
-   with backoff, charged; failed once ``max_attempts`` attempts are spent.
-8. Anything else (validation, storage refusal): failed.
+7. An expired Upload: charged; a fresh Upload at once the first time, then as 9.
+8. A filing that could not be confirmed (``FilingUnconfirmed``: its plan kept changing, or
+   it was found not done again and again): charged; planned afresh at once the first time,
+   then as 9.
+9. A transient error (5xx, 408, content mismatch, unreadable file): retried with backoff,
+   charged; failed once ``max_attempts`` attempts are spent.
+10. Anything else (validation, storage refusal): failed.
 
 A stop is no error and not in this table: ``errors.Stopping`` is a control signal that the
 uploader catches itself (the row resumes at the next start, uncharged).
@@ -42,6 +46,7 @@ from procore_hotfolder.errors import (
     FileChanged,
     FileRefused,
     FileVanished,
+    FilingUnconfirmed,
     HotfolderError,
     ProcoreError,
     UploadExpired,
@@ -135,8 +140,8 @@ def decide(
         if charged >= max_attempts:
             return Decision(Action.FAIL, charge=True, gave_up=True,
                             resolve_first=unknown_filing)
-        if isinstance(error, UploadExpired) and charged == 1:
-            delay = 0.0  # a fresh Upload right away
+        if isinstance(error, UploadExpired | FilingUnconfirmed) and charged == 1:
+            delay = 0.0  # a fresh Upload, or a fresh plan, right away
         else:
             delay = backoff.delay(charged, rand=rand, retry_after=error.retry_after)
         return Decision(Action.RETRY, charge=True, delay=delay, unsent=unsent)

@@ -35,10 +35,10 @@ from procore_hotfolder.errors import (
     FileChanged,
     FileOpenForWriting,
     FileRefused,
+    FilingUnconfirmed,
     HotfolderError,
     ProcoreError,
     Stopping,
-    UploadExpired,
 )
 from procore_hotfolder.files import archiver, sourcefile
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
@@ -205,7 +205,8 @@ class Uploader:
                 else:
                     redo_budget -= 1
                     if redo_budget < 0:
-                        raise UploadExpired("association could not be confirmed; retrying")
+                        raise FilingUnconfirmed("the filing was planned afresh 3 times in "
+                                                "one try without a confirmed result")
                     record = self._filing.associate(record, folder)
             elif state is FileState.ASSOCIATING:
                 record = self._filing.resolve(record, folder)

@@ -16,6 +16,7 @@ from procore_hotfolder.errors import (
     FileRefused,
     FileUnreadable,
     FileVanished,
+    FilingUnconfirmed,
     HotfolderError,
     NetworkError,
     NotFound,
@@ -41,7 +42,8 @@ CHANGED, VANISHED = Action.CHANGED, Action.VANISHED
 
 
 def _e(cls: type[HotfolderError], status: int | None = None) -> HotfolderError:
-    if cls in (FileRefused, FileChanged, FileVanished, FileUnreadable, ArchiveError):
+    if cls in (FileRefused, FileChanged, FileVanished, FileUnreadable, ArchiveError,
+               FilingUnconfirmed):
         return cls("x")
     return cls("x", status=status)  # type: ignore[call-arg]
 
@@ -82,6 +84,10 @@ TABLE = [
     (U, _e(RequestTimeout, 408), 0, RETRY, True, False),
     (A, _e(RequestTimeout, 408), 0, RETRY, True, False),  # 408: outcome unknown
     (U, _e(UploadExpired, 403), 0, RETRY, True, False),
+    # a filing that could not be confirmed: planned afresh (at once the first time)
+    (S, _e(FilingUnconfirmed), 0, RETRY, True, False),
+    (A, _e(FilingUnconfirmed), 0, RETRY, True, False),  # a plan recorded, not sent: look
+    (S, _e(FilingUnconfirmed), 4, FAIL, True, False),
     (U, _e(ContentMismatch, 400), 1, RETRY, True, False),
     (U, _e(UnexpectedResponse, 201), 0, RETRY, True, False),
     (Q, _e(FileUnreadable), 0, RETRY, True, False),
@@ -126,6 +132,14 @@ def test_backoff_grows_and_a_fresh_upload_comes_at_once() -> None:
     assert delays == sorted(delays) and delays[0] > 0
     assert decide(U, _e(UploadExpired, 403), 0, 5, 0.5).delay == 0.0
     assert decide(U, _e(UploadExpired, 403), 1, 5, 0.5).delay > 0.0
+
+
+def test_an_unconfirmed_filing_is_planned_afresh_at_once_then_with_backoff() -> None:
+    """Nothing expired: its own error and reason, but the same first retry as a fresh
+    Upload."""
+    assert decide(S, _e(FilingUnconfirmed), 0, 5, 0.5).delay == 0.0
+    assert decide(S, _e(FilingUnconfirmed), 1, 5, 0.5).delay > 0.0
+    assert _e(FilingUnconfirmed).reason == "filing_unconfirmed"
 
 
 def test_outage_waits_as_long_as_the_server_asks() -> None:

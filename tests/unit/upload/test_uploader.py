@@ -516,6 +516,28 @@ def test_a_name_clash_in_documents_adds_a_version(tmp_path: Path) -> None:
     assert rig.ledger_lines()[0]["destination"] == {"kind": "documents", "id": 7}
 
 
+def test_a_filing_that_keeps_being_planned_again_says_so(tmp_path: Path) -> None:
+    """The name is taken, the document to version is gone, again and again: the try ends
+    as ``filing_unconfirmed`` (nothing expired), tried again at once, nothing filed."""
+    rig = Rig(tmp_path, "documents")
+    try:
+        rig.client.documents[7] = {"id": 7, "name": "scan.pdf", "file_versions": []}
+        rig.client.faults["create_document"] = [
+            ValidationFailed("Procore answered HTTP 422: name: has already been taken",
+                             status=422)]
+        rig.client.faults["create_file_version"] = [_http(NotFound, 404)]
+        with capture_logs() as logs:
+            outcome = rig.process()
+        assert outcome.kind is OutcomeKind.RETRY and outcome.retry_at == rig.now
+        assert rig.row().state is FileState.STORED and rig.row().attempts == 1
+        assert rig.row().last_error["reason"] == "filing_unconfirmed"
+        [line] = [e for e in logs if e["event"] == "upload_retry_scheduled"]
+        assert line["reason"] == "filing_unconfirmed"
+        assert rig.client.calls.count("create_document") == 3 and rig.ledger_lines() == []
+    finally:
+        rig.close()
+
+
 @pytest.mark.parametrize(("error", "kind", "event"), [
     (_http(ValidationFailed, 422), "failed", "upload_failed"),
     (_http(ServerError, 502), "retry", "upload_retry_scheduled"),

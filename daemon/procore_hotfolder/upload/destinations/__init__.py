@@ -43,7 +43,7 @@ from typing import Any
 import structlog
 
 from procore_hotfolder.config import FolderSettings
-from procore_hotfolder.errors import JournalError, UploadExpired
+from procore_hotfolder.errors import FilingUnconfirmed, JournalError
 from procore_hotfolder.model import FileState
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.state.journal import FileRecord, Journal
@@ -121,7 +121,8 @@ class Filing:
             log.info("association_next", uuid=record.uuid, plan=plan.to_json())
             record = self._journal.move(record, FileState.ASSOCIATING, self._clock(),
                                         association=plan.to_json())
-        raise UploadExpired("association kept changing its plan; retrying")
+        raise FilingUnconfirmed(f"Procore's answers changed the plan {MAX_SENDS} times; "
+                                "planned afresh")
 
     def resolve(self, record: FileRecord, folder: FolderSettings) -> FileRecord:
         """ASSOCIATING after an unknown outcome: ASSOCIATED when what the send would have
