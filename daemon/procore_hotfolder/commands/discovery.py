@@ -16,6 +16,7 @@ from typing import Any
 from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.errors import NotFound, PermissionDenied, ProcoreError, UnexpectedResponse
 from procore_hotfolder.procore import ProcoreClient
+from procore_hotfolder.procore.answers import as_int
 
 #: Procore's usual cause of a 403 for a service account, and where an admin fixes it.
 FORBIDDEN_HINT = (
@@ -107,17 +108,8 @@ class FolderCheck:
 # --- reading Procore -------------------------------------------------------------------------
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _project(raw: Mapping[str, Any]) -> Project | None:
-    project_id = _int(raw.get("id"))
+    project_id = as_int(raw.get("id"))
     if project_id is None:
         return None
     number = raw.get("project_number")
@@ -146,14 +138,14 @@ def show_project(client: ProcoreClient, company_id: int, project_id: int) -> Pro
 
 def company_visible(client: ProcoreClient, company_id: int) -> bool:
     """Whether List Companies names ``company_id`` for this service account."""
-    return any(_int(raw.get("id")) == company_id for raw in client.get_pages("v1.0/companies"))
+    return any(as_int(raw.get("id")) == company_id for raw in client.get_pages("v1.0/companies"))
 
 
 def _children(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     folders = raw.get("folders")
     if not isinstance(folders, list):
         return []
-    return [f for f in folders if isinstance(f, Mapping) and _int(f.get("id")) is not None
+    return [f for f in folders if isinstance(f, Mapping) and as_int(f.get("id")) is not None
             and not f.get("is_deleted")]
 
 
@@ -172,7 +164,7 @@ def folder_tree(client: ProcoreClient, project_id: int, *,
     def build(raw: Mapping[str, Any], name: str, path: str, depth: int) -> FolderNode:
         nodes = []
         for child in sorted(_children(raw), key=lambda f: str(f.get("name", "")).lower()):
-            child_id = _int(child.get("id"))
+            child_id = as_int(child.get("id"))
             assert child_id is not None
             child_name = str(child.get("name") or child_id)
             child_path = f"{path}{child_name}/"
@@ -182,7 +174,7 @@ def folder_tree(client: ProcoreClient, project_id: int, *,
             else:
                 nodes.append(build(show_folder(client, project_id, child_id), child_name,
                                    child_path, depth + 1))
-        return FolderNode(_int(raw.get("id")), name, path, tuple(nodes))
+        return FolderNode(as_int(raw.get("id")), name, path, tuple(nodes))
 
     return build(show_folder(client, project_id, None), "(root)", "/", 0)
 
@@ -191,12 +183,12 @@ def list_albums(client: ProcoreClient, project_id: int) -> list[Album]:
     """The project's Photos albums (Procore's List Image Categories)."""
     albums = []
     for raw in client.get_pages("v1.0/image_categories", {"project_id": project_id}):
-        album_id = _int(raw.get("id"))
+        album_id = as_int(raw.get("id"))
         if album_id is None:
             continue
         private = raw.get("private")
         albums.append(Album(id=album_id, name=str(raw.get("name") or ""),
-                            count=_int(raw.get("count")),
+                            count=as_int(raw.get("count")),
                             private=private if isinstance(private, bool) else None))
     return albums
 

@@ -11,14 +11,12 @@ from typing import Any
 import pytest
 
 from procore_hotfolder.config import parse_config
-from procore_hotfolder.errors import ValidationFailed
 from procore_hotfolder.files import sourcefile
 from procore_hotfolder.model import utc_iso
 from procore_hotfolder.state.journal import Journal
 from procore_hotfolder.upload.destinations import PLAN_VERSION, DocumentPlan, PhotoPlan, Photos
 from procore_hotfolder.upload.destinations.documents import _latest_number, _same_name
 from procore_hotfolder.upload.destinations.photos import _created_since
-from procore_hotfolder.upload.destinations.protocol import is_name_clash
 
 
 def _items(*created: str) -> Iterator[Mapping[str, Any]]:
@@ -114,14 +112,6 @@ def test_latest_version_number_from_numbers_else_count() -> None:
     assert _latest_number({"file_versions": [{}, {}]}) == 2
     assert _latest_number({}) == 0
 
-
-def test_which_422s_may_be_a_name_clash() -> None:
-    def error(text: str) -> ValidationFailed:
-        return ValidationFailed(f"Procore answered HTTP 422: {text}", status=422)
-
-    assert is_name_clash(error("name has already been taken"))
-    assert is_name_clash(error("A file with that name already exists"))
-    assert not is_name_clash(error("upload_uuid is invalid"))
 
 
 def test_plans_carry_their_version_and_kind() -> None:

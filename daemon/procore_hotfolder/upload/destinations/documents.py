@@ -15,20 +15,11 @@ from procore_hotfolder.config import FolderSettings
 from procore_hotfolder.errors import NameClash, NotFound, ValidationFailed
 from procore_hotfolder.model import procore_name
 from procore_hotfolder.procore import ProcoreClient
+from procore_hotfolder.procore.answers import as_int, as_time, is_live, is_name_clash
 from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.upload.destinations.folders import FolderTree
-from procore_hotfolder.upload.destinations.protocol import (
-    PLAN_VERSION,
-    Filed,
-    PlanAgain,
-    ProcoreClock,
-    Sent,
-    as_int,
-    as_time,
-    is_live,
-    is_name_clash,
-    since,
-)
+from procore_hotfolder.upload.destinations.procore_time import ProcoreClock, since
+from procore_hotfolder.upload.destinations.protocol import PLAN_VERSION, Filed, PlanAgain, Sent
 
 log = structlog.get_logger(__name__)
 

@@ -10,16 +10,10 @@ from typing import Any, ClassVar
 from procore_hotfolder.config import FolderSettings
 from procore_hotfolder.model import procore_name
 from procore_hotfolder.procore import ProcoreClient
+from procore_hotfolder.procore.answers import as_int, as_time
 from procore_hotfolder.state.journal import FileRecord, Journal
-from procore_hotfolder.upload.destinations.protocol import (
-    PLAN_VERSION,
-    Filed,
-    ProcoreClock,
-    Sent,
-    as_int,
-    as_time,
-    since,
-)
+from procore_hotfolder.upload.destinations.procore_time import ProcoreClock, since
+from procore_hotfolder.upload.destinations.protocol import PLAN_VERSION, Filed, Sent
 
 
 @dataclass(frozen=True)
