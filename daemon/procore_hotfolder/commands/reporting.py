@@ -26,8 +26,9 @@ from procore_hotfolder.model import (
     utc_iso,
 )
 from procore_hotfolder.state.journal import FileRecord, Journal
-from procore_hotfolder.state.snapshot import UNFILED_WARNING, read_snapshot
+from procore_hotfolder.state.snapshot import read_snapshot
 from procore_hotfolder.state.statelock import StateLock
+from procore_hotfolder.upload.destinations import destination_for
 from procore_hotfolder.upload.pauses import ACCOUNT
 from procore_hotfolder.watch.ignore import IgnoreRules
 from procore_hotfolder.watch.writers import folder_sight
@@ -77,7 +78,7 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
             "watch": ((snapshot or {}).get("modes") or {}).get(str(folder.path), folder.watch),
             "unavailable": ((snapshot or {}).get("unavailable") or {}).get(str(folder.path)),
             "paused": _pause_view(pauses.get(str(folder.path)) or pauses.get(ACCOUNT)),
-            "warning": UNFILED_WARNING if folder.destination == "none" else None,
+            "warning": destination_for(folder).warning,
             "writers": writers,
             "waiting": len(waiting_since),
             "held_by_writer": sum(1 for info in mine if info.get("held")),

@@ -32,6 +32,7 @@ from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.state import snapshot
 from procore_hotfolder.state.journal import Journal
+from procore_hotfolder.upload import destinations
 from procore_hotfolder.upload.pauses import ACCOUNT
 from procore_hotfolder.upload.progress import Progress
 from procore_hotfolder.upload.uploader import Uploader
@@ -126,7 +127,7 @@ class Service:
         self._notifier.notify("READY=1")
         log.info("daemon_ready", folders=len(self.config.folders), once=self._mode.once,
                  workers=self.config.daemon.workers)
-        snapshot.warn_unfiled(self.config)
+        destinations.log_warnings(self.config)
         last_snapshot = 0.0
         try:
             while not self._stop.is_set():
@@ -264,4 +265,4 @@ class Service:
             hook(new)
         log.info("configuration_reloaded", added=added, removed=removed, changed=changed,
                  workers=new.daemon.workers)
-        snapshot.warn_unfiled(new)
+        destinations.log_warnings(new)

@@ -1,4 +1,4 @@
-"""The last steps of a filed (or unfiled, destination "none") Upload: ASSOCIATED → LEDGERED
+"""The last steps of a filed (or unfiled) Upload: ASSOCIATED → LEDGERED
 → ARCHIVED. The ledger line is written before the move, with the archive path chosen and
 recorded in the journal first, so a crash between the two finds both again: the ledger is
 not written twice, a half-done move (linked, not yet unlinked) is finished."""
@@ -39,7 +39,6 @@ class Finishing:
     def ledger_entry(self, record: FileRecord, folder: FolderSettings, company_id: int,
                      archived: Path | None) -> dict[str, Any]:
         """The ledger line of ``record`` (``archived``: where the original goes, if kept)."""
-        kind = folder.destination
         return {
             "time": utc_iso(self._clock()),
             "uuid": record.uuid,
@@ -49,14 +48,15 @@ class Finishing:
             "archived": str(archived) if archived is not None else None,
             "size": record.observation.size,
             "sha256": record.sha256,
-            "destination": {"kind": kind, "id": record.resource_id if kind != "none" else None},
+            # A row that filed nothing (destination "none") has no resource id.
+            "destination": {"kind": folder.destination, "id": record.resource_id},
             "folder": str(folder.path),
             "attempts": record.attempts + 1,
         }
 
     def write_ledger(self, record: FileRecord, folder: FolderSettings, company_id: int
                      ) -> FileRecord:
-        """STORED (destination "none") or ASSOCIATED → LEDGERED; or on to ARCHIVED (the
+        """STORED (nothing to file) or ASSOCIATED → LEDGERED; or on to ARCHIVED (the
         original went) or CHANGED (it was re-saved since its upload). Raises ``OSError``
         when the ledger cannot be written."""
         now = self._clock()

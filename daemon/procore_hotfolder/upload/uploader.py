@@ -61,7 +61,7 @@ log = structlog.get_logger(__name__)
 UNCONFIGURED_RETRY_SECONDS = 3600.0
 
 
-#: States whose next step is a call to Procore (STORED too, unless nothing is filed).
+#: States whose next step is a call to Procore (STORED too, when the destination files).
 _ASKS_PROCORE = frozenset({FileState.QUEUED, FileState.UPLOADING, FileState.ASSOCIATING})
 
 #: The outcome kind of each terminal state a row can reach in one ``process`` call.
@@ -151,7 +151,7 @@ class Uploader:
         # Only a step that talks to Procore waits for a pause (and only its answer lifts
         # one): a filed file's ledger line and archive move go ahead.
         asks_procore = record.state in _ASKS_PROCORE or (
-            record.state is FileState.STORED and folder.destination != "none")
+            record.state is FileState.STORED and self._filing.files(folder))
         # When this attempt starts: a refusal of a request it sends is a failed re-check of
         # a pause only if the pause began at or before this moment (``PauseBoard.pause``).
         started = self._clock()
@@ -200,7 +200,7 @@ class Uploader:
                 record = self._transfer.store(record, folder, self._config)
             elif state is FileState.STORED:
                 self._still_as_uploaded(record, folder)
-                if folder.destination == "none":
+                if not self._filing.files(folder):
                     record = self._finishing.write_ledger(record, folder, company_id)
                 else:
                     redo_budget -= 1
