@@ -1,14 +1,15 @@
 """One settled file through the upload steps, resuming from whatever step the journal holds.
 
 ``Uploader.process(record)`` drives a journal row through QUEUED → UPLOADING → STORED →
-ASSOCIATING → ASSOCIATED → LEDGERED → ARCHIVED as far as it can: the bytes (``transfer``),
-the filing in Documents or Photos (``destinations``), the ledger line and the archive move
-(``finishing``). Every step is committed to the journal before the next begins, so a crash
-at any instant resumes at the step that was running. An attempt that ends in an error is
-sorted here, once, by applying the outcome table (``policy.decide``): an outage waits
-without charging the file, a transient error is charged and retried with backoff, a
-permanent error (or too many attempts) moves the file to ``failed_dir`` with a sidecar that
-says why.
+ASSOCIATING → ASSOCIATED → ARCHIVED as far as it can (STORED → ARCHIVED when its destination
+files nothing): the bytes (``transfer``), the filing in Documents or Photos
+(``destinations``), the archive move and the ledger line (``finishing``). Every step is
+committed to the journal before the next begins, so a crash at any instant resumes at the
+step that was running. An attempt that ends in an error is sorted here, once, by applying
+the outcome table (``policy.decide``): an outage waits without charging the file, a
+transient error is charged and retried with backoff, a permanent error (or too many
+attempts) moves the file to ``failed_dir`` with a sidecar that says why; a file whose
+original moved on is not archived (policy rule 1).
 
 What became of the call is an ``Outcome`` (``outcome``), decided here: a try that would be
 tried again is left queued in the journal instead when the run mode gives up on the file for
@@ -198,30 +199,24 @@ class Uploader:
             state = record.state
             if state in (FileState.QUEUED, FileState.UPLOADING):
                 record = self._transfer.store(record, folder, self._config)
-            elif state is FileState.STORED:
+            elif state is FileState.STORED and self._filing.files(folder):
                 self._still_as_uploaded(record, folder)
-                if not self._filing.files(folder):
-                    record = self._finishing.write_ledger(record, folder, company_id)
-                else:
-                    redo_budget -= 1
-                    if redo_budget < 0:
-                        raise FilingUnconfirmed("the filing was planned afresh 3 times in "
-                                                "one try without a confirmed result")
-                    record = self._filing.associate(record, folder)
+                redo_budget -= 1
+                if redo_budget < 0:
+                    raise FilingUnconfirmed("the filing was planned afresh 3 times in one "
+                                            "try without a confirmed result")
+                record = self._filing.associate(record, folder)
             elif state is FileState.ASSOCIATING:
                 record = self._filing.resolve(record, folder)
-            elif state is FileState.ASSOCIATED:
-                record = self._finishing.write_ledger(record, folder, company_id)
-            elif state is FileState.LEDGERED:
-                record = self._finishing.archive(record, folder)
+            else:  # STORED with nothing to file, ASSOCIATED, LEDGERED (older releases)
+                record = self._finishing.finish(record, folder, company_id)
         return record
 
     def _still_as_uploaded(self, record: FileRecord, folder: FolderSettings) -> None:
-        """Before anything of the uploaded version is filed (or, destination none, recorded):
-        the file must still be that version, and no writer may hold it. Re-saved, or opened
-        again by a writer: nothing of the old version is filed; the file settles again and
-        is uploaded (and filed) once, as what it then is. A file that is gone is neither:
-        its stored bytes are still filed."""
+        """Before anything of the uploaded version is filed, the file must still be that
+        version, and no writer may hold it: else it reports ``FileChanged`` (or
+        ``FileOpenForWriting``) and nothing of the old version is filed (policy rule 1). A
+        file that is gone is neither: its stored bytes are still filed."""
         if _changed_since(record):
             raise FileChanged("the file changed after its upload; not filed, it settles again")
         writer = self._writers.check(record.path, folder)
@@ -256,8 +251,14 @@ class Uploader:
             record = self._journal.move(record, state, now,
                                         last_error={"reason": exc.reason, "detail": exc.message})
             log.info("file_changed" if state is FileState.CHANGED else "file_vanished",
-                     reason=exc.reason, detail=exc.message)
+                     reason=exc.reason, detail=exc.message, uuid=record.uuid)
             return Outcome(OutcomeKind(state.value), record, detail=exc.message)
+        if action is Action.COMPLETE:
+            log.warning("original_vanished_after_upload", uuid=record.uuid, detail=exc.message)
+            record = self._finishing.complete(record, folder, None, why={
+                "reason": exc.reason, "detail": exc.message})
+            self.metrics.upload_finished(str(folder.path), "completed", record.observation.size)
+            return Outcome(OutcomeKind.ARCHIVED, record)
         if action is Action.FAIL:
             if decision.resolve_first:
                 return self._fail_after_lookup(record, folder, exc, decision)
@@ -265,7 +266,8 @@ class Uploader:
             if decision.gave_up:
                 info["detail"] = f"{info['detail']} (gave up after {attempts} attempts)"
             return self._fail(record, folder, exc, info=info, attempts=attempts)
-        return self._schedule(record, now, decision, info)
+        return self._schedule(record, now, decision, info,
+                              local=isinstance(exc, ArchiveError))
 
     def _fail_after_lookup(self, record: FileRecord, folder: FolderSettings,
                            exc: HotfolderError, decision: Decision) -> Outcome:
@@ -285,16 +287,18 @@ class Uploader:
         return self._fail(record, folder, exc, info=info, attempts=attempts)
 
     def _schedule(self, record: FileRecord, now: float, decision: Decision,
-                  info: dict[str, Any], *, log_it: bool = True) -> Outcome:
+                  info: dict[str, Any], *, log_it: bool = True, local: bool = False
+                  ) -> Outcome:
         """Put the row back for a try at ``now + decision.delay`` (an UPLOADING row back in
-        the queue), charging an attempt when the decision says so."""
+        the queue), charging an attempt when the decision says so. ``local``: only the
+        archive move or the ledger failed (as for every filed row)."""
         state = FileState.QUEUED if record.state is FileState.UPLOADING else record.state
         attempts = record.attempts + (1 if decision.charge else 0)
         retry_at = now + decision.delay
         record = self._journal.move(record, state, now, attempts=attempts,
                                     next_attempt_at=retry_at, last_error=info or None)
         if log_it:
-            local = state in (FileState.ASSOCIATED, FileState.LEDGERED)
+            local = local or state in (FileState.ASSOCIATED, FileState.LEDGERED)
             level = log.error if local else log.warning
             level("archive_retry_scheduled" if local else "upload_retry_scheduled",
                   retry_in=round(decision.delay, 1), attempts=attempts, **info)

@@ -38,6 +38,7 @@ from procore_hotfolder.model import FileState
 from procore_hotfolder.procore import SegmentSpec, SegmentTicket, UploadTicket
 from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.ledger import Ledger
+from procore_hotfolder.upload import finishing as finishing_module
 from procore_hotfolder.upload.outcome import Outcome, OutcomeKind
 from procore_hotfolder.upload.pauses import ACCOUNT
 from procore_hotfolder.upload.uploader import Uploader
@@ -126,6 +127,13 @@ class FakeClient:
         self._step("create_file_version")
         return {"id": file_id}
 
+    def create_image(self, project_id: int, upload_uuid: str, image_name: str,
+                     album_id: int | None) -> Mapping[str, Any]:
+        self._step("create_image")
+        self._next += 1
+        self.images.append({"id": self._next, "filename": image_name})
+        return {"id": self._next}
+
 
 def _config(tmp_path: Path, destination: str) -> Config:
     raw = {"procore": {"api_url": "http://127.0.0.1:9", "login_url": "http://127.0.0.1:9",
@@ -170,6 +178,23 @@ class Rig:
         assert observation is not None
         self.record = self.journal.enqueue([(self.folder.path, self.file, observation)],
                                            self.now)[0]
+
+    def at_archive_move(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once finishing has recorded the archive path, just before it
+        moves the original (the journal's move that sets ``archive_path``)."""
+        move = self.journal.move
+
+        def then_act(record: FileRecord, target: FileState, now: float,
+                     **columns: Any) -> FileRecord:
+            moved = move(record, target, now, **columns)
+            if "archive_path" in columns:
+                action()
+            return moved
+
+        self.journal.move = then_act  # type: ignore[method-assign]
+
+    def remove(self) -> None:
+        self.file.unlink()
 
     def process(self) -> Outcome:
         outcome = self.uploader.process(self.journal.get(self.record.id))
@@ -303,6 +328,76 @@ def test_a_defect_is_logged_and_tried_again_as_the_run_mode_says(tmp_path: Path)
         assert rig.row().attempts == 0
     finally:
         rig.close()
+
+
+# The original moving on after it settled (policy rule 1), one row per moment: when it
+# happens (a client step it happens in; "stored": the filing refused with a 403 first, the
+# change made before the next try; "archive": once finishing chose the archive path, before
+# the move), what happens to it, and what must follow: the row's end, the reason its
+# last_error names, the documents filed, the ledger line (its "archived"), the original kept.
+MOVED_ON = [
+    # id, destination, moment, change, -> state, kind, reason, filed, ledger, kept
+    ("re-saved-while-uploading", "documents", "store_file", "rewrite",
+     FileState.CHANGED, "changed", "changed", 0, None, True),
+    ("re-saved-before-filing", "documents", "stored", "rewrite",
+     FileState.CHANGED, "changed", "changed", 0, None, True),
+    ("re-saved-after-filing", "documents", "create_document", "rewrite",
+     FileState.CHANGED, "changed", "changed", 1, "null", True),
+    ("re-saved-before-the-archive-move", "documents", "archive", "rewrite",
+     FileState.CHANGED, "changed", "changed", 1, "null", True),
+    ("re-saved-before-the-archive-move-nothing-filed", "none", "archive", "rewrite",
+     FileState.CHANGED, "changed", "changed", 0, None, True),
+    ("writer-before-filing", "documents", "stored", "writer",
+     FileState.CHANGED, "changed", "open_for_writing", 0, None, True),
+    ("writer-before-the-archive-move", "documents", "archive", "writer",
+     FileState.CHANGED, "changed", "open_for_writing", 1, "null", True),
+    ("writer-before-the-archive-move-nothing-filed", "none", "archive", "writer",
+     FileState.CHANGED, "changed", "open_for_writing", 0, None, True),
+    ("gone-before-the-upload", "documents", "before", "remove",
+     FileState.VANISHED, "vanished", "vanished", 0, None, False),
+    ("gone-before-filing", "documents", "stored", "remove",
+     FileState.ARCHIVED, "archived", "vanished", 1, "null", False),
+    ("gone-after-filing", "documents", "create_document", "remove",
+     FileState.ARCHIVED, "archived", "vanished", 1, "null", False),
+    ("gone-before-the-archive-move", "documents", "archive", "remove",
+     FileState.ARCHIVED, "archived", "vanished", 1, "null", False),
+    ("gone-before-the-archive-move-nothing-filed", "none", "archive", "remove",
+     FileState.ARCHIVED, "archived", "vanished", 0, "null", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("destination", "moment", "change", "state", "kind", "reason", "filed", "ledger", "kept"),
+    [c[1:] for c in MOVED_ON], ids=[c[0] for c in MOVED_ON])
+def test_the_original_moving_on(tmp_path: Path, request: pytest.FixtureRequest,
+                                destination: str, moment: str, change: str, state: FileState,
+                                kind: str, reason: str | None, filed: int, ledger: str | None,
+                                kept: bool) -> None:
+    rig = Rig(tmp_path, destination)
+    request.addfinalizer(rig.close)
+    act = {"rewrite": rig.rewrite, "writer": rig.open_writer, "remove": rig.remove}[change]
+    if moment == "before":
+        act()
+    elif moment == "stored":
+        rig.client.faults["create_document"] = [_http(PermissionDenied, 403)]
+        assert rig.process().kind == "retry" and rig.row().state is FileState.STORED
+        rig.client.faults.clear()
+        rig.uploader.pauses.lift((ACCOUNT, str(rig.folder.path)), rig.now)
+        act()
+    elif moment == "archive":
+        rig.at_archive_move(act)
+    else:
+        rig.client.faults[moment] = [act]
+    outcome = rig.process()
+    row = rig.row()
+    assert (row.state, outcome.kind) == (state, kind)
+    assert (row.last_error or {}).get("reason") == reason
+    assert len(rig.client.documents) == filed
+    lines = rig.ledger_lines()
+    assert [line["archived"] or "null" for line in lines] == ([ledger] if ledger else [])
+    assert rig.file.exists() is kept
+    assert not rig.folder.archive_dir.exists() or not any(rig.folder.archive_dir.iterdir())
+    assert row.final_path is None
 
 
 def test_a_writer_is_never_uploaded_filed_or_archived_under(tmp_path: Path) -> None:
@@ -460,13 +555,13 @@ def test_a_pause_holds_back_only_steps_that_ask_procore(tmp_path: Path) -> None:
     rig = Rig(tmp_path, "documents")
     rig.client.faults["create_document"] = []
     finishing = rig.uploader._finishing
-    original = finishing.write_ledger
+    original = finishing.finish
 
     def disk_full(*args: Any) -> Any:
-        finishing.write_ledger = original  # type: ignore[method-assign]
+        finishing.finish = original  # type: ignore[method-assign]
         raise OSError(28, "No space left on device")
 
-    finishing.write_ledger = disk_full  # type: ignore[method-assign]
+    finishing.finish = disk_full  # type: ignore[method-assign]
     assert rig.process().kind == "retry"
     assert rig.row().state is FileState.ASSOCIATED
     rig.uploader.pauses.pause(str(rig.folder.path), {"reason": "permission", "detail": "x"},
@@ -474,6 +569,32 @@ def test_a_pause_holds_back_only_steps_that_ask_procore(tmp_path: Path) -> None:
     rig.now = rig.row().next_attempt_at
     assert rig.process().kind == "archived"
     assert rig.paused() == {str(rig.folder.path)}
+
+
+@pytest.mark.parametrize("destination", ["none", "documents"])
+def test_a_full_archive_disk_keeps_the_file_and_retries_the_archive(
+        tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+        destination: str) -> None:
+    """Only the local step failed: the row stays stored (filed), nothing in the ledger yet,
+    the log says it is the archive that is retried; the next try archives it."""
+    rig = Rig(tmp_path, destination)
+    request.addfinalizer(rig.close)
+
+    def disk_full(*args: Any, **kwargs: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(finishing_module, "move_no_overwrite", disk_full)
+    with capture_logs() as logs:
+        assert rig.process().kind == "retry"
+    [line] = [e for e in logs if e["event"].endswith("_retry_scheduled")]
+    assert (line["event"], line["log_level"]) == ("archive_retry_scheduled", "error")
+    assert rig.row().state in (FileState.STORED, FileState.ASSOCIATED)
+    assert rig.file.exists() and rig.ledger_lines() == []
+    monkeypatch.undo()
+    rig.now = rig.row().next_attempt_at
+    assert rig.process().kind == "archived"
+    [entry] = rig.ledger_lines()
+    assert entry["archived"] == str(rig.folder.archive_dir / "scan.pdf")
 
 
 def test_every_line_of_a_file_carries_its_path_and_file_id(tmp_path: Path) -> None:
@@ -598,5 +719,10 @@ def _commits_of_one_file(tmp_path: Path, destination: str) -> int:
 def test_journal_commits_per_file(tmp_path: Path) -> None:
     """Every journal commit is an fsync (WAL, ``synchronous=FULL``): count them, from the
     settled row to ARCHIVED (the batched enqueue aside)."""
-    counts = {d: _commits_of_one_file(tmp_path / d, d) for d in ("none", "documents")}
-    assert counts == {"none": 6, "documents": 8}
+    counts = {d: _commits_of_one_file(tmp_path / d, d) for d in ("none", "documents",
+                                                                  "photos")}
+    # Upload created (its ticket), bytes stored (with their SHA-256), archive path chosen,
+    # archived (the ledger line between the last two); filing: the plan before the send,
+    # the filed record after it. Before issue 20: 6 and 8 (the SHA-256 and STORED apart,
+    # LEDGERED between the ledger line and the move).
+    assert counts == {"none": 4, "documents": 6, "photos": 6}
