@@ -29,7 +29,6 @@ from procore_hotfolder.commands.discovery import (
     format_albums,
     format_projects,
     format_tree,
-    list_albums,
     projects_by_name,
 )
 from procore_hotfolder.commands.reporting import explain, format_status, retry, status
@@ -42,8 +41,9 @@ from procore_hotfolder.logs import configure_logging
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.state.journal import Journal
-from procore_hotfolder.state.snapshot import UNFILED_WARNING
 from procore_hotfolder.state.statelock import StateLock
+from procore_hotfolder.upload.destinations import destination_for
+from procore_hotfolder.upload.destinations.photos import list_albums
 from procore_hotfolder.watch.writers import folder_sight
 
 
@@ -181,8 +181,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     results = [FolderCheck(index, folder, problems=folder_problems(index, folder))
                for index, folder in enumerate(config.folders)]
     for result in results:
-        if result.folder.unfiled:
-            result.warnings.append(UNFILED_WARNING)
+        warning = destination_for(result.folder).warning if result.folder.own_target else None
+        if warning is not None:
+            result.warnings.append(warning)
         if result.folder.rules:
             result.notes.append(f"{len(result.folder.rules)} routing rule(s): "
                                 "`procore-hotfolder route` shows where each file goes")

@@ -196,6 +196,16 @@ class UploadExpired(ProcoreError):
     retryable = True
 
 
+class FilingUnconfirmed(HotfolderError):
+    """Filing a stored Upload did not come to a confirmed end within one try: Procore's
+    answers kept changing the plan (a clash, then the document to version gone, ...), or the
+    filing was found not done again and again. Nothing expired: the next try plans afresh,
+    at once the first time."""
+
+    reason = "filing_unconfirmed"
+    retryable = True
+
+
 class StorageRejected(ProcoreError):
     """The storage service refused the bytes for a reason a new Upload will not fix."""
 
@@ -295,7 +305,7 @@ class Stopping(BaseException):
 
     A ``BaseException``, like ``KeyboardInterrupt``: no ``except Exception`` (or
     ``except HotfolderError``) on the way up may take it for a file's trouble, charge an
-    attempt for it or mark a file failed. Only ``pipeline.Uploader.process`` catches it.
+    attempt for it or mark a file failed. Only ``uploader.Uploader.process`` catches it.
     """
 
     reason = "stopping"

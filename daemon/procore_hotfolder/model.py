@@ -54,8 +54,8 @@ class FileState(StrEnum):
     STORED = "stored"            # the bytes are confirmed stored under the Upload
     ASSOCIATING = "associating"  # a Documents/Photos create was sent: outcome may be unknown
     ASSOCIATED = "associated"    # filed in Procore (resource id known)
-    LEDGERED = "ledgered"        # ledger line durable; archive target reserved
-    ARCHIVED = "archived"        # done: original moved to the archive
+    LEDGERED = "ledgered"        # ledger line durable, written before the move (older releases)
+    ARCHIVED = "archived"        # done: original moved to the archive (or gone), ledger line
     FAILED = "failed"            # done: moved to failed_dir (or kept in place) with a reason
     CHANGED = "changed"          # done for this version: the file changed; it settles again
     VANISHED = "vanished"        # done: the file disappeared before it was uploaded
@@ -75,11 +75,13 @@ ALLOWED_MOVES: dict[FileState, frozenset[FileState]] = {
     FileState.QUEUED: frozenset({FileState.UPLOADING, *_ABANDON}),
     FileState.UPLOADING: frozenset({FileState.QUEUED, FileState.UPLOADING, FileState.STORED,
                                     *_ABANDON}),
-    FileState.STORED: frozenset({FileState.ASSOCIATING, FileState.LEDGERED, *_ABANDON}),
+    # STORED (nothing to file) and ASSOCIATED -> ARCHIVED: moved, then the ledger line.
+    FileState.STORED: frozenset({FileState.ASSOCIATING, FileState.ARCHIVED, *_ABANDON}),
     # Never ASSOCIATING -> FAILED: a filing whose outcome is unknown is looked up first (back
     # to STORED when Procore does not have it), so a filed file is never failed.
     FileState.ASSOCIATING: frozenset({FileState.ASSOCIATED, FileState.STORED}),
-    FileState.ASSOCIATED: frozenset({FileState.LEDGERED, FileState.CHANGED}),
+    FileState.ASSOCIATED: frozenset({FileState.ARCHIVED, FileState.CHANGED}),
+    # Only rows of older releases are LEDGERED (they wrote the ledger line before the move).
     FileState.LEDGERED: frozenset({FileState.ARCHIVED, FileState.CHANGED}),
     FileState.ARCHIVED: frozenset(),
     FileState.FAILED: frozenset({FileState.RETRIED}),

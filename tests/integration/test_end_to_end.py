@@ -228,7 +228,7 @@ def test_once_ends_when_a_worker_meets_an_unexpected_error(
         tries.append(1)
         raise RuntimeError("a defect")
 
-    monkeypatch.setattr(engine.service._uploader, "process", defect)
+    monkeypatch.setattr(engine.service._uploader, "_process", defect)
     done = threading.Event()
     result: list[Any] = []
     thread = threading.Thread(target=lambda: (result.append(engine.service.run()), done.set()))

@@ -87,12 +87,12 @@ def test_imports_point_one_way() -> None:
 
 
 @pytest.mark.parametrize(("module", "name", "allowed"), [
-    ("procore_hotfolder.watch.writers", "procore_hotfolder.upload.pipeline", False),
+    ("procore_hotfolder.watch.writers", "procore_hotfolder.upload.uploader", False),
     ("procore_hotfolder.state.journal", "procore_hotfolder.watch.stability", False),
     ("procore_hotfolder.procore.api", "procore_hotfolder.state.journal", False),
     ("procore_hotfolder.commands.reporting", "procore_hotfolder.engine.scheduler", False),
     ("procore_hotfolder.engine.service", "procore_hotfolder.emulator.server", False),
-    ("procore_hotfolder.upload.pipeline", "procore_hotfolder.state.journal", True),
+    ("procore_hotfolder.upload.uploader", "procore_hotfolder.state.journal", True),
     ("procore_hotfolder.cli", "procore_hotfolder.engine.compose", True),
     ("procore_hotfolder.alerts.delivery", "procore_hotfolder.upload.holds", False),
     ("procore_hotfolder.engine.service", "procore_hotfolder.alerts.delivery", True),

@@ -1,5 +1,6 @@
-"""What the service account sees in Procore: projects, Documents folders, Photos albums; and
-the online part of ``check``, one folder of the configuration at a time.
+"""What the service account sees in Procore: projects, Documents folders, Photos albums (read
+by ``destinations.photos.list_albums``); and the online part of ``check``, one folder of the
+configuration at a time: its project (or company) here, its target by its destination.
 
 Read calls only. Every list is read page by page as Procore paginates it
 (``ProcoreClient.get_pages``); a Documents folder is one Show Folder call per folder that
@@ -16,7 +17,10 @@ from typing import Any
 from procore_hotfolder.config import Config, FolderSettings
 from procore_hotfolder.errors import NotFound, PermissionDenied, ProcoreError
 from procore_hotfolder.procore import ProcoreClient
+from procore_hotfolder.procore.answers import as_int
 from procore_hotfolder.procore.projects import Project, list_projects, show_project
+from procore_hotfolder.upload.destinations import destination_for
+from procore_hotfolder.upload.destinations.photos import Album
 
 #: Procore's usual cause of a 403 for a service account, and where an admin fixes it.
 FORBIDDEN_HINT = (
@@ -50,17 +54,6 @@ class FolderNode:
             yield from child.walk(depth + 1)
 
 
-@dataclass(frozen=True)
-class Album:
-    id: int
-    name: str
-    count: int | None
-    private: bool | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "count": self.count, "private": self.private}
-
-
 @dataclass
 class FolderCheck:
     """The outcome of checking one configured folder: problems fail ``check``, warnings not."""
@@ -76,6 +69,17 @@ class FolderCheck:
     @property
     def key(self) -> str:
         return f"folders[{self.index}]"
+
+    # --- what the folder's destination reports (``destinations.CheckReport``) ----------
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+
+    def refused(self, error: ProcoreError, subject: str) -> None:
+        self.problems.append(describe_error(error, subject))
 
     def lines(self) -> list[str]:
         """One line for the folder, then one per problem and warning."""
@@ -96,15 +100,6 @@ class FolderCheck:
 # --- reading Procore -------------------------------------------------------------------------
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def projects_by_name(client: ProcoreClient, company_id: int) -> list[Project]:
     """The company's projects this service account can see (``list_projects``: Procore's
     List Projects, active ones), sorted by name."""
@@ -114,14 +109,14 @@ def projects_by_name(client: ProcoreClient, company_id: int) -> list[Project]:
 
 def company_visible(client: ProcoreClient, company_id: int) -> bool:
     """Whether List Companies names ``company_id`` for this service account."""
-    return any(_int(raw.get("id")) == company_id for raw in client.get_pages("v1.0/companies"))
+    return any(as_int(raw.get("id")) == company_id for raw in client.get_pages("v1.0/companies"))
 
 
 def _children(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     folders = raw.get("folders")
     if not isinstance(folders, list):
         return []
-    return [f for f in folders if isinstance(f, Mapping) and _int(f.get("id")) is not None
+    return [f for f in folders if isinstance(f, Mapping) and as_int(f.get("id")) is not None
             and not f.get("is_deleted")]
 
 
@@ -140,7 +135,7 @@ def folder_tree(client: ProcoreClient, project_id: int, *,
     def build(raw: Mapping[str, Any], name: str, path: str, depth: int) -> FolderNode:
         nodes = []
         for child in sorted(_children(raw), key=lambda f: str(f.get("name", "")).lower()):
-            child_id = _int(child.get("id"))
+            child_id = as_int(child.get("id"))
             assert child_id is not None
             child_name = str(child.get("name") or child_id)
             child_path = f"{path}{child_name}/"
@@ -150,23 +145,9 @@ def folder_tree(client: ProcoreClient, project_id: int, *,
             else:
                 nodes.append(build(show_folder(client, project_id, child_id), child_name,
                                    child_path, depth + 1))
-        return FolderNode(_int(raw.get("id")), name, path, tuple(nodes))
+        return FolderNode(as_int(raw.get("id")), name, path, tuple(nodes))
 
     return build(show_folder(client, project_id, None), "(root)", "/", 0)
-
-
-def list_albums(client: ProcoreClient, project_id: int) -> list[Album]:
-    """The project's Photos albums (Procore's List Image Categories)."""
-    albums = []
-    for raw in client.get_pages("v1.0/image_categories", {"project_id": project_id}):
-        album_id = _int(raw.get("id"))
-        if album_id is None:
-            continue
-        private = raw.get("private")
-        albums.append(Album(id=album_id, name=str(raw.get("name") or ""),
-                            count=_int(raw.get("count")),
-                            private=private if isinstance(private, bool) else None))
-    return albums
 
 
 # --- errors in Procore's words ---------------------------------------------------------------
@@ -194,7 +175,7 @@ def describe_error(exc: ProcoreError, subject: str) -> str:
 
 def check_folder_online(client: ProcoreClient, config: Config, result: FolderCheck) -> None:
     """Add to ``result`` what Procore says about its folder: the project (or the company) is
-    reachable, the destination exists, and, where a read can tell, may be filed into."""
+    reachable, and what the folder's destination finds of its target (``check``)."""
     folder = result.folder
     company_id = config.procore.company_id
     if folder.project_id is None:
@@ -207,63 +188,17 @@ def check_folder_online(client: ProcoreClient, config: Config, result: FolderChe
                     "can see (List Companies): is the app installed in this company?")
         except ProcoreError as exc:
             result.problems.append(describe_error(exc, f"company {company_id}"))
-        if folder.destination == "documents":  # the company's Documents
-            _check_documents(client, folder, None, result)
-        return
-    project_id = folder.project_id
-    try:
-        project = show_project(client, company_id, project_id)
-    except ProcoreError as exc:
-        result.problems.append(describe_error(exc, f"project {project_id}"))
-        return
-    result.notes.append(f"project {project_id} {project.name!r}")
-    if project.active is False:
-        result.warnings.append(f"project {project_id} is inactive in Procore")
-    if folder.destination == "documents":
-        _check_documents(client, folder, project_id, result)
-    elif folder.destination == "photos":
-        _check_photos(client, folder, project_id, result)
-
-
-def _check_documents(client: ProcoreClient, folder: FolderSettings, project_id: int | None,
-                     result: FolderCheck) -> None:
-    target = folder.documents_folder_id
-    where = f"project {project_id}" if project_id is not None else "the company's Documents"
-    subject = (f"documents_folder_id {target} in {where}" if target is not None
-               else f"Documents root folder of {where}")
-    try:
-        raw = show_folder(client, project_id, target)
-    except ProcoreError as exc:
-        result.problems.append(describe_error(exc, subject))
-        return
-    name = str(raw.get("name") or "") if target is not None else "root"
-    if raw.get("is_deleted"):
-        result.problems.append(f"{subject} ({name!r}) is in Procore's recycle bin")
-    elif raw.get("read_only") is True:
-        result.problems.append(f"{subject} ({name!r}) is read-only for this service account")
     else:
-        result.notes.append(f"Documents folder {name!r}" if target is not None
-                            else "Documents root folder")
-
-
-def _check_photos(client: ProcoreClient, folder: FolderSettings, project_id: int,
-                  result: FolderCheck) -> None:
-    try:
-        albums = list_albums(client, project_id)
-    except ProcoreError as exc:
-        result.problems.append(describe_error(exc, f"Photos albums of project {project_id}"))
-        return
-    target = folder.photos_album_id
-    if target is None:
-        result.notes.append("Photos, no album (unsorted)")
-        return
-    album = next((a for a in albums if a.id == target), None)
-    if album is None:
-        result.problems.append(
-            f"photos_album_id {target} is not among the {len(albums)} albums of project "
-            f"{project_id} (`procore-hotfolder albums {project_id}` lists them)")
-    else:
-        result.notes.append(f"Photos album {album.name!r}")
+        project_id = folder.project_id
+        try:
+            project = show_project(client, company_id, project_id)
+        except ProcoreError as exc:
+            result.problems.append(describe_error(exc, f"project {project_id}"))
+            return
+        result.notes.append(f"project {project_id} {project.name!r}")
+        if project.active is False:
+            result.warnings.append(f"project {project_id} is inactive in Procore")
+    destination_for(folder).check(client, folder, result)
 
 
 # --- formatting for people -------------------------------------------------------------------

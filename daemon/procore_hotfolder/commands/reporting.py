@@ -27,8 +27,9 @@ from procore_hotfolder.model import (
     utc_iso,
 )
 from procore_hotfolder.state.journal import FileRecord, Journal
-from procore_hotfolder.state.snapshot import UNFILED_WARNING, read_snapshot
+from procore_hotfolder.state.snapshot import read_snapshot
 from procore_hotfolder.state.statelock import StateLock
+from procore_hotfolder.upload.destinations import destination_for
 from procore_hotfolder.upload.holds import ACCOUNT, HoldKind
 from procore_hotfolder.upload.routing import relative_path, route_file
 from procore_hotfolder.watch.ignore import IgnoreRules
@@ -80,7 +81,7 @@ def status(config: Config, journal: Journal) -> dict[str, Any]:
             "watch": ((snapshot or {}).get("modes") or {}).get(str(folder.path), folder.watch),
             "unavailable": (unavailable.get(str(folder.path)) or {}).get("detail"),
             "paused": _pause_view(refused.get(str(folder.path)) or refused.get(ACCOUNT)),
-            "warning": UNFILED_WARNING if folder.unfiled else None,
+            "warning": destination_for(folder).warning if folder.own_target else None,
             "writers": writers,
             "waiting": len(waiting_since),
             "held_by_writer": sum(1 for info in mine if info.get("held")),

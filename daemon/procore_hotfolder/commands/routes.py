@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from procore_hotfolder.commands.discovery import Album, describe_error, list_albums
+from procore_hotfolder.commands.discovery import describe_error
 from procore_hotfolder.config import Config
 from procore_hotfolder.errors import ProcoreError, RouteError
 from procore_hotfolder.files import sourcefile
 from procore_hotfolder.model import display_path, not_a_file_skip
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.procore.projects import Project, list_projects
+from procore_hotfolder.upload.destinations.photos import Album, list_albums
 from procore_hotfolder.upload.project_numbers import ProjectNumbers
 from procore_hotfolder.upload.routing import (
     DocumentsTarget,

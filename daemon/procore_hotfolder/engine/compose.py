@@ -33,8 +33,8 @@ from procore_hotfolder.state.journal import Journal
 from procore_hotfolder.state.ledger import Ledger
 from procore_hotfolder.state.statelock import StateLock
 from procore_hotfolder.upload.holds import HoldBoard
-from procore_hotfolder.upload.pipeline import Uploader
 from procore_hotfolder.upload.progress import Progress
+from procore_hotfolder.upload.uploader import Uploader
 from procore_hotfolder.watch.writers import Writers
 
 
@@ -68,10 +68,10 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     journal = Journal.open(config.daemon.state_dir)
     progress = Progress()
     writers = Writers()
+    mode: RunMode = Once(config.daemon.max_attempts, stopping) if once else Daemon()
     uploader = Uploader(current, journal, Ledger(config.daemon.state_dir), client,
                         progress=progress, stopping=stopping.is_set, pauses=holds,
-                        writers=writers)
-    mode: RunMode = Once(config.daemon.max_attempts, stopping) if once else Daemon()
+                        writers=writers, limit=mode)
     service = Service(current, journal, uploader, governor, holds=holds, stop=stopping,
                       mode=mode, paused_rows_wait=not once,
                       progress=progress, writers=writers, notifier=notifier,

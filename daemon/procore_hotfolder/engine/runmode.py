@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from procore_hotfolder.state.journal import FileRecord
-from procore_hotfolder.upload.pipeline import Outcome
+from procore_hotfolder.upload.outcome import KeepTrying, Outcome, OutcomeKind, RetryLimit
 
 
 @dataclass
@@ -44,7 +44,10 @@ class Progressing(Protocol):
     def left_unfinished(self) -> list[FileRecord]: ...
 
 
-class RunMode(Protocol):
+class RunMode(RetryLimit, Protocol):
+    """How a run ends; as a ``RetryLimit`` it tells the uploader when to give up on a file
+    for this run (``gives_up``, asked on worker threads)."""
+
     #: As `status.json` and the ``daemon_ready`` event show it.
     once: bool
     #: Watch the folders for events (else the scans alone find the files).
@@ -53,18 +56,11 @@ class RunMode(Protocol):
     rescans: bool
     #: Fail files that stay empty for ``empty_file_timeout_seconds``.
     fails_empty: bool
-    #: A worker's try that ended in an unexpected exception (a defect, logged as
-    #: ``worker_error``) is tried again after this long.
-    unexpected_error_retry_seconds: float
     summary: RunSummary
 
-    def gives_up(self, record: FileRecord) -> bool:
-        """A worker's try at ``record`` asked for a retry later: True to leave the row
-        queued in the journal instead (called on worker threads)."""
-        ...
-
     def noted(self, outcome: Outcome) -> None:
-        """A worker finished with ``record`` (called on the scheduler's thread)."""
+        """A worker is done with a row (``outcome.kind.done``; called on the scheduler's
+        thread)."""
         ...
 
     def finished(self, engine: Progressing) -> bool:
@@ -72,21 +68,17 @@ class RunMode(Protocol):
         ...
 
 
-class Daemon:
-    """`run`: until stopped. The daemon keeps no per-file list: it runs for months."""
+class Daemon(KeepTrying):
+    """`run`: until stopped; never gives up on a file (the journal keeps the row and its
+    retry time). The daemon keeps no per-file list: it runs for months."""
 
     once = False
     watches = True
     rescans = True
     fails_empty = True
-    unexpected_error_retry_seconds = 60.0
 
     def __init__(self) -> None:
         self.summary = RunSummary()
-
-    def gives_up(self, record: FileRecord) -> bool:
-        """Never: the journal keeps the row and its retry time."""
-        return False
 
     def noted(self, outcome: Outcome) -> None:
         """Nothing to keep."""
@@ -123,9 +115,9 @@ class Once:
         return self._stop.is_set() or tries >= self._max_attempts
 
     def noted(self, outcome: Outcome) -> None:
-        if outcome.kind == "archived":
+        if outcome.kind is OutcomeKind.ARCHIVED:
             self.summary.archived.append(outcome.record.path)
-        elif outcome.kind == "failed":
+        elif outcome.kind is OutcomeKind.FAILED:
             self.summary.failed.append((outcome.record.path, outcome.detail or "failed"))
 
     def finished(self, engine: Progressing) -> bool:

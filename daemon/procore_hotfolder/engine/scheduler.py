@@ -36,7 +36,8 @@ from procore_hotfolder.files import sourcefile
 from procore_hotfolder.model import not_a_file_skip
 from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.upload.holds import HoldBoard
-from procore_hotfolder.upload.pipeline import Outcome, Uploader
+from procore_hotfolder.upload.outcome import Outcome, OutcomeKind
+from procore_hotfolder.upload.uploader import Uploader
 from procore_hotfolder.watch.ignore import IgnoreRules
 from procore_hotfolder.watch.stability import SettleTracker
 from procore_hotfolder.watch.writers import Writers
@@ -318,16 +319,16 @@ class Scheduler:
             except queue.Empty:
                 break
             record = outcome.record
-            if outcome.kind == "retry":
+            if not outcome.kind.done:
                 continue
             self._active_paths.discard(str(record.path))
             closed.append(str(record.path))
             self._mode.noted(outcome)
-            if outcome.kind == "archived":
+            if outcome.kind is OutcomeKind.ARCHIVED:
                 self.pace.completed(self._now())
                 self.last_upload = {"path": str(record.path), "uuid": record.uuid,
                                     "time": self._wall()}
-            elif outcome.kind in ("changed", "vanished"):
+            elif outcome.kind.looked_at_again:
                 self.hint(record.path)
         if closed:
             self._scanner.rows_closed(closed)

@@ -34,9 +34,10 @@ from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.state import snapshot
 from procore_hotfolder.state.journal import Journal
+from procore_hotfolder.upload import destinations
 from procore_hotfolder.upload.holds import ACCOUNT, HoldBoard
-from procore_hotfolder.upload.pipeline import Outcome, Uploader
 from procore_hotfolder.upload.progress import Progress
+from procore_hotfolder.upload.uploader import Uploader
 from procore_hotfolder.watch.watcher import FolderWatcher
 from procore_hotfolder.watch.writers import Writers
 
@@ -142,7 +143,7 @@ class Service:
         self._notifier.notify("READY=1")
         log.info("daemon_ready", folders=len(config.folders), once=self._mode.once,
                  workers=config.daemon.workers)
-        snapshot.warn_unfiled(config)
+        destinations.log_warnings(config)
         last_snapshot = 0.0
         try:
             while not self._stop.is_set():
@@ -210,20 +211,10 @@ class Service:
             record = self._journal.get(job.id)
             self.heartbeat.working(record.path)
             try:
-                outcome = self._uploader.process(record)
-            except Exception:
-                log.exception("worker_error", path=str(record.path))
-                outcome = Outcome("retry", record, retry_at=self._wall()
-                                  + self._mode.unexpected_error_retry_seconds,
-                                  detail="unexpected error (worker_error in the log)")
+                outcome = self._uploader.process(record)  # never raises
             finally:
                 self.heartbeat.working(None)
-            retry_at = outcome.retry_at if outcome.kind == "retry" else None
-            if retry_at is not None and self._mode.gives_up(record):
-                retry_at = None  # left queued in the journal
-            elif outcome.kind == "retry" and retry_at is None:
-                retry_at = outcome.record.next_attempt_at
-            self._dispatcher.finished(outcome.record, retry_at)
+            self._dispatcher.finished(outcome.record, outcome.retry_at)
             self.scheduler.finished(outcome)
 
     # --- reload ----------------------------------------------------------------------------
@@ -289,4 +280,4 @@ class Service:
             hook(new)
         log.info("configuration_reloaded", added=added, removed=removed, changed=changed,
                  workers=new.daemon.workers)
-        snapshot.warn_unfiled(new)
+        destinations.log_warnings(new)

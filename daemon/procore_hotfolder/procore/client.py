@@ -25,7 +25,7 @@ from procore_hotfolder.config import ProcoreSettings
 from procore_hotfolder.metrics import MetricsHooks
 from procore_hotfolder.procore.api import Api
 from procore_hotfolder.procore.auth import TokenSource
-from procore_hotfolder.procore.filing import Filing
+from procore_hotfolder.procore.filing import FilingRequests
 from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.procore.http import (
     DEFAULT_USER_AGENT,
@@ -80,7 +80,7 @@ class ProcoreClient:
                         server_clock=self._server_clock, clock=clock)
         self._storage = Storage(settings, storage_session, retry, clock=clock)
         self._uploads: UploadProtocol = UploadsV11(self._api, self._storage, clock)
-        self._filing = Filing(settings, self._api)
+        self._filing = FilingRequests(settings, self._api)
 
     @property
     def metrics(self) -> MetricsHooks:
@@ -184,7 +184,7 @@ class ProcoreClient:
         """Whether the Upload's bytes are stored (``UploadsV11.is_stored``)."""
         return self._uploads.is_stored(target, uuid)
 
-    # --- Documents and Photos (``Filing`` has the contracts) ------------------------------
+    # --- Documents and Photos (``FilingRequests`` has the contracts) ----------------------
 
     def folder_listing(
         self, project_id: int | None, folder_id: int | None, *, files: bool = True,

@@ -21,7 +21,7 @@ from procore_hotfolder.procore.api import Api
 from procore_hotfolder.procore.http import read_object, unexpected
 
 
-class Filing:
+class FilingRequests:
     """Documents and Photos requests (thread-safe)."""
 
     def __init__(self, settings: ProcoreSettings, api: Api) -> None:

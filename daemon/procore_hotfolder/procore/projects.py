@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from procore_hotfolder.errors import UnexpectedResponse
+from procore_hotfolder.procore.answers import as_int
 from procore_hotfolder.procore.client import ProcoreClient
 
 
@@ -29,19 +30,10 @@ class Project:
                 "active": self.active}
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def project_from(raw: Mapping[str, Any]) -> Project | None:
     """A project of a List/Show Project answer; None without a usable id. An empty number is
     no number."""
-    project_id = _int(raw.get("id"))
+    project_id = as_int(raw.get("id"))
     if project_id is None:
         return None
     number = raw.get("project_number")

@@ -11,6 +11,7 @@ import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from procore_hotfolder.model import display_values
 
@@ -50,18 +51,20 @@ class Ledger:
             if f.read(1) != b"\n":
                 os.write(fd, b"\n")
 
-    def contains_uuid(self, uuid: str) -> bool:
-        """True when a line for Upload ``uuid`` is already in the ledger (crash recovery)."""
+    def line_for(self, uuid: str) -> dict[str, Any] | None:
+        """The line of Upload ``uuid``, when the ledger has one already (crash recovery: a
+        whole read of the file), else None. A torn line is no line."""
         needle = json.dumps(uuid).encode()
         try:
             with open(self.path, "rb") as f:
                 for raw in f:
                     if needle in raw:
                         try:
-                            if json.loads(raw).get("uuid") == uuid:
-                                return True
+                            entry = json.loads(raw)
                         except ValueError:
                             continue
+                        if isinstance(entry, dict) and entry.get("uuid") == uuid:
+                            return entry
         except FileNotFoundError:
-            return False
-        return False
+            return None
+        return None

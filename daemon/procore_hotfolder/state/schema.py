@@ -3,7 +3,10 @@ since, applied one by one and recorded in SQLite's ``PRAGMA user_version``.
 
 A change to the schema is a new entry in ``_UPGRADES`` (never an edit of an old one), so a
 journal of any earlier release is brought up to date in place, and a journal written by a
-newer release than this one is refused rather than misread.
+newer release than this one is refused rather than misread. Each version is a literal, read
+from nothing that lives on (``tests/unit/state/test_schema.py`` holds version 1 to its
+text): a new active state changes ``ACTIVE_SQL`` for the queries, and reaches the partial
+unique index only through an upgrade of its own.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import sqlite3
 from procore_hotfolder.errors import JournalError
 from procore_hotfolder.model import ACTIVE
 
-#: The active states as an SQL list, for ``state IN (...)``.
+#: The active states now, as an SQL list, for the queries' ``state IN (...)``.
 ACTIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE))
 
-#: Version 1 is the schema before versions were kept (``PRAGMA user_version`` 0).
-_SCHEMA_V1 = f"""
+#: Version 1 is the schema before versions were kept (``PRAGMA user_version`` 0); its index
+#: lists the active states of then.
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS files (
     id              INTEGER PRIMARY KEY,
     folder          BLOB NOT NULL,
@@ -42,7 +46,8 @@ CREATE TABLE IF NOT EXISTS files (
     updated_at      REAL NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_active_row_per_path
-    ON files(path) WHERE state IN ({ACTIVE_SQL});
+    ON files(path) WHERE state IN ('associated', 'associating', 'ledgered', 'queued',
+                                  'stored', 'uploading');
 CREATE INDEX IF NOT EXISTS files_by_state ON files(state);
 CREATE INDEX IF NOT EXISTS files_by_path ON files(path);
 CREATE TABLE IF NOT EXISTS parts (

@@ -15,7 +15,6 @@ from typing import Any
 
 import structlog
 
-from procore_hotfolder.config import Config
 from procore_hotfolder.model import display_values
 
 log = structlog.get_logger(__name__)
@@ -24,19 +23,6 @@ SNAPSHOT_NAME = "status.json"
 SNAPSHOT_EVERY_SECONDS = 2.0
 #: At most this many settling (and skipped) files are listed: the file stays small.
 SNAPSHOT_PENDING_LIMIT = 2000
-
-UNFILED_WARNING = ("destination is none: these uploads are filed nowhere in Procore, which "
-                   "deletes them after 7 days")
-
-
-def warn_unfiled(config: Config) -> None:
-    """A folder with ``destination = "none"`` files nothing: Procore deletes those Uploads
-    after 7 days (only the ledger's UUIDs remain for an integration to use)."""
-    for index, folder in enumerate(config.folders):
-        if folder.unfiled:
-            log.warning("destination_none", folder=f"folders[{index}]", path=str(folder.path),
-                        detail=UNFILED_WARNING)
-
 
 def build_snapshot(*, pid: int, updated: float, once: bool, counts: Mapping[str, int],
                    waiting: int, pending: Mapping[str, Any], skipped: Mapping[str, str],

@@ -3,13 +3,33 @@
 ``decide(state, error, attempts, max_attempts, rand)`` answers, for the journal state the
 attempt stopped in and the error it met, one ``Decision``: try again later (charging the
 file an attempt or not), wait for a pause of the folder or of the whole account, give the
-file up as failed, or let it settle again because it changed or went away. The uploader
-applies the decision; nothing here touches the journal, a file, a clock or a socket.
+file up as failed, let it settle again because it changed or went away, or end it without
+an archive because its original went after the upload. The uploader applies the decision;
+nothing here touches the journal, a file, a clock or a socket.
 
 The rules, first match wins:
 
-1. The file changed (or vanished) before it was done: it settles again (or is forgotten),
-   from every state that allows it; nothing is archived.
+1. The original moved on after it settled: re-saved (``FileChanged``), held open by a
+   writer (``FileOpenForWriting``, a ``FileChanged``) or gone (``FileVanished``, one too).
+   This is the one place that decides it; the step that notices only reports (``transfer``
+   before and after the upload, the uploader before filing, ``finishing`` at the archive
+   move, which writes the ledger line of what was filed before it reports). Nothing of an
+   old version is filed or archived, and the row's ``last_error`` names the reason:
+
+   | the row, when it is noticed           | re-saved, or held by a writer | gone       |
+   |---------------------------------------|-------------------------------|------------|
+   | QUEUED, UPLOADING: not all stored     | CHANGED                       | VANISHED   |
+   | STORED, before filing                 | CHANGED: nothing filed        | (filed)    |
+   | at the archive move: ASSOCIATED       | CHANGED: ledger line with     | COMPLETE   |
+   |   (filed), LEDGERED (older releases)  |   ``archived: null``          |            |
+   | at the archive move: STORED with      | CHANGED: no ledger line       | COMPLETE   |
+   |   nothing to file                     |                               |            |
+
+   CHANGED: done for this version; the file settles again and is uploaded as what it is
+   then. VANISHED: forgotten. COMPLETE: ARCHIVED with nothing archived, its ledger line
+   saying ``archived: null``. Gone before filing is no error: the stored bytes are what was
+   dropped, so they are filed (and then COMPLETE). ASSOCIATING reports none of them (it
+   looks at Procore, not at the file).
 2. The file must not be uploaded (symlink, hard links, empty for too long): failed.
 3. The Upload is filed already (ASSOCIATED, LEDGERED) or only local steps failed (ledger,
    archive): never failed, retried with backoff until the disk lets us.
@@ -17,12 +37,16 @@ The rules, first match wins:
 5. Procore refuses the folder's project or destination (403, 404): that folder pauses;
    uncharged. Neither is the file's fault, and it is fixed in Procore.
 6. An outage that hits every request (network down, 429, 503): wait, uncharged.
-7. A transient error (5xx, 408, expired Upload, content mismatch, unreadable file): retried
-   with backoff, charged; failed once ``max_attempts`` attempts are spent.
-8. Anything else (validation, storage refusal): failed.
+7. An expired Upload: charged; a fresh Upload at once the first time, then as 9.
+8. A filing that could not be confirmed (``FilingUnconfirmed``: its plan kept changing, or
+   it was found not done again and again): charged; planned afresh at once the first time,
+   then as 9.
+9. A transient error (5xx, 408, content mismatch, unreadable file): retried with backoff,
+   charged; failed once ``max_attempts`` attempts are spent.
+10. Anything else (validation, storage refusal): failed.
 
 A stop is no error and not in this table: ``errors.Stopping`` is a control signal that the
-pipeline catches itself (the row resumes at the next start, uncharged).
+uploader catches itself (the row resumes at the next start, uncharged).
 
 A file whose association POST has an unknown outcome (ASSOCIATING, no certain refusal) is
 failed only after a look at Procore shows it was not filed (``resolve_first``).
@@ -42,6 +66,7 @@ from procore_hotfolder.errors import (
     FileChanged,
     FileRefused,
     FileVanished,
+    FilingUnconfirmed,
     HotfolderError,
     ProcoreError,
     UploadExpired,
@@ -62,6 +87,8 @@ class Action(StrEnum):
     FAIL = "fail"                  # to failed_dir with a sidecar (or failed in place)
     CHANGED = "changed"            # done for this version: it settles again
     VANISHED = "vanished"          # done: gone before it was uploaded
+    COMPLETE = "complete"          # done: uploaded (and filed); the original went: ARCHIVED
+                                   # with nothing archived (its ledger line is written)
 
 
 @dataclass(frozen=True)
@@ -82,12 +109,18 @@ class Decision:
     resolve_first: bool = False
 
 
-def _settles_again(state: FileState, error: HotfolderError) -> Action | None:
-    target = FileState.VANISHED if isinstance(error, FileVanished) else FileState.CHANGED
-    if target in ALLOWED_MOVES[state]:
-        return Action(target.value)
-    if FileState.CHANGED in ALLOWED_MOVES[state]:
-        return Action.CHANGED  # vanished after its upload: its row ends as changed
+#: Rule 1's rows: the row's states before and after the bytes are all stored.
+_NOT_STORED = frozenset({FileState.QUEUED, FileState.UPLOADING})
+_STORED = frozenset({FileState.STORED, FileState.ASSOCIATED, FileState.LEDGERED})
+
+
+def _moved_on(state: FileState, error: FileChanged) -> Action | None:
+    """Rule 1 (see the module docstring)."""
+    gone = isinstance(error, FileVanished)
+    if state in _NOT_STORED:
+        return Action.VANISHED if gone else Action.CHANGED
+    if state in _STORED:
+        return Action.COMPLETE if gone else Action.CHANGED
     return None
 
 
@@ -112,7 +145,7 @@ def decide(
     """
     unsent = state is FileState.ASSOCIATING and certainly_unsent(error)
     if isinstance(error, FileChanged):
-        action = _settles_again(state, error)
+        action = _moved_on(state, error)
         if action is not None:
             return Decision(action)
     if isinstance(error, FileRefused) and FileState.FAILED in ALLOWED_MOVES[state]:
@@ -135,8 +168,8 @@ def decide(
         if charged >= max_attempts:
             return Decision(Action.FAIL, charge=True, gave_up=True,
                             resolve_first=unknown_filing)
-        if isinstance(error, UploadExpired) and charged == 1:
-            delay = 0.0  # a fresh Upload right away
+        if isinstance(error, UploadExpired | FilingUnconfirmed) and charged == 1:
+            delay = 0.0  # a fresh Upload, or a fresh plan, right away
         else:
             delay = backoff.delay(charged, rand=rand, retry_after=error.retry_after)
         return Decision(Action.RETRY, charge=True, delay=delay, unsent=unsent)

@@ -169,13 +169,14 @@ class Transfer:
         with sourcefile.open_for_upload(record.path, record.observation) as opened:
             self._no_writer(opened, folder, "")
             if record.observation.size >= config.daemon.segment_threshold_bytes:
-                record = self._segmented(record, folder, target, opened, config)
+                record, sha256 = self._segmented(record, folder, target, opened, config)
             else:
-                record = self._single(record, folder, target, opened)
+                record, sha256 = self._single(record, folder, target, opened)
             if not opened.unchanged():
                 raise FileChanged("the file changed while it was being uploaded")
             self._no_writer(opened, folder, " (it came back while the file was uploaded)")
-            return self._journal.move(record, FileState.STORED, self._clock())
+            # One commit: the hash is only worth keeping for a file that stays stored.
+            return self._journal.move(record, FileState.STORED, self._clock(), sha256=sha256)
 
     def _no_writer(self, opened: sourcefile.OpenedFile, folder: FolderSettings, when: str
                    ) -> None:
@@ -230,7 +231,8 @@ class Transfer:
     # --- one form POST ---------------------------------------------------------------------
 
     def _single(self, record: FileRecord, folder: FolderSettings, target: UploadTarget,
-                opened: sourcefile.OpenedFile) -> FileRecord:
+                opened: sourcefile.OpenedFile) -> tuple[FileRecord, str]:
+        """The bytes in one form POST (or found stored already); the row and their SHA-256."""
         ticket = self._reusable_ticket(record, segmented=False)
         if ticket is None:
             record, ticket = self._new_ticket(record, folder, target)
@@ -242,8 +244,7 @@ class Transfer:
                                        on_read=lambda _: self._progress.touch(record.path))
                 while reader.read(READ_CHUNK):
                     pass
-                return self._journal.move(record, FileState.UPLOADING, self._clock(),
-                                          sha256=reader.hexdigest())
+                return record, reader.hexdigest()
         size = record.observation.size
         meter = ProgressLog(record.path, size, self._progress, self._clock, ticket.uuid)
         reader = HashingReader(opened.reader, on_read=meter.set, stopping=self._stopping)
@@ -255,8 +256,7 @@ class Transfer:
             raise
         if reader.bytes_read != size:
             raise FileChanged(f"read {reader.bytes_read} bytes, expected {size}")
-        return self._journal.move(record, FileState.UPLOADING, self._clock(),
-                                  sha256=reader.hexdigest())
+        return record, reader.hexdigest()
 
     # --- segments --------------------------------------------------------------------------
 
@@ -274,7 +274,8 @@ class Transfer:
         return specs, whole, False
 
     def _segmented(self, record: FileRecord, folder: FolderSettings, target: UploadTarget,
-                   opened: sourcefile.OpenedFile, config: Config) -> FileRecord:
+                   opened: sourcefile.OpenedFile, config: Config) -> tuple[FileRecord, str]:
+        """The bytes in parallel segment PUTs; the row and the whole file's SHA-256."""
         specs, whole, recorded = self._specs(record, opened, config)
         if not recorded or record.state is not FileState.UPLOADING:
             # Also when resuming a row that a retry or a stop put back in the queue.
@@ -337,4 +338,4 @@ class Transfer:
             self._forget_ticket(record)
             raise
         log.info("upload_segments_completed", uuid=ticket.uuid, segments=len(specs))
-        return self._journal.get(record.id)
+        return self._journal.get(record.id), whole

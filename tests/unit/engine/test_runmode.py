@@ -9,7 +9,7 @@ from pathlib import Path
 from procore_hotfolder.engine.runmode import Daemon, Once
 from procore_hotfolder.model import FileState
 from procore_hotfolder.state.journal import FileRecord
-from procore_hotfolder.upload.pipeline import Outcome
+from procore_hotfolder.upload.outcome import Outcome, OutcomeKind
 from procore_hotfolder.watch.stability import Observation
 
 
@@ -42,7 +42,7 @@ def test_the_daemon_never_gives_up_never_finishes_and_keeps_no_list() -> None:
     mode = Daemon()
     assert (mode.once, mode.watches, mode.rescans, mode.fails_empty) == (False, True, True, True)
     assert not any(mode.gives_up(_record(1)) for _ in range(100))
-    mode.noted(Outcome("archived", _record(1)))
+    mode.noted(Outcome(OutcomeKind.ARCHIVED, _record(1)))
     assert not mode.finished(FakeEngine(drained=True, settling=[(Path("/drop/x"), "empty")]))
     assert mode.summary.archived == [] and mode.summary.exit_code == 0
 
@@ -64,9 +64,9 @@ def test_once_gives_up_at_once_when_stopped() -> None:
 
 def test_once_finishes_only_when_drained_and_names_what_is_left() -> None:
     mode = Once(max_attempts=3, stop=threading.Event())
-    mode.noted(Outcome("archived", _record(1)))
-    mode.noted(Outcome("failed", _record(2), detail="refused"))
-    mode.noted(Outcome("retry", _record(3)))
+    mode.noted(Outcome(OutcomeKind.ARCHIVED, _record(1)))
+    mode.noted(Outcome(OutcomeKind.FAILED, _record(2), detail="refused"))
+    mode.noted(Outcome(OutcomeKind.RETRY, _record(3), retry_at=1.0))
     left_in_place = [(Path("/drop/e"), "empty"), (Path("/drop/w"), "held open by a writer")]
     assert not mode.finished(FakeEngine(drained=False, settling=left_in_place))
     assert mode.summary.left_in_place == []

@@ -24,7 +24,7 @@ from procore_hotfolder.engine.scanner import EverythingSeen, Found
 from procore_hotfolder.engine.scheduler import SKIPPED_LIMIT, Scheduler
 from procore_hotfolder.state.journal import Journal
 from procore_hotfolder.upload.holds import HoldBoard
-from procore_hotfolder.upload.pipeline import Outcome
+from procore_hotfolder.upload.outcome import Outcome, OutcomeKind
 from procore_hotfolder.watch.stability import Observation
 from procore_hotfolder.watch.writers import Writers
 
@@ -158,15 +158,34 @@ def test_an_outcome_frees_the_path_and_a_changed_file_is_looked_at_again(rig: Ri
     rig.after(2.5)
     (record,) = rig.journal.active()
     assert rig.scanner.rows == {str(scan)}
-    rig.scheduler.finished(Outcome("changed", record))
+    rig.scheduler.finished(Outcome(OutcomeKind.CHANGED, record))
     rig.after(0.0)  # the outcome's hint is looked at in the next tick
     assert rig.scanner.rows == set()  # a scan may hand it over again
     rig.after(0.0)
     assert str(scan) in rig.scheduler.tracker
-    rig.scheduler.finished(Outcome("archived", record))
+    rig.scheduler.finished(Outcome(OutcomeKind.ARCHIVED, record))
     rig.after(0.0)
     assert rig.scheduler.last_upload is not None
     assert rig.scheduler.last_upload["path"] == str(scan)
+
+
+@pytest.mark.parametrize("kind", [OutcomeKind.RETRY, OutcomeKind.LEFT])
+def test_a_row_tried_again_or_left_in_the_journal_keeps_its_path(rig: Rig,
+                                                                 kind: OutcomeKind) -> None:
+    scan = rig.drop / "scan.pdf"
+    scan.write_bytes(b"%PDF 1")
+    rig.scheduler.hint(scan)
+    rig.after(0.0)
+    rig.after(2.5)
+    (record,) = rig.journal.active()
+    rig.scheduler.finished(Outcome(kind, record,
+                                   retry_at=1.0 if kind is OutcomeKind.RETRY else None))
+    rig.after(0.0)
+    rig.scheduler.hint(scan)
+    rig.after(0.0)
+    assert str(scan) not in rig.scheduler.tracker and rig.scheduler.last_upload is None
+    rig.after(2.5)
+    assert rig.journal.active() == [record]
 
 
 def test_the_daemon_fails_a_file_that_stays_empty_once_leaves_it(tmp_path: Path) -> None:

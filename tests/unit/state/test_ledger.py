@@ -22,8 +22,9 @@ def test_ledger_lines_and_torn_tail(tmp_path: Path) -> None:
     assert json.loads(lines[0])["uuid"] == "U1"
     assert json.loads(lines[-1])["uuid"] == "U3"
     assert json.loads(lines[-1])["source"] == "/d/\\xff"  # the odd byte, shown as \xff
-    assert ledger.contains_uuid("U1") and ledger.contains_uuid("U3")
-    assert not ledger.contains_uuid("U2")
+    assert ledger.line_for("U1") == {"uuid": "U1", "source": "/d/a"}
+    assert ledger.line_for("U3") is not None and ledger.line_for("U2") is None
+    assert Ledger(tmp_path / "none-yet").line_for("U1") is None
 
 
 def test_a_name_that_is_not_utf8_reads_the_same_in_the_log_as_in_the_ledger(

@@ -93,7 +93,7 @@ def test_status_does_not_load_the_engine(module: str) -> None:
     reporting module nor the command line loads the engine, or watchdog, to do it."""
     code = (f"import sys, {module}\n"
             "engine = {'procore_hotfolder.engine.service',"
-            " 'procore_hotfolder.engine.scheduler', 'procore_hotfolder.upload.pipeline',"
+            " 'procore_hotfolder.engine.scheduler', 'procore_hotfolder.upload.uploader',"
             " 'procore_hotfolder.engine.compose', 'watchdog'}\n"
             "print(sorted(engine & set(sys.modules)))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -4,21 +4,32 @@ filter."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
+from structlog.testing import capture_logs
 
-from procore_hotfolder.config import parse_config
-from procore_hotfolder.errors import ValidationFailed
+from procore_hotfolder.config import Config, parse_config
+from procore_hotfolder.config import Destination as ConfigDestination
+from procore_hotfolder.errors import NotFound, ProcoreError
 from procore_hotfolder.files import sourcefile
 from procore_hotfolder.model import utc_iso
 from procore_hotfolder.state.journal import Journal
-from procore_hotfolder.upload.destinations import PLAN_VERSION, DocumentPlan, PhotoPlan, Photos
+from procore_hotfolder.upload.destinations import (
+    KINDS,
+    PLAN_VERSION,
+    DocumentPlan,
+    Filing,
+    PhotoPlan,
+    Photos,
+    destination_for,
+    log_warnings,
+)
 from procore_hotfolder.upload.destinations.documents import _latest_number, _same_name
 from procore_hotfolder.upload.destinations.photos import _created_since
-from procore_hotfolder.upload.destinations.protocol import is_name_clash
 
 
 def _items(*created: str) -> Iterator[Mapping[str, Any]]:
@@ -115,14 +126,6 @@ def test_latest_version_number_from_numbers_else_count() -> None:
     assert _latest_number({}) == 0
 
 
-def test_which_422s_may_be_a_name_clash() -> None:
-    def error(text: str) -> ValidationFailed:
-        return ValidationFailed(f"Procore answered HTTP 422: {text}", status=422)
-
-    assert is_name_clash(error("name has already been taken"))
-    assert is_name_clash(error("A file with that name already exists"))
-    assert not is_name_clash(error("upload_uuid is invalid"))
-
 
 def test_plans_carry_their_version_and_kind() -> None:
     photo = PhotoPlan(name="a.jpg", album_id=7, size=10, not_before=1.5)
@@ -134,3 +137,109 @@ def test_plans_carry_their_version_and_kind() -> None:
     raw = document.to_json()
     assert raw["v"] == PLAN_VERSION and raw["kind"] == "documents"
     assert DocumentPlan(**{k: v for k, v in raw.items() if k not in ("v", "kind")}) == document
+
+
+# --- the destination seam ------------------------------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parents[3] / "daemon" / "procore_hotfolder"
+
+
+def _folders_config(tmp_path: Path) -> Config:
+    raw = {"procore": {"api_url": "http://127.0.0.1:9", "login_url": "http://127.0.0.1:9",
+                       "company_id": 1, "client_id": "id"},
+           "daemon": {"state_dir": str(tmp_path / "state")},
+           "folders": [{"path": str(tmp_path / kind), "destination": kind, "project_id": 7}
+                       for kind in ("documents", "photos", "none")]}
+    return parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "x"})
+
+
+def test_every_destination_the_configuration_accepts_is_a_class_here() -> None:
+    assert set(KINDS) == set(get_args(ConfigDestination))
+    assert all(destination.kind == name for name, destination in KINDS.items())
+
+
+def test_no_module_outside_destinations_compares_destination_names() -> None:
+    """Adding a destination touches ``upload/destinations/`` (and its Procore calls, and the
+    configuration's list of names): nothing else asks a folder's destination by its name."""
+    switch = re.compile(r"\.destination\s*(==|!=|in\s)"
+                        r"|destination.*(==|!=)\s*\"(none|documents|photos)\"")
+    found = [f"{path.relative_to(PACKAGE)}:{n}"
+             for path in sorted(PACKAGE.rglob("*.py"))
+             if not path.is_relative_to(PACKAGE / "upload" / "destinations")
+             and not path.is_relative_to(PACKAGE / "config")
+             and not path.is_relative_to(PACKAGE / "emulator")
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if switch.search(line)]
+    assert found == []
+
+
+def test_each_destination_says_whether_it_files_and_what_it_warns(tmp_path: Path) -> None:
+    config = _folders_config(tmp_path)
+    journal = Journal.open(config.daemon.state_dir)
+    try:
+        filing = Filing(journal, object(), clock=lambda: 0.0)  # type: ignore[arg-type]
+        assert [filing.files(f) for f in config.folders] == [True, True, False]
+    finally:
+        journal.close()
+    assert [destination_for(f).warning for f in config.folders] == [None, None, (
+        "destination is none: these uploads are filed nowhere in Procore, which deletes them "
+        "after 7 days")]
+    with capture_logs() as logs:
+        log_warnings(config)
+    assert [(e["event"], e["folder"]) for e in logs] == [("destination_none", "folders[2]")]
+
+
+class _Report:
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.said.append(f"note: {text}")
+
+    def problem(self, text: str) -> None:
+        self.said.append(f"problem: {text}")
+
+    def refused(self, error: ProcoreError, subject: str) -> None:
+        self.said.append(f"refused: {subject}: {error.status}")
+
+
+class _Procore:
+    """Show Folder and List Image Categories as ``check`` reads them."""
+
+    def __init__(self, folder: Mapping[str, Any] | ProcoreError,
+                 albums: list[dict[str, Any]]) -> None:
+        self.folder = folder
+        self.albums = albums
+
+    def folder_listing(self, project_id: int | None, folder_id: int | None, **_: Any
+                       ) -> Mapping[str, Any]:
+        if isinstance(self.folder, ProcoreError):
+            raise self.folder
+        return self.folder
+
+    def get_pages(self, path: str, params: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+        assert path == "v1.0/image_categories" and params == {"project_id": 7}
+        return iter(self.albums)
+
+
+@pytest.mark.parametrize(("folder", "albums", "kind", "said"), [
+    ({"id": 1, "name": "root"}, [], "documents", ["note: Documents root folder"]),
+    ({"id": 1, "is_deleted": True}, [], "documents",
+     ["problem: Documents root folder of project 7 ('root') is in Procore's recycle bin"]),
+    ({"id": 1, "read_only": True}, [], "documents",
+     ["problem: Documents root folder of project 7 ('root') is read-only for this service "
+      "account"]),
+    (NotFound("gone", status=404), [], "documents",
+     ["refused: Documents root folder of project 7: 404"]),
+    ({}, [{"id": 5, "name": "Site"}], "photos", ["note: Photos, no album (unsorted)"]),
+    ({}, [], "none", []),
+], ids=["documents-ok", "documents-recycled", "documents-read-only", "documents-refused",
+        "photos-unsorted", "none-asks-nothing"])
+def test_what_each_destination_checks_in_procore(
+        tmp_path: Path, folder: Mapping[str, Any] | ProcoreError, albums: list[dict[str, Any]],
+        kind: str, said: list[str]) -> None:
+    [settings] = [f for f in _folders_config(tmp_path).folders if f.destination == kind]
+    report = _Report()
+    destination_for(settings).check(_Procore(folder, albums), settings,  # type: ignore[arg-type]
+                                    report)
+    assert report.said == said

@@ -13,9 +13,11 @@ from procore_hotfolder.errors import (
     AuthenticationError,
     ContentMismatch,
     FileChanged,
+    FileOpenForWriting,
     FileRefused,
     FileUnreadable,
     FileVanished,
+    FilingUnconfirmed,
     HotfolderError,
     NetworkError,
     NotFound,
@@ -37,25 +39,36 @@ A, D, L = FileState.ASSOCIATING, FileState.ASSOCIATED, FileState.LEDGERED
 
 RETRY, FAIL = Action.RETRY, Action.FAIL
 PAUSE_F, PAUSE_A = Action.PAUSE_FOLDER, Action.PAUSE_ALL
-CHANGED, VANISHED = Action.CHANGED, Action.VANISHED
+CHANGED, VANISHED, COMPLETE = Action.CHANGED, Action.VANISHED, Action.COMPLETE
 
 
 def _e(cls: type[HotfolderError], status: int | None = None) -> HotfolderError:
-    if cls in (FileRefused, FileChanged, FileVanished, FileUnreadable, ArchiveError):
+    if cls in (FileRefused, FileChanged, FileVanished, FileUnreadable, ArchiveError,
+               FilingUnconfirmed, FileOpenForWriting):
         return cls("x")
     return cls("x", status=status)  # type: ignore[call-arg]
 
 
 # state, error, attempts so far, -> action, charged, unsent (ASSOCIATING -> STORED first)
 TABLE = [
-    # the file changed or went: it settles again / is forgotten; nothing archived
+    # rule 1, the original moved on: it settles again / is forgotten / the upload stands;
+    # nothing archived, whichever step noticed it
     (Q, _e(FileChanged), 0, CHANGED, False, False),
     (U, _e(FileChanged), 3, CHANGED, False, False),
-    (S, _e(FileChanged), 0, CHANGED, False, False),  # re-saved after its bytes were stored
-    (D, _e(FileChanged), 0, CHANGED, False, False),  # re-saved after it was filed
-    (L, _e(FileChanged), 0, CHANGED, False, False),  # re-saved while being archived
+    (Q, _e(FileOpenForWriting), 0, CHANGED, False, False),  # a writer before the upload
+    (U, _e(FileOpenForWriting), 0, CHANGED, False, False),  # ... back while uploading
+    (Q, _e(FileVanished), 0, VANISHED, False, False),       # gone before the upload
     (U, _e(FileVanished), 0, VANISHED, False, False),
-    (L, _e(FileVanished), 0, CHANGED, False, False),
+    (S, _e(FileChanged), 0, CHANGED, False, False),  # re-saved before filing (or archiving)
+    (S, _e(FileOpenForWriting), 0, CHANGED, False, False),  # a writer before filing
+    (S, _e(FileVanished), 0, COMPLETE, False, False),  # nothing to file: gone at the archive
+    (D, _e(FileChanged), 0, CHANGED, False, False),  # re-saved after filing / before the move
+    (D, _e(FileOpenForWriting), 0, CHANGED, False, False),  # a writer before the move
+    (D, _e(FileVanished), 0, COMPLETE, False, False),  # gone after its upload
+    (L, _e(FileChanged), 0, CHANGED, False, False),  # a row of an older release
+    (L, _e(FileOpenForWriting), 0, CHANGED, False, False),
+    (L, _e(FileVanished), 0, COMPLETE, False, False),  # (was CHANGED: one rule now)
+    (A, _e(FileChanged), 0, RETRY, True, False),  # never raised there: no rule-1 answer
     # refused files fail at once
     (Q, _e(FileRefused), 0, FAIL, False, False),
     (U, _e(FileRefused), 0, FAIL, False, False),
@@ -82,6 +95,10 @@ TABLE = [
     (U, _e(RequestTimeout, 408), 0, RETRY, True, False),
     (A, _e(RequestTimeout, 408), 0, RETRY, True, False),  # 408: outcome unknown
     (U, _e(UploadExpired, 403), 0, RETRY, True, False),
+    # a filing that could not be confirmed: planned afresh (at once the first time)
+    (S, _e(FilingUnconfirmed), 0, RETRY, True, False),
+    (A, _e(FilingUnconfirmed), 0, RETRY, True, False),  # a plan recorded, not sent: look
+    (S, _e(FilingUnconfirmed), 4, FAIL, True, False),
     (U, _e(ContentMismatch, 400), 1, RETRY, True, False),
     (U, _e(UnexpectedResponse, 201), 0, RETRY, True, False),
     (Q, _e(FileUnreadable), 0, RETRY, True, False),
@@ -105,7 +122,7 @@ def test_policy_table(state: FileState, error: HotfolderError, attempts: int,
 def test_every_decision_is_a_move_the_journal_allows() -> None:
     """No decision strands a row: each names a move the state table allows (or none)."""
     targets = {CHANGED: FileState.CHANGED, VANISHED: FileState.VANISHED,
-               FAIL: FileState.FAILED}
+               FAIL: FileState.FAILED, COMPLETE: FileState.ARCHIVED}
     for state, error, attempts, *_ in TABLE:
         decision = decide(state, error, attempts, 5, 0.5)
         start = FileState.STORED if decision.unsent else state
@@ -126,6 +143,14 @@ def test_backoff_grows_and_a_fresh_upload_comes_at_once() -> None:
     assert delays == sorted(delays) and delays[0] > 0
     assert decide(U, _e(UploadExpired, 403), 0, 5, 0.5).delay == 0.0
     assert decide(U, _e(UploadExpired, 403), 1, 5, 0.5).delay > 0.0
+
+
+def test_an_unconfirmed_filing_is_planned_afresh_at_once_then_with_backoff() -> None:
+    """Nothing expired: its own error and reason, but the same first retry as a fresh
+    Upload."""
+    assert decide(S, _e(FilingUnconfirmed), 0, 5, 0.5).delay == 0.0
+    assert decide(S, _e(FilingUnconfirmed), 1, 5, 0.5).delay > 0.0
+    assert _e(FilingUnconfirmed).reason == "filing_unconfirmed"
 
 
 def test_outage_waits_as_long_as_the_server_asks() -> None:

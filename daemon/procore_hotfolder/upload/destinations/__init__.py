@@ -28,22 +28,27 @@ about a second before our send, while our answer was lost. When the floor errs i
 early (never late), and that can only widen this window, never make us miss our own record.
 
 
-Each destination is one class behind the ``Destination`` protocol (``protocol.py``):
-``photos.Photos``, ``documents.Documents`` (its folders in ``folders.FolderTree``). Its plans
-are frozen dataclasses; their JSON carries ``"v"`` (``PLAN_VERSION``) and ``"kind"``.
-``Filing`` is what the pipeline calls: it moves the journal row and logs (in the caller's
-structlog context: the file's ``path`` and ``file_id``).
+Each kind of destination is one class behind the ``Destination`` protocol (``protocol.py``),
+registered in ``KINDS`` under its configuration name: ``documents.Documents`` (its folders in
+``folders.FolderTree``), ``photos.Photos``, ``unfiled.Unfiled`` (destination "none"). The
+class answers what the rest of the daemon asks about a destination: whether it files at all
+(``filer``), what `check` asks Procore (``check``), what `run`, `check` and `status` warn
+(``warning``); nothing outside this package compares destination names. One that files is
+a ``Filer`` (plan, send, find); its plans are frozen dataclasses whose JSON carries ``"v"``
+(``PLAN_VERSION``) and ``"kind"``. ``Filing`` is what the uploader calls: it moves the
+journal row and logs (in the caller's structlog context: the file's ``path`` and
+``file_id``). Which destination a file goes to is decided in one place, ``destination_for``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
 
-from procore_hotfolder.config import FolderSettings
-from procore_hotfolder.errors import JournalError, UploadExpired
+from procore_hotfolder.config import Config, FolderSettings
+from procore_hotfolder.errors import FilingUnconfirmed, JournalError
 from procore_hotfolder.model import FileState
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.state.journal import FileRecord, Journal
@@ -51,32 +56,61 @@ from procore_hotfolder.upload.destinations.documents import DocumentPlan, Docume
 from procore_hotfolder.upload.destinations.photos import PhotoPlan, Photos
 from procore_hotfolder.upload.destinations.protocol import (
     PLAN_VERSION,
+    CheckReport,
     Destination,
     Filed,
+    Filer,
     Plan,
     PlanAgain,
     Sent,
 )
+from procore_hotfolder.upload.destinations.unfiled import Unfiled
 
 __all__ = [
+    "KINDS",
     "MAX_SENDS",
     "PLAN_VERSION",
+    "CheckReport",
     "Destination",
     "DocumentPlan",
     "Documents",
     "Filed",
+    "Filer",
     "Filing",
     "PhotoPlan",
     "Photos",
     "Plan",
     "PlanAgain",
     "Sent",
+    "Unfiled",
+    "destination_for",
+    "log_warnings",
 ]
 
 log = structlog.get_logger(__name__)
 
+#: Every kind of destination by its name in the configuration (``folders[].destination``;
+#: ``config`` keeps the list of names it accepts).
+KINDS: Mapping[str, type[Destination]] = {
+    kind.kind: kind for kind in (Documents, Photos, Unfiled)}
+
 #: Sends one ``associate`` call may make (a clash costs one more: create, then version).
 MAX_SENDS = 3
+
+
+def destination_for(folder: FolderSettings) -> type[Destination]:
+    """The destination of the files of ``folder``: the one place that reads its name."""
+    return KINDS[folder.destination]
+
+
+def log_warnings(config: Config) -> None:
+    """Log what each folder's destination warns about (`run`: at the start, after a reload):
+    ``destination_none`` for a folder whose uploads Procore deletes after 7 days."""
+    for index, folder in enumerate(config.folders):
+        destination = destination_for(folder)
+        if destination.warning is not None:
+            log.warning(f"destination_{destination.kind}", folder=f"folders[{index}]",
+                        path=str(folder.path), detail=destination.warning)
 
 
 class Filing:
@@ -86,13 +120,20 @@ class Filing:
                  clock: Callable[[], float]) -> None:
         self._journal = journal
         self._clock = clock
-        self._destinations: dict[str, Destination[Any]] = {
-            "documents": Documents(client, journal),
-            "photos": Photos(client, journal, clock),
-        }
+        self._filers = {kind: destination.filer(client, journal, clock)
+                        for kind, destination in KINDS.items()}
 
-    def _for(self, folder: FolderSettings) -> Destination[Any]:
-        return self._destinations[folder.destination]
+    def files(self, folder: FolderSettings) -> bool:
+        """Whether the destination of ``folder``'s files files anything (destination "none"
+        does not: a stored Upload goes on to its ledger line and the archive)."""
+        return self._filers[destination_for(folder).kind] is not None
+
+    def _for(self, folder: FolderSettings) -> Filer[Any]:
+        filer = self._filers[destination_for(folder).kind]
+        if filer is None:  # the folder's destination became "none" while a filing ran
+            raise JournalError(f"destination {folder.destination} files nothing; the row "
+                               "waits for a destination that files")
+        return filer
 
     def associate(self, record: FileRecord, folder: FolderSettings) -> FileRecord:
         """STORED → ASSOCIATED (filed), or back to STORED (plan again later).
@@ -121,7 +162,8 @@ class Filing:
             log.info("association_next", uuid=record.uuid, plan=plan.to_json())
             record = self._journal.move(record, FileState.ASSOCIATING, self._clock(),
                                         association=plan.to_json())
-        raise UploadExpired("association kept changing its plan; retrying")
+        raise FilingUnconfirmed(f"Procore's answers changed the plan {MAX_SENDS} times; "
+                                "planned afresh")
 
     def resolve(self, record: FileRecord, folder: FolderSettings) -> FileRecord:
         """ASSOCIATING after an unknown outcome: ASSOCIATED when what the send would have

@@ -4,7 +4,7 @@ folder that mirrors the file's subfolder."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,22 +12,19 @@ from typing import Any, ClassVar
 import structlog
 
 from procore_hotfolder.config import FolderSettings
-from procore_hotfolder.errors import NameClash, NotFound, ValidationFailed
+from procore_hotfolder.errors import NameClash, NotFound, ProcoreError, ValidationFailed
 from procore_hotfolder.model import procore_name
 from procore_hotfolder.procore import ProcoreClient
+from procore_hotfolder.procore.answers import as_int, as_time, is_live, is_name_clash
 from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.upload.destinations.folders import FolderTree
+from procore_hotfolder.upload.destinations.procore_time import ProcoreClock, since
 from procore_hotfolder.upload.destinations.protocol import (
     PLAN_VERSION,
+    CheckReport,
     Filed,
     PlanAgain,
-    ProcoreClock,
     Sent,
-    as_int,
-    as_time,
-    is_live,
-    is_name_clash,
-    since,
 )
 
 log = structlog.get_logger(__name__)
@@ -38,7 +35,7 @@ class DocumentPlan:
     """Create document ``name`` in folder ``parent_id`` (None: the root), or, with
     ``version_of``, add a version to that document."""
 
-    kind: ClassVar[str] = "documents"
+    kind: ClassVar[str] = "documents"  # Documents.kind
     parent_id: int | None
     where: str  # the Procore folder for messages: "Documents/a/b" or "folder 42/a"
     name: str
@@ -59,10 +56,43 @@ class Documents:
     Upload and an optimistic create (``unique_name`` false); a clash or an unknown outcome
     costs one listing, shrunk to the folder's files at their latest version."""
 
+    kind: ClassVar[str] = "documents"
+    warning: ClassVar[str | None] = None
+
     def __init__(self, client: ProcoreClient, journal: Journal) -> None:
         self._client = client
         self._procore_time = ProcoreClock(client)
         self._tree = FolderTree(client, journal)
+
+    @classmethod
+    def filer(cls, client: ProcoreClient, journal: Journal, clock: Callable[[], float]
+              ) -> Documents:
+        return cls(client, journal)
+
+    @classmethod
+    def check(cls, client: ProcoreClient, folder: FolderSettings, report: CheckReport
+              ) -> None:
+        """The target folder (``documents_folder_id``, else the root) of the project's
+        Documents (the company's without a ``project_id``): there, not in the recycle bin,
+        not read-only (Show Folder)."""
+        target = folder.documents_folder_id
+        where = (f"project {folder.project_id}" if folder.project_id is not None
+                 else "the company's Documents")
+        subject = (f"documents_folder_id {target} in {where}" if target is not None
+                   else f"Documents root folder of {where}")
+        try:
+            raw = client.folder_listing(folder.project_id, target, files=False)
+        except ProcoreError as exc:
+            report.refused(exc, subject)
+            return
+        name = str(raw.get("name") or "") if target is not None else "root"
+        if raw.get("is_deleted"):
+            report.problem(f"{subject} ({name!r}) is in Procore's recycle bin")
+        elif raw.get("read_only") is True:
+            report.problem(f"{subject} ({name!r}) is read-only for this service account")
+        else:
+            report.note(f"Documents folder {name!r}" if target is not None
+                        else "Documents root folder")
 
     def plan(self, record: FileRecord, folder: FolderSettings) -> DocumentPlan:
         names: list[str] = []

@@ -10,8 +10,8 @@ import structlog
 
 from procore_hotfolder.errors import NotFound, ValidationFailed
 from procore_hotfolder.procore import ProcoreClient
+from procore_hotfolder.procore.answers import as_int, is_live, is_name_clash
 from procore_hotfolder.state.journal import Journal
-from procore_hotfolder.upload.destinations.protocol import as_int, is_live, is_name_clash
 
 log = structlog.get_logger(__name__)
 

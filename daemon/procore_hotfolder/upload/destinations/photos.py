@@ -1,4 +1,4 @@
-"""Photos: one image per file, in the folder's album (or unsorted)."""
+"""Photos: one image per file, in the folder's album (or unsorted); the project's albums."""
 
 from __future__ import annotations
 
@@ -8,25 +8,47 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from procore_hotfolder.config import FolderSettings
+from procore_hotfolder.errors import ProcoreError
 from procore_hotfolder.model import procore_name
 from procore_hotfolder.procore import ProcoreClient
+from procore_hotfolder.procore.answers import as_int, as_time
 from procore_hotfolder.state.journal import FileRecord, Journal
-from procore_hotfolder.upload.destinations.protocol import (
-    PLAN_VERSION,
-    Filed,
-    ProcoreClock,
-    Sent,
-    as_int,
-    as_time,
-    since,
-)
+from procore_hotfolder.upload.destinations.procore_time import ProcoreClock, since
+from procore_hotfolder.upload.destinations.protocol import PLAN_VERSION, CheckReport, Filed, Sent
+
+
+@dataclass(frozen=True)
+class Album:
+    """A Photos album (Procore's image category)."""
+
+    id: int
+    name: str
+    count: int | None
+    private: bool | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "count": self.count, "private": self.private}
+
+
+def list_albums(client: ProcoreClient, project_id: int) -> list[Album]:
+    """The project's Photos albums (Procore's List Image Categories, every page)."""
+    albums = []
+    for raw in client.get_pages("v1.0/image_categories", {"project_id": project_id}):
+        album_id = as_int(raw.get("id"))
+        if album_id is None:
+            continue
+        private = raw.get("private")
+        albums.append(Album(id=album_id, name=str(raw.get("name") or ""),
+                            count=as_int(raw.get("count")),
+                            private=private if isinstance(private, bool) else None))
+    return albums
 
 
 @dataclass(frozen=True)
 class PhotoPlan:
     """Create one image named ``name`` in album ``album_id`` (None: unsorted)."""
 
-    kind: ClassVar[str] = "photos"
+    kind: ClassVar[str] = "photos"  # Photos.kind
     name: str
     album_id: int | None
     size: int
@@ -39,6 +61,9 @@ class PhotoPlan:
 class Photos:
     """One image per file, in the folder's album."""
 
+    kind: ClassVar[str] = "photos"
+    warning: ClassVar[str | None] = None
+
     def __init__(self, client: ProcoreClient, journal: Journal, clock: Callable[[], float]
                  ) -> None:
         self._client = client
@@ -47,6 +72,35 @@ class Photos:
         self._procore_time = ProcoreClock(client)
         # Two rows resolving at once must not both claim the same new image.
         self._claiming = threading.Lock()
+
+    @classmethod
+    def filer(cls, client: ProcoreClient, journal: Journal, clock: Callable[[], float]
+              ) -> Photos:
+        return cls(client, journal, clock)
+
+    @classmethod
+    def check(cls, client: ProcoreClient, folder: FolderSettings, report: CheckReport
+              ) -> None:
+        """The album (``photos_album_id``) is among the project's albums; without one,
+        photos go unsorted. (The configuration requires a ``project_id`` for Photos.)"""
+        project_id = folder.project_id
+        assert project_id is not None
+        try:
+            albums = list_albums(client, project_id)
+        except ProcoreError as exc:
+            report.refused(exc, f"Photos albums of project {project_id}")
+            return
+        target = folder.photos_album_id
+        if target is None:
+            report.note("Photos, no album (unsorted)")
+            return
+        album = next((a for a in albums if a.id == target), None)
+        if album is None:
+            report.problem(
+                f"photos_album_id {target} is not among the {len(albums)} albums of project "
+                f"{project_id} (`procore-hotfolder albums {project_id}` lists them)")
+        else:
+            report.note(f"Photos album {album.name!r}")
 
     def plan(self, record: FileRecord, folder: FolderSettings) -> PhotoPlan:
         return PhotoPlan(name=procore_name(record.path), album_id=folder.photos_album_id,

@@ -1,24 +1,20 @@
-"""What every destination implements (plan, send, find), the answers of a send, and the
-helpers the destinations share: Procore's clock floor, reading Procore's JSON."""
+"""What every destination answers (``Destination``: whether it files at all, what `check`
+asks Procore, what `run`, `check` and `status` warn), what one that files implements
+(``Filer``: plan, send, find) and the answers of a send."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from procore_hotfolder.config import FolderSettings
-from procore_hotfolder.errors import ValidationFailed
+from procore_hotfolder.errors import ProcoreError
 from procore_hotfolder.procore import ProcoreClient
-from procore_hotfolder.state.journal import FileRecord
+from procore_hotfolder.state.journal import FileRecord, Journal
 
 #: Version tag of the plans written now (``"v"`` in the journal's JSON).
 PLAN_VERSION = 1
-#: For plans written before ``not_before`` existed (unversioned rows): how far before the
-#: row's last move (our clock) a record may be and still count as the result.
-LEGACY_WINDOW = 300.0
 
 
 class Plan(Protocol):
@@ -50,7 +46,7 @@ Sent = Filed | PlanAgain | Plan  # a plan: certainly nothing filed yet, send it 
 P = TypeVar("P", bound=Plan)
 
 
-class Destination(Protocol[P]):
+class Filer(Protocol[P]):
     """How one kind of destination plans, sends and finds out after a lost answer."""
 
     def plan(self, record: FileRecord, folder: FolderSettings) -> P:
@@ -70,51 +66,39 @@ class Destination(Protocol[P]):
         ...
 
 
-def as_int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+class CheckReport(Protocol):
+    """Where a destination's online check (`check`) says what it found about a folder."""
+
+    def note(self, text: str) -> None:
+        """What the target is, for the folder's line (``Documents folder 'Drawings'``)."""
+        ...
+
+    def problem(self, text: str) -> None:
+        """Something that keeps files from being filed there: `check` fails."""
+        ...
+
+    def refused(self, error: ProcoreError, subject: str) -> None:
+        """Procore refused to show ``subject``: a problem, said in Procore's words."""
+        ...
 
 
-def as_time(value: Any) -> float | None:
-    """Procore's ISO-8601 ``created_at`` as Unix seconds (None when unreadable)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+class Destination(Protocol):
+    """One kind of destination (``folders[].destination``), as a class: everything outside
+    ``destinations/`` asks it rather than its name."""
 
+    kind: ClassVar[str]
+    #: What `run` logs, and `check` and `status` show, for each folder of this kind.
+    warning: ClassVar[str | None]
 
-def is_name_clash(error: ValidationFailed) -> bool:
-    """A 422 that may say "this name is taken" (Procore: ``name has already been taken``)."""
-    text = error.message.lower()
-    return "taken" in text or ("name" in text and "exist" in text)
+    @classmethod
+    def check(cls, client: ProcoreClient, folder: FolderSettings, report: CheckReport
+              ) -> None:
+        """Whether the folder's target exists in Procore and may be filed into, as far as
+        read calls tell (the folder's project or company is checked before)."""
+        ...
 
-
-def is_live(entry: Mapping[str, Any]) -> bool:
-    """Not in Procore's recycle bin."""
-    return not entry.get("is_deleted")
-
-
-class ProcoreClock:
-    """``not_before`` values (Procore's clock floor) and listing bounds."""
-
-    def __init__(self, client: ProcoreClient) -> None:
-        self._client = client
-
-    def not_before(self) -> float | None:
-        return self._client.procore_time_floor()
-
-    def until(self, local_now: float) -> float:
-        """An upper bound for listings: a day past Procore's (or our) present."""
-        return (self._client.procore_time_floor() or local_now) + 86400.0
-
-
-def since(plan_not_before: float | None, record: FileRecord) -> float:
-    """The whole second from which a record may be the result of the plan's send."""
-    if plan_not_before is not None:
-        return float(math.floor(plan_not_before))
-    # A legacy row: our clock and a wide window.
-    return float(math.floor(record.updated_at - LEGACY_WINDOW))
+    @classmethod
+    def filer(cls, client: ProcoreClient, journal: Journal, clock: Callable[[], float]
+              ) -> Filer[Any] | None:
+        """What files for this kind; None when it files nothing (the Upload stays unfiled)."""
+        ...

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,10 @@ from procore_hotfolder.model import FileState
 from procore_hotfolder.procore import SegmentSpec, SegmentTicket, UploadTicket
 from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.ledger import Ledger
+from procore_hotfolder.upload import finishing as finishing_module
 from procore_hotfolder.upload.holds import ACCOUNT
-from procore_hotfolder.upload.pipeline import Outcome, Uploader
+from procore_hotfolder.upload.outcome import Outcome, OutcomeKind
+from procore_hotfolder.upload.uploader import Uploader
 
 Step = Callable[["FakeClient"], Any]
 
@@ -121,6 +124,13 @@ class FakeClient:
         self._step("create_file_version")
         return {"id": file_id}
 
+    def create_image(self, project_id: int, upload_uuid: str, image_name: str,
+                     album_id: int | None) -> Mapping[str, Any]:
+        self._step("create_image")
+        self._next += 1
+        self.images.append({"id": self._next, "filename": image_name})
+        return {"id": self._next}
+
 
 def _config(tmp_path: Path, destination: str) -> Config:
     raw = {"procore": {"api_url": "http://127.0.0.1:9", "login_url": "http://127.0.0.1:9",
@@ -131,8 +141,23 @@ def _config(tmp_path: Path, destination: str) -> Config:
     return parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "x"})
 
 
+class GivesUpAfter:
+    """A run mode's answer that gives up on a file after ``tries`` tries (as `once` does)."""
+
+    unexpected_error_retry_seconds = 7.0
+
+    def __init__(self, tries: int) -> None:
+        self.tries = tries
+        self.asked: list[int] = []
+
+    def gives_up(self, record: FileRecord) -> bool:
+        self.asked.append(record.id)
+        return len(self.asked) >= self.tries
+
+
 class Rig:
-    def __init__(self, tmp_path: Path, destination: str) -> None:
+    def __init__(self, tmp_path: Path, destination: str, limit: GivesUpAfter | None = None
+                 ) -> None:
         self.config = _config(tmp_path, destination)
         self.folder = self.config.folders[0]
         self.folder.path.mkdir()
@@ -146,11 +171,28 @@ class Rig:
         self.current = Current(self.config)
         self.uploader = Uploader(self.current, self.journal, self.ledger,
                                  self.client,  # type: ignore[arg-type]
-                                 clock=lambda: self.now, rand=lambda: 0.5)
+                                 clock=lambda: self.now, rand=lambda: 0.5, limit=limit)
         observation = sourcefile.observe(self.file)
         assert observation is not None
         self.record = self.journal.enqueue([(self.folder.path, self.file, observation)],
                                            self.now)[0]
+
+    def at_archive_move(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once finishing has recorded the archive path, just before it
+        moves the original (the journal's move that sets ``archive_path``)."""
+        move = self.journal.move
+
+        def then_act(record: FileRecord, target: FileState, now: float,
+                     **columns: Any) -> FileRecord:
+            moved = move(record, target, now, **columns)
+            if "archive_path" in columns:
+                action()
+            return moved
+
+        self.journal.move = then_act  # type: ignore[method-assign]
+
+    def remove(self) -> None:
+        self.file.unlink()
 
     def process(self) -> Outcome:
         outcome = self.uploader.process(self.journal.get(self.record.id))
@@ -245,6 +287,115 @@ def test_outcome_table(tmp_path: Path, request: pytest.FixtureRequest, destinati
     failed = list(rig.folder.failed_dir.glob("*.error.json")) \
         if rig.folder.failed_dir.exists() else []
     assert bool(failed) is (kind == "failed")
+
+
+@pytest.mark.parametrize("fault", [_http(ServerError, 500), NetworkError("dropped"),
+                                   _http(PermissionDenied, 403)],
+                         ids=["charged", "outage", "pause"])
+def test_the_run_mode_decides_when_a_retry_is_left_in_the_journal(
+        tmp_path: Path, request: pytest.FixtureRequest, fault: ProcoreError) -> None:
+    """Every try that asks for another asks the run mode once; when it gives up, the row is
+    left queued in the journal (its retry time kept for the daemon), not tried again."""
+    limit = GivesUpAfter(tries=2)
+    rig = Rig(tmp_path, "none", limit)
+    request.addfinalizer(rig.close)
+    rig.client.faults["create_upload"] = [fault]
+    first = rig.process()
+    assert first.kind is OutcomeKind.RETRY and first.retry_at == rig.row().next_attempt_at
+    assert first.retry_at is not None
+    rig.now = first.retry_at
+    second = rig.process()
+    assert (second.kind, second.retry_at) == (OutcomeKind.LEFT, None)
+    assert rig.row().state is FileState.QUEUED and rig.row().next_attempt_at >= rig.now
+    assert limit.asked == [rig.record.id] * 2
+
+
+def test_a_defect_is_logged_and_tried_again_as_the_run_mode_says(tmp_path: Path) -> None:
+    """An exception no step expected never leaves ``process``: ``worker_error`` in the log,
+    the row untouched, tried again after the run mode's ``unexpected_error_retry_seconds``,
+    or left in the journal once the run mode gives up."""
+    rig = Rig(tmp_path, "none", GivesUpAfter(tries=2))
+    try:
+        rig.client.faults["create_upload"] = [RuntimeError("a defect")]
+        with capture_logs() as logs:
+            first = rig.process()
+        assert (first.kind, first.retry_at) == (OutcomeKind.RETRY, rig.now + 7.0)
+        [error] = [e for e in logs if e["event"] == "worker_error"]
+        assert error["log_level"] == "error" and rig.row().state is FileState.QUEUED
+        assert rig.process().kind is OutcomeKind.LEFT
+        assert rig.row().attempts == 0
+    finally:
+        rig.close()
+
+
+# The original moving on after it settled (policy rule 1), one row per moment: when it
+# happens (a client step it happens in; "stored": the filing refused with a 403 first, the
+# change made before the next try; "archive": once finishing chose the archive path, before
+# the move), what happens to it, and what must follow: the row's end, the reason its
+# last_error names, the documents filed, the ledger line (its "archived"), the original kept.
+MOVED_ON = [
+    # id, destination, moment, change, -> state, kind, reason, filed, ledger, kept
+    ("re-saved-while-uploading", "documents", "store_file", "rewrite",
+     FileState.CHANGED, "changed", "changed", 0, None, True),
+    ("re-saved-before-filing", "documents", "stored", "rewrite",
+     FileState.CHANGED, "changed", "changed", 0, None, True),
+    ("re-saved-after-filing", "documents", "create_document", "rewrite",
+     FileState.CHANGED, "changed", "changed", 1, "null", True),
+    ("re-saved-before-the-archive-move", "documents", "archive", "rewrite",
+     FileState.CHANGED, "changed", "changed", 1, "null", True),
+    ("re-saved-before-the-archive-move-nothing-filed", "none", "archive", "rewrite",
+     FileState.CHANGED, "changed", "changed", 0, None, True),
+    ("writer-before-filing", "documents", "stored", "writer",
+     FileState.CHANGED, "changed", "open_for_writing", 0, None, True),
+    ("writer-before-the-archive-move", "documents", "archive", "writer",
+     FileState.CHANGED, "changed", "open_for_writing", 1, "null", True),
+    ("writer-before-the-archive-move-nothing-filed", "none", "archive", "writer",
+     FileState.CHANGED, "changed", "open_for_writing", 0, None, True),
+    ("gone-before-the-upload", "documents", "before", "remove",
+     FileState.VANISHED, "vanished", "vanished", 0, None, False),
+    ("gone-before-filing", "documents", "stored", "remove",
+     FileState.ARCHIVED, "archived", "vanished", 1, "null", False),
+    ("gone-after-filing", "documents", "create_document", "remove",
+     FileState.ARCHIVED, "archived", "vanished", 1, "null", False),
+    ("gone-before-the-archive-move", "documents", "archive", "remove",
+     FileState.ARCHIVED, "archived", "vanished", 1, "null", False),
+    ("gone-before-the-archive-move-nothing-filed", "none", "archive", "remove",
+     FileState.ARCHIVED, "archived", "vanished", 0, "null", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("destination", "moment", "change", "state", "kind", "reason", "filed", "ledger", "kept"),
+    [c[1:] for c in MOVED_ON], ids=[c[0] for c in MOVED_ON])
+def test_the_original_moving_on(tmp_path: Path, request: pytest.FixtureRequest,
+                                destination: str, moment: str, change: str, state: FileState,
+                                kind: str, reason: str | None, filed: int, ledger: str | None,
+                                kept: bool) -> None:
+    rig = Rig(tmp_path, destination)
+    request.addfinalizer(rig.close)
+    act = {"rewrite": rig.rewrite, "writer": rig.open_writer, "remove": rig.remove}[change]
+    if moment == "before":
+        act()
+    elif moment == "stored":
+        rig.client.faults["create_document"] = [_http(PermissionDenied, 403)]
+        assert rig.process().kind == "retry" and rig.row().state is FileState.STORED
+        rig.client.faults.clear()
+        rig.uploader.pauses.lift((ACCOUNT, str(rig.folder.path)), rig.now)
+        act()
+    elif moment == "archive":
+        rig.at_archive_move(act)
+    else:
+        rig.client.faults[moment] = [act]
+    outcome = rig.process()
+    row = rig.row()
+    assert (row.state, outcome.kind) == (state, kind)
+    assert (row.last_error or {}).get("reason") == reason
+    assert len(rig.client.documents) == filed
+    lines = rig.ledger_lines()
+    assert [line["archived"] or "null" for line in lines] == ([ledger] if ledger else [])
+    assert rig.file.exists() is kept
+    assert not rig.folder.archive_dir.exists() or not any(rig.folder.archive_dir.iterdir())
+    assert row.final_path is None
 
 
 def test_a_writer_is_never_uploaded_filed_or_archived_under(tmp_path: Path) -> None:
@@ -402,13 +553,13 @@ def test_a_pause_holds_back_only_steps_that_ask_procore(tmp_path: Path) -> None:
     rig = Rig(tmp_path, "documents")
     rig.client.faults["create_document"] = []
     finishing = rig.uploader._finishing
-    original = finishing.write_ledger
+    original = finishing.finish
 
     def disk_full(*args: Any) -> Any:
-        finishing.write_ledger = original  # type: ignore[method-assign]
+        finishing.finish = original  # type: ignore[method-assign]
         raise OSError(28, "No space left on device")
 
-    finishing.write_ledger = disk_full  # type: ignore[method-assign]
+    finishing.finish = disk_full  # type: ignore[method-assign]
     assert rig.process().kind == "retry"
     assert rig.row().state is FileState.ASSOCIATED
     rig.uploader.pauses.pause(str(rig.folder.path), {"reason": "permission", "detail": "x"},
@@ -416,6 +567,32 @@ def test_a_pause_holds_back_only_steps_that_ask_procore(tmp_path: Path) -> None:
     rig.now = rig.row().next_attempt_at
     assert rig.process().kind == "archived"
     assert rig.paused() == {str(rig.folder.path)}
+
+
+@pytest.mark.parametrize("destination", ["none", "documents"])
+def test_a_full_archive_disk_keeps_the_file_and_retries_the_archive(
+        tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+        destination: str) -> None:
+    """Only the local step failed: the row stays stored (filed), nothing in the ledger yet,
+    the log says it is the archive that is retried; the next try archives it."""
+    rig = Rig(tmp_path, destination)
+    request.addfinalizer(rig.close)
+
+    def disk_full(*args: Any, **kwargs: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(finishing_module, "move_no_overwrite", disk_full)
+    with capture_logs() as logs:
+        assert rig.process().kind == "retry"
+    [line] = [e for e in logs if e["event"].endswith("_retry_scheduled")]
+    assert (line["event"], line["log_level"]) == ("archive_retry_scheduled", "error")
+    assert rig.row().state in (FileState.STORED, FileState.ASSOCIATED)
+    assert rig.file.exists() and rig.ledger_lines() == []
+    monkeypatch.undo()
+    rig.now = rig.row().next_attempt_at
+    assert rig.process().kind == "archived"
+    [entry] = rig.ledger_lines()
+    assert entry["archived"] == str(rig.folder.archive_dir / "scan.pdf")
 
 
 def test_every_line_of_a_file_carries_its_path_and_file_id(tmp_path: Path) -> None:
@@ -456,6 +633,28 @@ def test_a_name_clash_in_documents_adds_a_version(tmp_path: Path) -> None:
     assert rig.process().kind == "archived"
     assert rig.client.calls.count("create_file_version") == 1
     assert rig.ledger_lines()[0]["destination"] == {"kind": "documents", "id": 7}
+
+
+def test_a_filing_that_keeps_being_planned_again_says_so(tmp_path: Path) -> None:
+    """The name is taken, the document to version is gone, again and again: the try ends
+    as ``filing_unconfirmed`` (nothing expired), tried again at once, nothing filed."""
+    rig = Rig(tmp_path, "documents")
+    try:
+        rig.client.documents[7] = {"id": 7, "name": "scan.pdf", "file_versions": []}
+        rig.client.faults["create_document"] = [
+            ValidationFailed("Procore answered HTTP 422: name: has already been taken",
+                             status=422)]
+        rig.client.faults["create_file_version"] = [_http(NotFound, 404)]
+        with capture_logs() as logs:
+            outcome = rig.process()
+        assert outcome.kind is OutcomeKind.RETRY and outcome.retry_at == rig.now
+        assert rig.row().state is FileState.STORED and rig.row().attempts == 1
+        assert rig.row().last_error["reason"] == "filing_unconfirmed"
+        [line] = [e for e in logs if e["event"] == "upload_retry_scheduled"]
+        assert line["reason"] == "filing_unconfirmed"
+        assert rig.client.calls.count("create_document") == 3 and rig.ledger_lines() == []
+    finally:
+        rig.close()
 
 
 @pytest.mark.parametrize(("error", "kind", "event"), [
@@ -504,7 +703,7 @@ def test_a_file_keeps_the_settings_it_started_with(tmp_path: Path) -> None:
         raise ServerError("Procore answered HTTP 500: try later", status=500)
 
     rig.client.faults["create_upload"] = [reload_then_fail]
-    assert rig.process().kind == "retry"  # 1 of the 3 attempts it started with
+    assert rig.process().kind is OutcomeKind.RETRY  # 1 of the 3 attempts it started with
     assert rig.row().attempts == 1
 
 
@@ -513,7 +712,7 @@ def test_a_folder_added_by_a_reload_is_processed(tmp_path: Path) -> None:
     configuration, a row of the added folder goes through (it used to wait an hour as
     ``folder_not_configured``)."""
     rig = Rig(tmp_path, "none")
-    assert rig.process().kind == "archived"  # under the configuration it started with
+    assert rig.process().kind is OutcomeKind.ARCHIVED  # under the configuration it started with
     added = replace(rig.folder, path=tmp_path / "added", archive_dir=tmp_path / "added-archive",
                     failed_dir=tmp_path / "added-failed")
     added.path.mkdir()
@@ -523,4 +722,37 @@ def test_a_folder_added_by_a_reload_is_processed(tmp_path: Path) -> None:
     assert observation is not None
     (record,) = rig.journal.enqueue([(added.path, scan, observation)], rig.now)
     rig.current.set(replace(rig.config, folders=(*rig.config.folders, added)))
-    assert rig.uploader.process(record).kind == "archived"
+    assert rig.uploader.process(record).kind is OutcomeKind.ARCHIVED
+
+
+def _commits_of_one_file(tmp_path: Path, destination: str) -> int:
+    tmp_path.mkdir()
+    rig = Rig(tmp_path, destination)
+    try:
+        commits = 0
+        transaction = rig.journal._transaction
+
+        @contextmanager
+        def counted() -> Iterator[Any]:
+            nonlocal commits
+            with transaction() as db:
+                yield db
+            commits += 1
+
+        rig.journal._transaction = counted  # type: ignore[method-assign]
+        assert rig.process().kind == "archived"
+        return commits
+    finally:
+        rig.close()
+
+
+def test_journal_commits_per_file(tmp_path: Path) -> None:
+    """Every journal commit is an fsync (WAL, ``synchronous=FULL``): count them, from the
+    settled row to ARCHIVED (the batched enqueue aside)."""
+    counts = {d: _commits_of_one_file(tmp_path / d, d) for d in ("none", "documents",
+                                                                  "photos")}
+    # Upload created (its ticket), bytes stored (with their SHA-256), archive path chosen,
+    # archived (the ledger line between the last two); filing: the plan before the send,
+    # the filed record after it. Before issue 20: 6 and 8 (the SHA-256 and STORED apart,
+    # LEDGERED between the ledger line and the move).
+    assert counts == {"none": 4, "documents": 6, "photos": 6}

@@ -1,14 +1,19 @@
 """One settled file through the upload steps, resuming from whatever step the journal holds.
 
 ``Uploader.process(record)`` drives a journal row through QUEUED → UPLOADING → STORED →
-ASSOCIATING → ASSOCIATED → LEDGERED → ARCHIVED as far as it can: the bytes (``transfer``),
-the filing in Documents or Photos (``destinations``), the ledger line and the archive move
-(``finishing``). Every step is committed to the journal before the next begins, so a crash
-at any instant resumes at the step that was running. An attempt that ends in an error is
-sorted here, once, by applying the outcome table (``policy.decide``): an outage waits
-without charging the file, a transient error is charged and retried with backoff, a
-permanent error (or too many attempts) moves the file to ``failed_dir`` with a sidecar that
-says why.
+ASSOCIATING → ASSOCIATED → ARCHIVED as far as it can (STORED → ARCHIVED when its destination
+files nothing): the bytes (``transfer``), the filing in Documents or Photos
+(``destinations``), the archive move and the ledger line (``finishing``). Every step is
+committed to the journal before the next begins, so a crash at any instant resumes at the
+step that was running. An attempt that ends in an error is sorted here, once, by applying
+the outcome table (``policy.decide``): an outage waits without charging the file, a
+transient error is charged and retried with backoff, a permanent error (or too many
+attempts) moves the file to ``failed_dir`` with a sidecar that says why; a file whose
+original moved on is not archived (policy rule 1).
+
+What became of the call is an ``Outcome`` (``outcome``), decided here: a try that would be
+tried again is left queued in the journal instead when the run mode gives up on the file for
+this run (``RetryLimit``: `once` does after ``max_attempts`` tries, `run` never does).
 
 Every log line of a file's work carries its ``path`` and ``file_id``: ``process`` and
 ``fail_unsettled`` bind them with ``structlog.contextvars`` around the work.
@@ -19,7 +24,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +36,10 @@ from procore_hotfolder.errors import (
     FileChanged,
     FileOpenForWriting,
     FileRefused,
+    FilingUnconfirmed,
     HotfolderError,
     ProcoreError,
     Stopping,
-    UploadExpired,
 )
 from procore_hotfolder.files import archiver, sourcefile
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
@@ -45,6 +50,7 @@ from procore_hotfolder.state.ledger import Ledger
 from procore_hotfolder.upload.destinations import Filing
 from procore_hotfolder.upload.finishing import Finishing
 from procore_hotfolder.upload.holds import ACCOUNT, HoldBoard
+from procore_hotfolder.upload.outcome import KeepTrying, Outcome, OutcomeKind, RetryLimit
 from procore_hotfolder.upload.policy import DEFAULT_BACKOFF, Action, Decision, decide
 from procore_hotfolder.upload.progress import Progress
 from procore_hotfolder.upload.transfer import Transfer
@@ -56,22 +62,14 @@ log = structlog.get_logger(__name__)
 UNCONFIGURED_RETRY_SECONDS = 3600.0
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one ``process`` call."""
-
-    kind: str  # "archived" | "failed" | "retry" | "changed" | "vanished"
-    record: FileRecord
-    retry_at: float | None = None  # "retry": when to try again (wall clock)
-    detail: str | None = None
-
-
-#: States whose next step is a call to Procore (STORED too, unless nothing is filed).
+#: States whose next step is a call to Procore (STORED too, when the destination files).
 _ASKS_PROCORE = frozenset({FileState.QUEUED, FileState.UPLOADING, FileState.ASSOCIATING})
 
 #: The outcome kind of each terminal state a row can reach in one ``process`` call.
-_TERMINAL_OUTCOMES = {FileState.ARCHIVED: "archived", FileState.FAILED: "failed",
-                      FileState.CHANGED: "changed", FileState.VANISHED: "vanished"}
+_TERMINAL_OUTCOMES = {FileState.ARCHIVED: OutcomeKind.ARCHIVED,
+                      FileState.FAILED: OutcomeKind.FAILED,
+                      FileState.CHANGED: OutcomeKind.CHANGED,
+                      FileState.VANISHED: OutcomeKind.VANISHED}
 
 
 class Uploader:
@@ -93,6 +91,7 @@ class Uploader:
         stopping: Callable[[], bool] | None = None,
         pauses: HoldBoard | None = None,
         writers: Writers | None = None,
+        limit: RetryLimit | None = None,
     ) -> None:
         self._config = config  # asked once per file (``config.Current``)
         self._journal = journal
@@ -107,17 +106,31 @@ class Uploader:
         self._filing = Filing(journal, client, clock=clock)
         self._finishing = Finishing(journal, ledger, clock=clock, writers=self._writers)
         self.pauses = pauses or HoldBoard()
+        self._limit = limit or KeepTrying()
 
     # --- entry points ----------------------------------------------------------------------
 
     def process(self, record: FileRecord) -> Outcome:
-        """Advance ``record`` as far as possible; never raises for a file's own troubles.
+        """Advance ``record`` as far as possible; never raises: a file's own troubles go
+        through the outcome policy, a defect (an exception no step expected) is logged as
+        ``worker_error`` and tried again after ``unexpected_error_retry_seconds``. A RETRY
+        becomes LEFT when the run mode gives up on the file (``RetryLimit.gives_up``).
 
         The one place that catches ``Stopping``: the row is left to resume at the next
         start (an UPLOADING row back in the queue), uncharged.
         """
         with structlog.contextvars.bound_contextvars(path=str(record.path), file_id=record.id):
-            return self._process(record)
+            try:
+                outcome = self._process(record)
+            except Exception:
+                log.exception("worker_error")
+                outcome = Outcome(OutcomeKind.RETRY, record,
+                                  retry_at=self._clock()
+                                  + self._limit.unexpected_error_retry_seconds,
+                                  detail="unexpected error (worker_error in the log)")
+            if outcome.kind is OutcomeKind.RETRY and self._limit.gives_up(outcome.record):
+                return replace(outcome, kind=OutcomeKind.LEFT, retry_at=None)
+            return outcome
 
     def _process(self, record: FileRecord) -> Outcome:
         config = self._config()  # once: the file keeps these settings to the end
@@ -125,19 +138,20 @@ class Uploader:
         if folder is None:
             # The folder left the configuration: keep the row, touch nothing.
             log.warning("folder_not_configured", folder=str(record.folder))
-            return Outcome("retry", record, retry_at=self._clock() + UNCONFIGURED_RETRY_SECONDS,
+            return Outcome(OutcomeKind.RETRY, record,
+                           retry_at=self._clock() + UNCONFIGURED_RETRY_SECONDS,
                            detail="folder no longer configured")
         scopes = (ACCOUNT, str(folder.path))
         # Only a step that talks to Procore waits for a pause (and only its answer lifts
         # one): a filed file's ledger line and archive move go ahead.
         asks_procore = record.state in _ASKS_PROCORE or (
-            record.state is FileState.STORED and folder.destination != "none")
+            record.state is FileState.STORED and self._filing.files(folder))
         # When this attempt starts: a refusal of a request it sends is a failed re-check of
         # a pause only if the pause began at or before this moment (``HoldBoard.pause``).
         started = self._clock()
         wait_until = self.pauses.admit(scopes, started) if asks_procore else None
         if wait_until is not None:
-            return Outcome("retry", record, retry_at=wait_until, detail="paused")
+            return Outcome(OutcomeKind.RETRY, record, retry_at=wait_until, detail="paused")
         try:
             record = self._advance(record, folder, config)
         except Stopping:
@@ -146,7 +160,7 @@ class Uploader:
             record = self._journal.get(record.id)
             if record.state is FileState.UPLOADING:
                 record = self._journal.move(record, FileState.QUEUED, self._clock())
-            return Outcome("retry", record, retry_at=self._clock(), detail="stopping")
+            return Outcome(OutcomeKind.RETRY, record, retry_at=self._clock(), detail="stopping")
         except HotfolderError as exc:
             return self._after_error(record, folder, exc, started, config)
         except OSError as exc:
@@ -179,29 +193,24 @@ class Uploader:
             state = record.state
             if state in (FileState.QUEUED, FileState.UPLOADING):
                 record = self._transfer.store(record, folder, config)
-            elif state is FileState.STORED:
+            elif state is FileState.STORED and self._filing.files(folder):
                 self._still_as_uploaded(record, folder)
-                if folder.destination == "none":
-                    record = self._finishing.write_ledger(record, folder, company_id)
-                else:
-                    redo_budget -= 1
-                    if redo_budget < 0:
-                        raise UploadExpired("association could not be confirmed; retrying")
-                    record = self._filing.associate(record, folder)
+                redo_budget -= 1
+                if redo_budget < 0:
+                    raise FilingUnconfirmed("the filing was planned afresh 3 times in one "
+                                            "try without a confirmed result")
+                record = self._filing.associate(record, folder)
             elif state is FileState.ASSOCIATING:
                 record = self._filing.resolve(record, folder)
-            elif state is FileState.ASSOCIATED:
-                record = self._finishing.write_ledger(record, folder, company_id)
-            elif state is FileState.LEDGERED:
-                record = self._finishing.archive(record, folder)
+            else:  # STORED with nothing to file, ASSOCIATED, LEDGERED (older releases)
+                record = self._finishing.finish(record, folder, company_id)
         return record
 
     def _still_as_uploaded(self, record: FileRecord, folder: FolderSettings) -> None:
-        """Before anything of the uploaded version is filed (or, destination none, recorded):
-        the file must still be that version, and no writer may hold it. Re-saved, or opened
-        again by a writer: nothing of the old version is filed; the file settles again and
-        is uploaded (and filed) once, as what it then is. A file that is gone is neither:
-        its stored bytes are still filed."""
+        """Before anything of the uploaded version is filed, the file must still be that
+        version, and no writer may hold it: else it reports ``FileChanged`` (or
+        ``FileOpenForWriting``) and nothing of the old version is filed (policy rule 1). A
+        file that is gone is neither: its stored bytes are still filed."""
         if _changed_since(record):
             raise FileChanged("the file changed after its upload; not filed, it settles again")
         writer = self._writers.check(record.path, folder)
@@ -237,8 +246,14 @@ class Uploader:
             record = self._journal.move(record, state, now,
                                         last_error={"reason": exc.reason, "detail": exc.message})
             log.info("file_changed" if state is FileState.CHANGED else "file_vanished",
-                     reason=exc.reason, detail=exc.message)
-            return Outcome(state.value, record, detail=exc.message)
+                     reason=exc.reason, detail=exc.message, uuid=record.uuid)
+            return Outcome(OutcomeKind(state.value), record, detail=exc.message)
+        if action is Action.COMPLETE:
+            log.warning("original_vanished_after_upload", uuid=record.uuid, detail=exc.message)
+            record = self._finishing.complete(record, folder, None, why={
+                "reason": exc.reason, "detail": exc.message})
+            self.metrics.upload_finished(str(folder.path), "completed", record.observation.size)
+            return Outcome(OutcomeKind.ARCHIVED, record)
         if action is Action.FAIL:
             if decision.resolve_first:
                 return self._fail_after_lookup(record, folder, exc, decision)
@@ -246,7 +261,8 @@ class Uploader:
             if decision.gave_up:
                 info["detail"] = f"{info['detail']} (gave up after {attempts} attempts)"
             return self._fail(record, folder, exc, info=info, attempts=attempts)
-        return self._schedule(record, now, decision, info)
+        return self._schedule(record, now, decision, info,
+                              local=isinstance(exc, ArchiveError))
 
     def _fail_after_lookup(self, record: FileRecord, folder: FolderSettings,
                            exc: HotfolderError, decision: Decision) -> Outcome:
@@ -266,20 +282,22 @@ class Uploader:
         return self._fail(record, folder, exc, info=info, attempts=attempts)
 
     def _schedule(self, record: FileRecord, now: float, decision: Decision,
-                  info: dict[str, Any], *, log_it: bool = True) -> Outcome:
+                  info: dict[str, Any], *, log_it: bool = True, local: bool = False
+                  ) -> Outcome:
         """Put the row back for a try at ``now + decision.delay`` (an UPLOADING row back in
-        the queue), charging an attempt when the decision says so."""
+        the queue), charging an attempt when the decision says so. ``local``: only the
+        archive move or the ledger failed (as for every filed row)."""
         state = FileState.QUEUED if record.state is FileState.UPLOADING else record.state
         attempts = record.attempts + (1 if decision.charge else 0)
         retry_at = now + decision.delay
         record = self._journal.move(record, state, now, attempts=attempts,
                                     next_attempt_at=retry_at, last_error=info or None)
         if log_it:
-            local = state in (FileState.ASSOCIATED, FileState.LEDGERED)
+            local = local or state in (FileState.ASSOCIATED, FileState.LEDGERED)
             level = log.error if local else log.warning
             level("archive_retry_scheduled" if local else "upload_retry_scheduled",
                   retry_in=round(decision.delay, 1), attempts=attempts, **info)
-        return Outcome("retry", record, retry_at=retry_at, detail=info.get("detail"))
+        return Outcome(OutcomeKind.RETRY, record, retry_at=retry_at, detail=info.get("detail"))
 
     def _fail(self, record: FileRecord, folder: FolderSettings, exc: HotfolderError,
               *, info: dict[str, Any] | None = None,
@@ -300,7 +318,7 @@ class Uploader:
                   kept_in_place=final is None, attempts=attempts,
                   **info)
         self.metrics.upload_finished(str(folder.path), "failed", record.observation.size)
-        return Outcome("failed", record, detail=info.get("detail"))
+        return Outcome(OutcomeKind.FAILED, record, detail=info.get("detail"))
 
 
 def _error_info(exc: HotfolderError) -> dict[str, Any]:
