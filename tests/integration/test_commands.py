@@ -163,7 +163,8 @@ def test_status_explain_and_retry_of_a_refused_file(tmp_path: Path,
     # destination none: said plainly, Procore deletes unfiled Uploads after 7 days
     assert "deletes them after 7 days" in folder["warning"]
     assert "WARNING: destination is none" in run_cli("status", "-c", str(config)).stdout
-    assert any(e["event"] == "destination_none" for e in _events(once.stdout))
+    assert any(e["event"] == "destination_warning" and e["destination"] == "none"
+               for e in _events(once.stdout))
 
     explained = run_cli("explain", str(good), "-c", str(config)).stdout
     assert "uploaded as" in explained

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from procore_hotfolder.config import FolderSettings
+from procore_hotfolder.files.sourcefile import classify
 from procore_hotfolder.model import SYMLINK_SKIP, not_a_file_skip
 from procore_hotfolder.watch.ignore import IgnoreRules
 from procore_hotfolder.watch.mounts import choose_watch_mode, folder_available
@@ -116,7 +116,7 @@ def scan(
                 if entry.is_symlink():
                     yield ScanEntry(Path(full), "symlink", SYMLINK_SKIP)
                     continue
-                kind = _special_kind(entry.stat(follow_symlinks=False).st_mode)
+                kind = classify(entry.stat(follow_symlinks=False)) or "other"
             except FileNotFoundError:
                 continue
             except OSError as exc:
@@ -124,16 +124,6 @@ def scan(
                                 f"cannot examine: {exc.strerror or exc}")
                 continue
             yield ScanEntry(Path(full), kind, not_a_file_skip(kind))
-
-
-def _special_kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    return "other"
 
 
 # --- watchdog ------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from procore_hotfolder.config import FolderSettings
 from procore_hotfolder.errors import ArchiveError
 from procore_hotfolder.files import nooverwrite
 from procore_hotfolder.files.archiver import (
@@ -20,21 +19,7 @@ from procore_hotfolder.files.archiver import (
     move_to_failed,
     write_error_sidecar,
 )
-
-
-def settings(root: Path) -> FolderSettings:
-    return FolderSettings(path=root / "drop", project_id=1, archive_dir=root / "drop" / ".archive",
-                          failed_dir=root / "failed")
-
-
-def make(path: Path, data: bytes = b"content") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
-def leftovers(folder: Path) -> list[str]:
-    return [p.name for p in folder.rglob("*") if p.name.startswith(".procore-hotfolder-")]
+from tests.unit.files.support import leftovers, make, settings
 
 
 def test_paths_keep_relative_location(tmp_path: Path) -> None:

@@ -8,12 +8,7 @@ from pathlib import Path
 import pytest
 
 from procore_hotfolder.files.clash_names import free_name, numbered_name
-
-
-def make(path: Path, data: bytes = b"content") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+from tests.unit.files.support import make
 
 
 @pytest.mark.parametrize(("name", "number", "expected"), [

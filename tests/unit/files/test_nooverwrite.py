@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from procore_hotfolder.config import FolderSettings
 from procore_hotfolder.errors import ArchiveError, FileChanged, FileOpenForWriting, FileVanished
 from procore_hotfolder.files import nooverwrite
 from procore_hotfolder.files.archiver import (
@@ -22,25 +21,11 @@ from procore_hotfolder.files.archiver import (
 from procore_hotfolder.files.nooverwrite import move_no_overwrite
 from procore_hotfolder.files.sourcefile import observe
 from tests.conftest import wait_for
-
-
-def settings(root: Path) -> FolderSettings:
-    return FolderSettings(path=root / "drop", project_id=1, archive_dir=root / "drop" / ".archive",
-                          failed_dir=root / "failed")
-
-
-def make(path: Path, data: bytes = b"content") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+from tests.unit.files.support import leftovers, make, settings
 
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def leftovers(folder: Path) -> list[str]:
-    return [p.name for p in folder.rglob("*") if p.name.startswith(".procore-hotfolder-")]
 
 
 # --- same-filesystem moves -----------------------------------------------------------------

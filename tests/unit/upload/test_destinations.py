@@ -186,7 +186,8 @@ def test_each_destination_says_whether_it_files_and_what_it_warns(tmp_path: Path
         "after 7 days")]
     with capture_logs() as logs:
         log_warnings(config)
-    assert [(e["event"], e["folder"]) for e in logs] == [("destination_none", "folders[2]")]
+    assert [(e["event"], e["destination"], e["folder"]) for e in logs] == [
+        ("destination_warning", "none", "folders[2]")]
 
 
 class _Report:

@@ -105,11 +105,13 @@ def destination_for(folder: FolderSettings) -> type[Destination]:
 
 def log_warnings(config: Config) -> None:
     """Log what each folder's destination warns about (`run`: at the start, after a reload):
-    ``destination_none`` for a folder whose uploads Procore deletes after 7 days."""
+    ``destination_warning`` (with ``destination="none"``) for a folder whose uploads
+    Procore deletes after 7 days."""
     for index, folder in enumerate(config.folders):
         destination = destination_for(folder)
-        if destination.warning is not None:
-            log.warning(f"destination_{destination.kind}", folder=f"folders[{index}]",
+        if folder.own_target and destination.warning is not None:
+            log.warning("destination_warning", destination=destination.kind,
+                        folder=f"folders[{index}]",
                         path=str(folder.path), detail=destination.warning)
 
 
