@@ -262,11 +262,14 @@ class Renderer:
         answer = f" ({', '.join(http + request)})" if http or request else ""
         where = (f"now in {display_path(event.failed_path)}" if event.failed_path
                  else "left in place (it could not be moved to the failed folder)")
+        # A file refused before any try (a hard link, a file that stayed empty) was never sent.
+        tries = (_count(event.attempts, "attempt") if event.attempts
+                 else "not sent to Procore")
         return [
             f"{head}{display_path(event.path)}",
             f"{pad}why: {said} [{event.reason}]{answer}",
             f"{pad}     {_quoted(event.detail)}" if event.detail else f"{pad}     (no detail)",
-            f"{pad}{_count(event.attempts, 'attempt')}, at {self._time(event.time)}; {where}",
+            f"{pad}{tries}, at {self._time(event.time)}; {where}",
             f"{pad}put it back: {self.commands.retry(event.where)}",
         ]
 
