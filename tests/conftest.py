@@ -132,13 +132,13 @@ def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None
 
 
 @contextmanager
-def running_engine(config: Config, *, notifier: Notifier | None = None
+def running_engine(config: Config, *, notifier: Notifier | None = None, **build: Any
                    ) -> Iterator[tuple[Engine, LogCapture]]:
     """The engine `run` builds, running in a thread with its log events captured; stopped
-    and joined on exit."""
+    and joined on exit. ``build``: more arguments of ``build_engine``."""
     capture = LogCapture()
     structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
-    engine = build_engine(config, once=False, notifier=notifier)
+    engine = build_engine(config, once=False, notifier=notifier, **build)
     thread = threading.Thread(target=engine.service.run, name="daemon-under-test")
     thread.start()
     try:

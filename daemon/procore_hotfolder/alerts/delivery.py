@@ -144,14 +144,20 @@ class Alerts:
         self._thread.start()
         log.info("alerts_started", channels=[c.sender.describe() for c in self._channels])
 
-    def close(self, timeout: float) -> bool:
-        """Send what is pending (the open window too), trying until ``timeout`` seconds have
-        passed; stop and join the thread. True when nothing was left undelivered at the stop.
-        Idempotent."""
+    def retire(self, timeout: float) -> None:
+        """Begin to close without waiting (a reload replaced these alerts): from now on no
+        report is taken; what is pending goes out on the thread, tried until ``timeout``
+        seconds have passed. ``close`` joins it. Idempotent."""
         with self._wake:
             if self._closing_by is None:
                 self._closing_by = time.monotonic() + max(timeout, 0.0)
             self._wake.notify()
+
+    def close(self, timeout: float) -> bool:
+        """Send what is pending (the open window too), trying until ``timeout`` seconds have
+        passed (or what ``retire`` gave); stop and join the thread. True when nothing was
+        left undelivered at the stop. Idempotent."""
+        self.retire(timeout)
         if self._thread is None:  # never started: deliver here
             self._loop()
         else:

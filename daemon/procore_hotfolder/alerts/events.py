@@ -20,8 +20,8 @@ from pathlib import Path
 class HeldFolder:
     """A pause in force: ``folder`` waits (None: every folder, e.g. a refused login) since
     ``since`` (wall clock) because of ``reason`` (``permission``, ``not_found``,
-    ``authentication``, ``rate_limited``, ``unavailable``, ``network``, ``folder_unavailable``),
-    ``detail`` being Procore's words."""
+    ``authentication``, ``unavailable``, ``network``, ``folder_unavailable``), ``detail``
+    being Procore's words (for ``folder_unavailable``, what the daemon found)."""
 
     folder: Path | None
     reason: str

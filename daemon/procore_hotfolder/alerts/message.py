@@ -38,6 +38,8 @@ from procore_hotfolder.alerts.events import (
 from procore_hotfolder.model import display_path, utc_iso
 
 PROGRAM = "procore-hotfolder"
+#: The pause of a drop folder that cannot be listed (its detail is the daemon's, not Procore's).
+FOLDER_UNAVAILABLE = "folder_unavailable"
 #: Failures listed in the text (all kept ones are in the JSON).
 TEXT_FAILURES = 20
 
@@ -54,8 +56,19 @@ FAILURE_REASONS = {
     "content_mismatch": "what Procore stored differs from the file",
     "unexpected_response": "Procore gave an answer the daemon does not understand",
     "unreadable": "the file cannot be read",
+    "request_timeout": "Procore kept giving up on the request (HTTP 408)",
+    "filing_unconfirmed": "the filing in Procore could not be confirmed",
     "refused": "the file is not uploaded as it is",
+    "hard_links": "the file has more than one hard link, so it is not uploaded",
+    "symlink": "the file is a symbolic link, so it is not uploaded",
+    "empty": "the file stayed empty (0 bytes)",
     "archive": "the file could not be moved to the archive",
+    "no_route": "the routing rules give the file no destination",
+    "no_rule_matched": "no routing rule matches the file, and its folder has no destination",
+    "unknown_project_number": "no Procore project has the project number its rule gave",
+    "ambiguous_project_number": "several Procore projects have the project number its rule "
+                                "gave",
+    "invalid_route": "the routing rule that matched gives no usable value",
 }
 
 #: A pause's reason, said for a person, and what usually ends it.
@@ -70,12 +83,10 @@ PAUSE_REASONS = {
     "authentication": ("Procore refuses the service account's login",
                        "the client secret was probably rotated: replace the secret file and "
                        "restart the service"),
-    "rate_limited": ("Procore's rate limit is used up", "it passes by itself; other "
-                     "integrations of the company share the same quota"),
     "unavailable": ("Procore is unavailable (HTTP 503)", "it passes by itself"),
     "network": ("Procore cannot be reached (network)",
                 "check this machine's network, DNS and proxy"),
-    "folder_unavailable": ("the drop folder is missing or unreadable",
+    FOLDER_UNAVAILABLE: ("the drop folder is missing or unreadable",
                            "mount the share again (RequiresMountsFor= mounts it first)"),
 }
 
@@ -251,11 +262,14 @@ class Renderer:
         answer = f" ({', '.join(http + request)})" if http or request else ""
         where = (f"now in {display_path(event.failed_path)}" if event.failed_path
                  else "left in place (it could not be moved to the failed folder)")
+        # A file refused before any try (a hard link, a file that stayed empty) was never sent.
+        tries = (_count(event.attempts, "attempt") if event.attempts
+                 else "not sent to Procore")
         return [
             f"{head}{display_path(event.path)}",
             f"{pad}why: {said} [{event.reason}]{answer}",
             f"{pad}     {_quoted(event.detail)}" if event.detail else f"{pad}     (no detail)",
-            f"{pad}{_count(event.attempts, 'attempt')}, at {self._time(event.time)}; {where}",
+            f"{pad}{tries}, at {self._time(event.time)}; {where}",
             f"{pad}put it back: {self.commands.retry(event.where)}",
         ]
 
@@ -265,7 +279,9 @@ class Renderer:
                else "Every folder is")
         lines = [f"{who} paused since {self._time(event.since)}: {said} [{event.reason}]."]
         if event.detail:
-            lines.append(f"  Procore said: {_quoted(event.detail)}")
+            said_by = ("What the daemon found" if event.reason == FOLDER_UNAVAILABLE
+                       else "Procore said")
+            lines.append(f"  {said_by}: {_quoted(event.detail)}")
         lines.append("  No file fails for this: the files wait, and go by themselves once it "
                      "is over.")
         if fix:

@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from procore_hotfolder.alerts import CurrentAlerts, DeliveryPolicy
 from procore_hotfolder.config import Config, Current
 from procore_hotfolder.engine.heartbeat import Notifier
 from procore_hotfolder.engine.runmode import Daemon, Once, RunMode, RunSummary
@@ -47,6 +48,7 @@ class Engine:
     client: ProcoreClient
     governor: RateGovernor
     service: Service
+    alerts: CurrentAlerts
 
     def close(self) -> None:
         self.client.close()
@@ -55,11 +57,15 @@ class Engine:
 
 def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None,
                  load_config: Callable[[], Config] | None = None,
-                 on_reload: Sequence[Callable[[Config], None]] = ()) -> Engine:
+                 on_reload: Sequence[Callable[[Config], None]] = (),
+                 alert_policy: DeliveryPolicy | None = None) -> Engine:
     """Everything one daemon needs, from ``config``; ``once`` chooses the run mode.
     ``load_config`` re-reads the configuration file on a reload (SIGHUP); without it a
-    reload is refused."""
+    reload is refused. ``alert_policy``: how the alerts retry (tests shorten it)."""
     current = Current(config)  # the configuration in force: set by the reload alone
+    # Told of failures (the uploader), pauses and the backlog (the publisher's tick);
+    # started and closed by the service; a reload that changes [alerts] rebuilds them.
+    alerts = CurrentAlerts(config, policy=alert_policy)
     stopping = threading.Event()  # the process's one stop event
     holds = HoldBoard()  # why work waits: the pipeline, the governor and the scanner report
     governor = RateGovernor(stop=stopping, ceiling_per_hour=config.daemon.max_api_calls_per_hour,
@@ -71,17 +77,18 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     mode: RunMode = Once(config.daemon.max_attempts, stopping) if once else Daemon()
     uploader = Uploader(current, journal, Ledger(config.daemon.state_dir), client,
                         progress=progress, stopping=stopping.is_set, pauses=holds,
-                        writers=writers, limit=mode)
+                        writers=writers, limit=mode, failures=alerts)
     service = Service(current, journal, uploader, governor, holds=holds, stop=stopping,
                       mode=mode, paused_rows_wait=not once,
-                      progress=progress, writers=writers, notifier=notifier,
+                      progress=progress, writers=writers, notifier=notifier, alerts=alerts,
                       load_config=load_config, on_reload=[
                           lambda new: client.reconfigure(new.procore),
                           lambda new: governor.set_ceiling(new.daemon.max_api_calls_per_hour),
+                          alerts.reconfigure,
                           *on_reload])
     attach_metrics(config.daemon.metrics_listen, tuple(str(f.path) for f in config.folders),
-                   governor, client, uploader, service)
-    return Engine(current, journal, client, governor, service)
+                   governor, client, uploader, service, alerts)
+    return Engine(current, journal, client, governor, service, alerts)
 
 
 def _lock_or_fail(config: Config) -> StateLock | None:

@@ -56,6 +56,9 @@ class RunMode(RetryLimit, Protocol):
     rescans: bool
     #: Fail files that stay empty for ``empty_file_timeout_seconds``.
     fails_empty: bool
+    #: At the end, the alerts send what is pending first; a channel that is down is tried
+    #: again for up to this long.
+    alerts_flush_seconds: float
     summary: RunSummary
 
     def noted(self, outcome: Outcome) -> None:
@@ -76,6 +79,9 @@ class Daemon(KeepTrying):
     watches = True
     rescans = True
     fails_empty = True
+    #: systemd's TimeoutStopSec=60 covers the workers' stop, this, and a send under way at
+    #: its end (its own timeout: 15 s, 30 s for a command).
+    alerts_flush_seconds = 10.0
 
     def __init__(self) -> None:
         self.summary = RunSummary()
@@ -95,6 +101,8 @@ class Once:
     watches = False
     rescans = False
     fails_empty = False
+    #: `once` sends what it has before it exits (nothing stops it from outside meanwhile).
+    alerts_flush_seconds = 60.0
     #: `once` must end: its ``max_attempts`` tries come at once, then the file is left.
     unexpected_error_retry_seconds = 0.0
 

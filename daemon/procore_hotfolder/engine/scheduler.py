@@ -67,6 +67,8 @@ class SchedulerView:
     waiting: Mapping[str, int] = field(default_factory=dict)
     #: Per folder: when its oldest settling file was first seen (monotonic clock).
     oldest: Mapping[str, float] = field(default_factory=dict)
+    #: The oldest settling file of all, and when it was first seen (monotonic clock).
+    oldest_file: tuple[str, float] | None = None
 
 
 class Scheduler:
@@ -102,6 +104,7 @@ class Scheduler:
         self._taken: dict[Path, int] = {}
         self._oldest_at = -OLDEST_EVERY_SECONDS
         self._oldest: dict[str, float] = {}
+        self._oldest_file: tuple[str, float] | None = None
         self.tracker = SettleTracker()
         self.skipped: OrderedDict[str, str] = OrderedDict()
         self.pace = PaceMeter()
@@ -353,10 +356,13 @@ class Scheduler:
         if now - self._oldest_at >= OLDEST_EVERY_SECONDS:
             self._oldest_at = now
             oldest: dict[str, float] = {}
-            for info in self.tracker.pending().values():
+            oldest_file: tuple[str, float] | None = None
+            for key, info in self.tracker.pending().items():
                 if info.first_seen < oldest.get(info.group, float("inf")):
                     oldest[info.group] = info.first_seen
-            self._oldest = oldest
+                    if oldest_file is None or info.first_seen < oldest_file[1]:
+                        oldest_file = (key, info.first_seen)
+            self._oldest, self._oldest_file = oldest, oldest_file
         self.view = SchedulerView(
             waiting={str(f.path): self.tracker.count(str(f.path)) for f in config.folders},
-            oldest=self._oldest)
+            oldest=self._oldest, oldest_file=self._oldest_file)

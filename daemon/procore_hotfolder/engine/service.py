@@ -7,7 +7,10 @@ Threads, each stoppable and joined:
 - the scanner: ``Scanner.run``; it only finds files, and talks to the scheduler only
   through queues;
 - the watcher (watchdog observers, not under `once`): only produces hints;
-- N upload workers: take journal rows from the dispatcher and run ``Uploader.process``.
+- N upload workers: take journal rows from the dispatcher and run ``Uploader.process``;
+- the alerts' delivery thread (``AlertSink``: started with the others; at the stop, after
+  the last report, what is pending goes out first, for up to the run mode's
+  ``alerts_flush_seconds``).
 
 How the run ends is the ``RunMode``'s business (`run` vs `once`); the stop event is the
 process's one, given by the composition root, and set by ``stop`` or by whoever holds it.
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import structlog
 
+from procore_hotfolder.alerts import NULL_ALERTS, AlertSink
 from procore_hotfolder.config import Config, Current
 from procore_hotfolder.engine.dispatch import Dispatcher
 from procore_hotfolder.engine.heartbeat import Heartbeat, Notifier, NullNotifier
@@ -69,17 +73,20 @@ class Service:
         load_config: Callable[[], Config] | None = None,
         on_reload: Iterable[Callable[[Config], None]] = (),
         paused_rows_wait: bool = True,
+        alerts: AlertSink = NULL_ALERTS,
     ) -> None:
         """``holds``: the board of holds (the uploader's, the governor's reports go there
         too); ``paused_rows_wait``: the rows of a folder Procore refuses wait in the
         dispatcher for its re-check (`run`); False: the workers take them and each try
-        counts (`once`, which gives a file ``max_attempts`` tries, pauses included)."""
+        counts (`once`, which gives a file ``max_attempts`` tries, pauses included);
+        ``alerts``: told the pauses and the oldest waiting file at each publication."""
         self._config = config
         self.holds = holds
         self._journal = journal
         self._uploader = uploader
         self._stop = stop
         self._mode = mode
+        self._alerts = alerts
         self._notifier = notifier or NullNotifier()
         self._now = monotonic
         self._wall = wall
@@ -107,7 +114,8 @@ class Service:
             dispatcher=self._dispatcher, governor=governor, holds=holds,
             progress=progress, heartbeat=self.heartbeat, mode=mode,
             watcher=lambda: self._watcher, writers=self._writers,
-            workers=lambda: self._config().daemon.workers, monotonic=monotonic, wall=wall)
+            workers=lambda: self._config().daemon.workers, monotonic=monotonic, wall=wall,
+            alerts=alerts)
 
     # --- control (safe from a signal handler: they only set events) ------------------------
 
@@ -133,6 +141,7 @@ class Service:
     def run(self) -> RunSummary:
         """Run until ``stop()`` or until the run mode finds the run over."""
         config = self._config()
+        self._alerts.start()
         self.scheduler.recover()
         self._start_workers()
         if self._mode.watches:
@@ -192,8 +201,9 @@ class Service:
             self._watcher.stop()
         for thread in self._threads:
             thread.join()
+        self.publisher.publish()  # the last report to the alerts too
+        self._alerts.close(self._mode.alerts_flush_seconds)
         self.metrics.close()
-        self.publisher.publish()
         log.info("daemon_stopped")
 
     # --- workers ---------------------------------------------------------------------------

@@ -213,6 +213,15 @@ class Journal:
             out.setdefault(folder, {})[row["state"]] = (int(row["n"]), float(row["oldest"]))
         return out
 
+    def oldest_unfinished(self) -> tuple[Path, float] | None:
+        """The path of the unfinished row queued first, and when (None: no such row). Reads
+        only those rows (the state index)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT path, created_at FROM files "  # noqa: S608 - constant
+                f"WHERE state IN ({ACTIVE_SQL}) ORDER BY created_at, id LIMIT 1").fetchone()
+        return None if row is None else (Path(os.fsdecode(row[0])), float(row[1]))
+
     def last_archived(self) -> dict[Path, FileRecord]:
         """The most recent archived row per folder."""
         with self._lock:

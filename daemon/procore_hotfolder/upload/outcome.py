@@ -4,13 +4,16 @@ The uploader decides it, once: whether the file is done (and how), is tried agai
 given time, or is left in the journal because the run mode gives up on it for this run
 (``RetryLimit``, which `once` and `run` answer differently). The engine only reads it: the
 dispatcher puts the row back at ``retry_at``, the scheduler forgets a done path (and looks
-at a changed one again), the run mode notes what a run reports.
+at a changed one again), the run mode notes what a run reports. A file that failed for good
+is also told, as it fails, to whoever the engine gave the uploader (``FailureListener``: the
+alerts, which ``upload/`` does not know).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Protocol
 
 from procore_hotfolder.state.journal import FileRecord
@@ -72,3 +75,22 @@ class KeepTrying:
 
     def gives_up(self, record: FileRecord) -> bool:
         return False
+
+
+class FailureListener(Protocol):
+    """Who hears of each file that failed for good: moved to its failed folder
+    (``failed_path``) or failed in place (None). Called on the failing thread; it must not
+    wait on anything (the engine's alerts only queue)."""
+
+    def file_failed(self, now: float, path: Path, *, reason: str, detail: str, attempts: int,
+                    status: int | None = None, request_id: str | None = None,
+                    failed_path: Path | None = None) -> None: ...
+
+
+class NobodyListens:
+    """No one to tell (the log, the metrics and the journal still say it)."""
+
+    def file_failed(self, now: float, path: Path, *, reason: str, detail: str, attempts: int,
+                    status: int | None = None, request_id: str | None = None,
+                    failed_path: Path | None = None) -> None:
+        """Nobody to tell."""

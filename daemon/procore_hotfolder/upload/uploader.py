@@ -50,7 +50,14 @@ from procore_hotfolder.state.ledger import Ledger
 from procore_hotfolder.upload.destinations import Filing
 from procore_hotfolder.upload.finishing import Finishing
 from procore_hotfolder.upload.holds import ACCOUNT, HoldBoard
-from procore_hotfolder.upload.outcome import KeepTrying, Outcome, OutcomeKind, RetryLimit
+from procore_hotfolder.upload.outcome import (
+    FailureListener,
+    KeepTrying,
+    NobodyListens,
+    Outcome,
+    OutcomeKind,
+    RetryLimit,
+)
 from procore_hotfolder.upload.policy import DEFAULT_BACKOFF, Action, Decision, decide
 from procore_hotfolder.upload.progress import Progress
 from procore_hotfolder.upload.transfer import Transfer
@@ -92,6 +99,7 @@ class Uploader:
         pauses: HoldBoard | None = None,
         writers: Writers | None = None,
         limit: RetryLimit | None = None,
+        failures: FailureListener | None = None,
     ) -> None:
         self._config = config  # asked once per file (``config.Current``)
         self._journal = journal
@@ -107,6 +115,7 @@ class Uploader:
         self._finishing = Finishing(journal, ledger, clock=clock, writers=self._writers)
         self.pauses = pauses or HoldBoard()
         self._limit = limit or KeepTrying()
+        self._failures = failures or NobodyListens()  # told of each file failed for good
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -318,6 +327,10 @@ class Uploader:
                   kept_in_place=final is None, attempts=attempts,
                   **info)
         self.metrics.upload_finished(str(folder.path), "failed", record.observation.size)
+        self._failures.file_failed(
+            self._clock(), record.path, reason=str(info.get("reason", exc.reason)),
+            detail=str(info.get("detail", "")), attempts=attempts, status=info.get("status"),
+            request_id=info.get("request_id"), failed_path=final)
         return Outcome(OutcomeKind.FAILED, record, detail=info.get("detail"))
 
 

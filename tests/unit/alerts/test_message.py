@@ -143,3 +143,18 @@ def test_the_test_message() -> None:
     assert "configuration /etc/procore-hotfolder/config.toml" in message.text
     assert message.body == {"text": message.text, "host": "scan01",
                             "events": [{"event": "test", "time": "2026-11-30T00:53:20Z"}]}
+
+
+def test_a_file_refused_before_any_try_and_a_folder_that_cannot_be_listed() -> None:
+    """A hard link is never sent (no "0 attempts"); a missing drop folder's detail is what
+    the daemon found, not Procore's words."""
+    linked = FileFailed(T0, DROP / "IMG 0042.jpg", "hard_links", "the file has 2 hard links",
+                        0, None, None, DROP / "Failed" / "IMG 0042.jpg")
+    text = RENDER.batch(Batch((linked, FolderPaused(DROP, "folder_unavailable", "missing",
+                                                    T0 - 1000)))).text
+    assert "why: the file has more than one hard link, so it is not uploaded [hard_links]\n" \
+           in text
+    assert "not sent to Procore, at 2026-11-30 00:53:20 UTC; now in" in text
+    assert "0 attempts" not in text
+    assert "the drop folder is missing or unreadable [folder_unavailable]" in text
+    assert 'What the daemon found: "missing"' in text and "Procore said" not in text

@@ -85,6 +85,20 @@ _VERSION_1_ROW = (
 )
 
 
+def test_the_oldest_unfinished_row_is_the_one_queued_first(tmp_path: Path) -> None:
+    """What the alerts' backlog reads: failed and finished rows do not count."""
+    journal = Journal.open(tmp_path)
+    assert journal.oldest_unfinished() is None
+    folder = tmp_path / "drop"
+    (old,) = journal.enqueue([(folder, folder / "old.pdf", OBS)], now=10.0)
+    (young,) = journal.enqueue([(folder, folder / "young.pdf", OBS)], now=20.0)
+    assert journal.oldest_unfinished() == (folder / "old.pdf", 10.0)
+    journal.move(journal.move(old, FileState.UPLOADING, 30.0), FileState.FAILED, 31.0)
+    assert journal.oldest_unfinished() == (folder / "young.pdf", 20.0)
+    journal.move(young, FileState.UPLOADING, 32.0)  # in flight: still waiting
+    assert journal.oldest_unfinished() == (folder / "young.pdf", 20.0)
+
+
 def test_a_version_1_journal_is_upgraded_in_place_and_keeps_its_rows(tmp_path: Path) -> None:
 
     raw = sqlite3.connect(tmp_path / "journal.sqlite3")

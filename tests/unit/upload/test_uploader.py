@@ -756,3 +756,80 @@ def test_journal_commits_per_file(tmp_path: Path) -> None:
     # the filed record after it. Before issue 20: 6 and 8 (the SHA-256 and STORED apart,
     # LEDGERED between the ledger line and the move).
     assert counts == {"none": 4, "documents": 6, "photos": 6}
+
+
+class Told:
+    """Who hears of the files that failed for good (the engine's alerts, in the daemon)."""
+
+    def __init__(self) -> None:
+        self.failures: list[tuple[float, Path, dict[str, Any]]] = []
+
+    def file_failed(self, now: float, path: Path, **fields: Any) -> None:
+        self.failures.append((now, path, fields))
+
+
+def _telling(rig: Rig) -> Told:
+    told = Told()
+    rig.uploader = Uploader(rig.current, rig.journal, rig.ledger,
+                            rig.client,  # type: ignore[arg-type]
+                            clock=lambda: rig.now, rand=lambda: 0.5, failures=told)
+    return told
+
+
+@pytest.mark.parametrize(("destination", "step", "action", "kind"),
+                         [(c[1], c[2], c[3], c[5]) for c in CASES], ids=[c[0] for c in CASES])
+def test_only_a_file_failed_for_good_is_told(tmp_path: Path, request: pytest.FixtureRequest,
+                                             destination: str, step: str | None, action: Any,
+                                             kind: str) -> None:
+    """The outcome table again: a failure is told, once; an upload, a retry, a pause, a
+    changed file are not."""
+    rig = Rig(tmp_path, destination)
+    request.addfinalizer(rig.close)
+    told = _telling(rig)
+    action = {"rewrite": rig.rewrite, "writer": rig.open_writer}.get(action, action)
+    if step == "before":
+        action()
+    elif step is not None:
+        rig.client.faults[step] = [action]
+    outcome = rig.process()
+    assert outcome.kind == kind
+    assert len(told.failures) == (1 if kind == "failed" else 0)
+
+
+def test_a_failure_is_told_with_procores_reason_request_id_and_where_the_file_is(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    rig = Rig(tmp_path, "none")
+    request.addfinalizer(rig.close)
+    told = _telling(rig)
+    rig.client.faults["create_upload"] = [ValidationFailed(
+        "Procore answered HTTP 422: File name contains invalid characters", status=422,
+        request_id="7c2e91d0-req")]
+    rig.process()
+    [(now, path, fields)] = told.failures
+    assert (now, path) == (rig.now, rig.file)
+    assert fields == {"reason": "validation",
+                      "detail": "Procore answered HTTP 422: File name contains invalid "
+                                "characters",
+                      "attempts": 1, "status": 422, "request_id": "7c2e91d0-req",
+                      "failed_path": rig.folder.failed_dir / "scan.pdf"}
+
+
+def test_a_file_given_up_on_or_never_uploadable_is_told_too(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    rig = Rig(tmp_path, "none")
+    request.addfinalizer(rig.close)
+    told = _telling(rig)
+    rig.client.faults["create_upload"] = [_http(ServerError, 500)]
+    for _ in range(3):
+        rig.process()
+        rig.now = rig.row().next_attempt_at
+    empty = rig.folder.path / "empty.pdf"
+    empty.write_bytes(b"")
+    observation = sourcefile.observe(empty)
+    assert observation is not None
+    rig.uploader.fail_unsettled(rig.folder, empty, observation, "empty", "stayed empty")
+    [(_, _, gave_up), (_, path, never)] = told.failures
+    assert gave_up["attempts"] == 3 and gave_up["status"] == 500
+    assert gave_up["detail"].endswith("(gave up after 3 attempts)")
+    assert path == empty and never["reason"] == "empty" and never["attempts"] == 0
+    assert never["failed_path"] == rig.folder.failed_dir / "empty.pdf"
