@@ -30,6 +30,7 @@ from procore_hotfolder.upload.destinations import (
 )
 from procore_hotfolder.upload.destinations.documents import _latest_number, _same_name
 from procore_hotfolder.upload.destinations.photos import _created_since
+from procore_hotfolder.upload.routing import folder_route
 
 
 def _items(*created: str) -> Iterator[Mapping[str, Any]]:
@@ -106,7 +107,7 @@ def test_a_lost_create_image_is_found_whatever_order_list_images_answers_in(
         listing = _Listing([by_id[n] for n in order])
         photos = Photos(listing, journal, lambda: T + 5.0)  # type: ignore[arg-type]
         plan = PhotoPlan(name="IMG_0001.jpg", album_id=5, size=1234, not_before=T + 0.4)
-        assert photos.find(record, folder, plan) == 5
+        assert photos.find(record, folder_route(folder, "IMG_0001.jpg"), plan) == 5
     finally:
         journal.close()
 
@@ -130,7 +131,7 @@ def test_latest_version_number_from_numbers_else_count() -> None:
 def test_plans_carry_their_version_and_kind() -> None:
     photo = PhotoPlan(name="a.jpg", album_id=7, size=10, not_before=1.5)
     assert photo.to_json() == {"v": PLAN_VERSION, "kind": "photos", "name": "a.jpg",
-                               "album_id": 7, "size": 10, "not_before": 1.5}
+                               "album_id": 7, "size": 10, "not_before": 1.5, "album": None}
     document = DocumentPlan(parent_id=None, where="Documents", name="x.pdf", size=1,
                             unique_name=False, version_of=None, versions_before=0,
                             not_before=None, mirrored=False)
@@ -178,7 +179,8 @@ def test_each_destination_says_whether_it_files_and_what_it_warns(tmp_path: Path
     journal = Journal.open(config.daemon.state_dir)
     try:
         filing = Filing(journal, object(), clock=lambda: 0.0)  # type: ignore[arg-type]
-        assert [filing.files(f) for f in config.folders] == [True, True, False]
+        assert [filing.files(folder_route(f, "a.pdf")) for f in config.folders] == [
+            True, True, False]
     finally:
         journal.close()
     assert [destination_for(f).warning for f in config.folders] == [None, None, (

@@ -125,7 +125,7 @@ class FakeClient:
         return {"id": file_id}
 
     def create_image(self, project_id: int, upload_uuid: str, image_name: str,
-                     album_id: int | None) -> Mapping[str, Any]:
+                     album_id: int | None, **_: Any) -> Mapping[str, Any]:
         self._step("create_image")
         self._next += 1
         self.images.append({"id": self._next, "filename": image_name})
