@@ -121,7 +121,7 @@ def test_a_version_2_journal_gains_routes_and_albums_and_keeps_its_rows(tmp_path
     (row,) = journal.active()
     assert (row.state, row.route, journal.folder_id(5, 0, "a")) == (
         FileState.ASSOCIATING, None, 101)
-    route = {"v": 1, "rule": 0, "name": "Plan – «A».pdf"}
+    route = {"v": 1, "rule": 0, "name": "Plan «A» ü.pdf"}
     assert journal.move(row, row.state, 2.0, route=route).route == route
     assert journal.get(row.id).route == route
     assert journal.album_id(5, "Level 2") is None
