@@ -141,30 +141,16 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config or default_config_path())
 
 
-def _filed_as_configured(config: Config) -> Config:
-    """``config``, unless a folder has routing rules: the upload pipeline does not file by
-    them yet (it would file every file by the folder's own keys, or file nothing), so `run`,
-    `once` and a reload refuse them, naming the key; `route` and `check` take them. Goes
-    when the pipeline files each file by its route."""
-    refused = [f"folders[{index}].rules: routing rules are previewed by `procore-hotfolder "
-               "route` but not applied by this version's upload pipeline yet"
-               for index, folder in enumerate(config.folders) if folder.rules]
-    if refused:
-        raise ConfigError(refused)
-    return config
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     path = args.config or default_config_path()
-    config = _filed_as_configured(load_config(path))
+    config = load_config(path)
     configure_logging(config.daemon.log_level)
     from procore_hotfolder.engine.compose import serve_daemon  # noqa: PLC0415 - loaded only to run
-    return serve_daemon(config, lambda: _filed_as_configured(load_config(path)),
-                        notifier=SystemdNotifier())
+    return serve_daemon(config, lambda: load_config(path), notifier=SystemdNotifier())
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
-    config = _filed_as_configured(_config(args))
+    config = _config(args)
     configure_logging(config.daemon.log_level)
     from procore_hotfolder.engine.compose import run_once  # noqa: PLC0415 - loaded only to run
     return run_once(config)

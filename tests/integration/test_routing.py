@@ -198,8 +198,8 @@ def test_route_json_and_named_files(tmp_path: Path, emulator: Emulator) -> None:
     assert drawing["route"] == {
         "v": 1, "rule": 0, "groups": {"job": "24017", "disc": "A", "sheet": "101"},
         "project": {"id": company.tower, "number": "24017"}, "destination": "documents",
-        "target": {"folder_id": None, "path": ["03 Drawings", "A"]},
-        "name": "24017-A-101_rev3.pdf", "description": "Sheet 101", "on_name_clash": "version"}
+        "target": {"folder_id": None, "path": ["03 Drawings", "A"], "on_name_clash": "version"},
+        "name": "24017-A-101_rev3.pdf", "description": "Sheet 101"}
     assert drawing["documents_missing"] == []  # the path exists now
     assert drawing["project"]["project_number"] == "24017"
     assert photo["album"]["id"] == company.level2 and not photo["album_missing"]
@@ -241,18 +241,6 @@ def test_check_and_status_of_a_folder_of_rules_only(tmp_path: Path, emulator: Em
     assert "WARNING" not in status.stdout
     assert json.loads(run_cli("status", "--json", "-c", str(config)).stdout)["folders"][0][
         "destination"] is None
-
-
-def test_the_pipeline_refuses_rules_it_does_not_apply_yet(tmp_path: Path,
-                                                          emulator: Emulator) -> None:
-    """Until the upload pipeline files by routes, `once` (and `run`) refuse a folder with
-    rules rather than filing its files by the folder's own keys."""
-    company = Company(emulator)
-    config = scanner_config(tmp_path, emulator, company)
-    result = run_cli("once", "-c", str(config))
-    assert result.returncode == 78
-    assert "folders[0].rules: routing rules are previewed" in result.stderr
-    assert emulator.uploads == {}
 
 
 def _blocks(stdout: str) -> dict[str, list[str]]:

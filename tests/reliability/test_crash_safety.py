@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from procore_hotfolder.emulator import Emulator
-from tests.conftest import cli_env, stop_process, wait_for, write_config
+from tests.conftest import COMPANY_ID, cli_env, stop_process, wait_for, write_config
 
 FILES_PER_FOLDER = 150
 KILLS = 30
@@ -181,3 +181,97 @@ def test_sigkill_while_filing_photos_files_each_once_when_listings_ignore_sort_a
                   if r.method == "GET" and r.path.startswith("/rest/v1.0/images"))
     print(f"photos={PHOTOS} kills={PHOTO_KILLS} List Images calls (the looks after lost "
           f"answers, one page each)={lookups}")
+
+
+ROUTED = 80
+ROUTED_KILLS = 10
+
+
+def test_sigkill_while_routing_files_each_once_where_its_rules_said(
+        tmp_path: Path, emulator: Emulator) -> None:
+    """Routed files (drawings to the project their number names and "03 Drawings/<disc>",
+    photos to an album by name), the daemon killed again and again, its rules changed after
+    the first kills (a drawing already uploaded keeps going where its Upload is), then left
+    to finish: each file stored and filed once, each folder and album made once, one ledger
+    line each, every file in the project of the rules in force when its Upload was made."""
+    rng = random.Random(20261206)
+    emulator.auto_create = False
+    tower = emulator.create_project(COMPANY_ID, "Tower A", "24017")
+    depot = emulator.create_project(COMPANY_ID, "Depot", "0042")
+    scans = tmp_path / "scans"
+    expected: dict[str, Path] = {}
+    for i in range(ROUTED):
+        data = os.urandom(rng.randint(1, 100_000))
+        name = (f"{('24017', '0042')[i % 2]}-{'ASME'[i // 2 % 4]}-{i:03d}.pdf" if i % 4
+                else f"site/Level {i % 3}/IMG_{i:04}.jpg")
+        path = scans / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        expected[hashlib.sha256(data).hexdigest()] = path
+    photos = {"match": r"site/(?P<album>[^/]+)/[^/]+\.jpg", "project_id": tower,
+              "destination": "photos", "photos_album": "{album}"}
+    drawings = {"match": r"(?P<job>\d+)-(?P<disc>[A-Z])-\d+\.pdf", "project_number": "{job}",
+                "destination": "documents", "documents_path": "03 Drawings/{disc}"}
+
+    def configure(rules: list[dict[str, object]]) -> Path:
+        return write_config(tmp_path, emulator, [{"path": str(scans), "destination": None,
+                                                  "rules": rules}],
+                            settle_seconds=0.2, workers=4)
+
+    config = configure([photos, drawings])
+    emulator.faults.delay_seconds = 0.05
+    log = tmp_path / "daemon.log"
+    for kill in range(ROUTED_KILLS):
+        if kill == ROUTED_KILLS // 2:
+            # From now on the rules send every drawing to the Depot's "Later" folder.
+            config = configure([photos, {**drawings, "project_number": "0042",
+                                         "documents_path": "Later"}])
+        proc = _start(config, log)
+        time.sleep(rng.uniform(0.0, 1.0))  # the kill moment itself is what is random here
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    emulator.faults.delay_seconds = 0.0
+    proc = _start(config, log)
+    try:
+        wait_for(lambda: not any(p.exists() for p in expected.values()), timeout=120,
+                 message="every file archived")
+    finally:
+        code = stop_process(proc, timeout=60)
+    assert code == 0
+
+    uploads = {r.stored_sha256: r for r in emulator.stored_uploads()}
+    assert len(uploads) == len(emulator.stored_uploads()) == ROUTED  # each stored once
+    assert sorted(uploads) == sorted(expected)
+    assert all(emulator.associations(r.uuid) == 1 for r in uploads.values())
+    # Each file filed in the project its Upload was made in, where the rules of that moment
+    # said: "03 Drawings/<disc>" of its job's project, or the Depot's "Later".
+    documents = {d["upload_uuids"][0]: d for d in emulator.documents}
+    folders = {f["id"]: f for f in emulator.folders}
+    for sha, path in expected.items():
+        record = uploads[sha]
+        if path.suffix == ".jpg":
+            [image] = [i for i in emulator.images if i["upload_uuid"] == record.uuid]
+            assert (image["project_id"], image["image_category_name"]) == (
+                tower, path.parent.name)
+            continue
+        document = documents[record.uuid]
+        folder = folders[document["parent_id"]]
+        assert document["project_id"] == record.project_id
+        if folder["name"] == "Later":
+            assert record.project_id == depot
+        else:
+            job = path.name.split("-")[0]
+            assert record.project_id == {"24017": tower, "0042": depot}[job]
+            assert folder["name"] == path.name.split("-")[1]
+            assert folders[folder["parent_id"]]["name"] == "03 Drawings"
+    made = [(f["project_id"], f["parent_id"], f["name"]) for f in emulator.folders]
+    assert len(made) == len(set(made)), "a folder made twice"
+    with emulator.lock:
+        albums = [(a.project_id, a.name) for a in emulator.state.albums.values()]
+    assert sorted(albums) == [(tower, f"Level {n}") for n in range(3)]
+    ledger = [json.loads(line) for line in
+              (tmp_path / "state" / "uploads.jsonl").read_text().splitlines()]
+    assert sorted(e["sha256"] for e in ledger) == sorted(expected)
+    later = sum(1 for d in documents.values() if folders[d["parent_id"]]["name"] == "Later")
+    print(f"routed files={ROUTED} kills={ROUTED_KILLS} drawings filed by the changed rules="
+          f"{later}")

@@ -26,15 +26,10 @@ from procore_hotfolder.files import sourcefile
 from procore_hotfolder.model import display_path, not_a_file_skip
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.procore.projects import Project, list_projects
+from procore_hotfolder.upload.destinations import DocumentsTarget, Nowhere, PhotosTarget
 from procore_hotfolder.upload.destinations.photos import Album, list_albums
 from procore_hotfolder.upload.project_numbers import ProjectNumbers
-from procore_hotfolder.upload.routing import (
-    DocumentsTarget,
-    PhotosTarget,
-    Route,
-    relative_path,
-    route_file,
-)
+from procore_hotfolder.upload.routing import Route, relative_path, route_file
 from procore_hotfolder.watch.ignore import IgnoreRules
 
 
@@ -253,8 +248,8 @@ def _describe(item: RoutePreview) -> list[str]:
             lines.append(f"rule {route.rule}" + (f" ({groups})" if groups else ""))
         lines.append(_project_line(item, route))
         lines.append(_target_line(item, route))
-        lines.append(f"filed as {route.name!r}" if route.destination != "none"
-                     else f"uploaded as {route.name!r}")
+        lines.append(f"uploaded as {route.name!r}" if isinstance(route.target, Nowhere)
+                     else f"filed as {route.name!r}")
         if route.description:
             lines.append(f"description {route.description!r}")
     if item.problem is not None:
@@ -284,7 +279,7 @@ def _target_line(item: RoutePreview, route: Route) -> str:
             state = " (exists)"
         else:
             state = f" ({'/'.join(item.missing)} would be created)"
-        clash = f"; a name already there: {route.on_name_clash}"
+        clash = f"; a name already there: {target.on_name_clash}"
         return f"documents: {target.describe()}{state}{clash}"
     if isinstance(target, PhotosTarget):
         if target.album is not None:

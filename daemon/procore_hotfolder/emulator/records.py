@@ -87,6 +87,7 @@ class DocumentFile:
     created_at: float
     versions: list[FileVersion] = field(default_factory=list)
     deleted: bool = False  # in the recycle bin
+    description: str | None = None
 
 
 @dataclass

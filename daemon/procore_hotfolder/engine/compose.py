@@ -30,11 +30,13 @@ from procore_hotfolder.logs import configure_logging
 from procore_hotfolder.metrics import attach_metrics
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.procore.governor import RateGovernor
+from procore_hotfolder.procore.projects import list_projects
 from procore_hotfolder.state.journal import Journal
 from procore_hotfolder.state.ledger import Ledger
 from procore_hotfolder.state.statelock import StateLock
 from procore_hotfolder.upload.holds import HoldBoard
 from procore_hotfolder.upload.progress import Progress
+from procore_hotfolder.upload.project_numbers import ProjectNumbers
 from procore_hotfolder.upload.uploader import Uploader
 from procore_hotfolder.watch.writers import Writers
 
@@ -49,6 +51,8 @@ class Engine:
     governor: RateGovernor
     service: Service
     alerts: CurrentAlerts
+    #: Project numbers of routing rules, looked up by every worker.
+    project_numbers: ProjectNumbers
 
     def close(self) -> None:
         self.client.close()
@@ -75,9 +79,12 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     progress = Progress()
     writers = Writers()
     mode: RunMode = Once(config.daemon.max_attempts, stopping) if once else Daemon()
+    # One list of the company's projects for every worker: a routed file costs no call to
+    # find its project once the list is read (a reload drops it; `retry` lets it be read).
+    numbers = ProjectNumbers(lambda: list_projects(client, current().procore.company_id))
     uploader = Uploader(current, journal, Ledger(config.daemon.state_dir), client,
                         progress=progress, stopping=stopping.is_set, pauses=holds,
-                        writers=writers, limit=mode, failures=alerts)
+                        writers=writers, limit=mode, failures=alerts, numbers=numbers)
     service = Service(current, journal, uploader, governor, holds=holds, stop=stopping,
                       mode=mode, paused_rows_wait=not once,
                       progress=progress, writers=writers, notifier=notifier, alerts=alerts,
@@ -85,10 +92,11 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
                           lambda new: client.reconfigure(new.procore),
                           lambda new: governor.set_ceiling(new.daemon.max_api_calls_per_hour),
                           alerts.reconfigure,
+                          lambda _new: numbers.forget(),
                           *on_reload])
     attach_metrics(config.daemon.metrics_listen, tuple(str(f.path) for f in config.folders),
                    governor, client, uploader, service, alerts)
-    return Engine(current, journal, client, governor, service, alerts)
+    return Engine(current, journal, client, governor, service, alerts, numbers)
 
 
 def _lock_or_fail(config: Config) -> StateLock | None:
@@ -104,7 +112,8 @@ def _lock_or_fail(config: Config) -> StateLock | None:
 def _running(config: Config, **build: Any) -> Iterator[Engine | None]:
     """The state lock and the engine (None when another process holds the lock), with
     SIGTERM and SIGINT stopping it and SIGUSR1 (what `retry` sends) asking for a scan of
-    every folder; closed and unlocked on the way out."""
+    every folder, a project number not found read afresh once (the retried files may name
+    a project just created); closed and unlocked on the way out."""
     lock = _lock_or_fail(config)
     if lock is None:
         yield None
@@ -120,7 +129,11 @@ def _running(config: Config, **build: Any) -> Iterator[Engine | None]:
     signal.signal(signal.SIGINT, on_stop)
     # Not a reload: a configuration being edited is not read (`once` scans only once, and
     # is not ended by it either).
-    signal.signal(signal.SIGUSR1, lambda _signum, _frame: engine.service.request_rescan())
+    def on_retry(_signum: int, _: FrameType | None) -> None:
+        engine.project_numbers.allow_refresh()
+        engine.service.request_rescan()
+
+    signal.signal(signal.SIGUSR1, on_retry)
     try:
         yield engine
     finally:

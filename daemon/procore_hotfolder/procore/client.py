@@ -200,11 +200,11 @@ class ProcoreClient:
 
     def create_document(
         self, project_id: int | None, parent_id: int | None, name: str, upload_uuid: str,
-        *, unique_name: bool = False,
+        *, unique_name: bool = False, description: str | None = None,
     ) -> Mapping[str, Any]:
         """File the Upload in Documents (not repeated when the outcome is unknown)."""
         return self._filing.create_document(project_id, parent_id, name, upload_uuid,
-                                            unique_name=unique_name)
+                                            unique_name=unique_name, description=description)
 
     def create_file_version(
         self, project_id: int | None, file_id: int, upload_uuid: str,
@@ -214,9 +214,11 @@ class ProcoreClient:
 
     def create_image(
         self, project_id: int, upload_uuid: str, image_name: str, album_id: int | None,
+        *, description: str | None = None,
     ) -> Mapping[str, Any]:
         """Add the Upload to Photos (album ``album_id``, else unsorted)."""
-        return self._filing.create_image(project_id, upload_uuid, image_name, album_id)
+        return self._filing.create_image(project_id, upload_uuid, image_name, album_id,
+                                         description=description)
 
     def create_album(self, project_id: int, name: str) -> Mapping[str, Any]:
         """Create Photos album (image category) ``name`` in the project (not repeated when

@@ -81,10 +81,12 @@ class FilingRequests:
 
     def create_document(
         self, project_id: int | None, parent_id: int | None, name: str, upload_uuid: str,
-        *, unique_name: bool = False,
+        *, unique_name: bool = False, description: str | None = None,
     ) -> Mapping[str, Any]:
         """File the Upload in Documents (root folder when ``parent_id`` is None; the
-        company's Documents when ``project_id`` is None).
+        company's Documents when ``project_id`` is None), with ``description`` when given
+        (the ``file`` object's ``description``, a string in Procore's OpenAPI for Create
+        File).
 
         Not repeated when the outcome is unknown: a ``NetworkError``/``ServerError`` means
         "maybe created"; look before trying again.
@@ -93,6 +95,8 @@ class FilingRequests:
                                 "unique_name": unique_name}
         if parent_id is not None:
             file["parent_id"] = parent_id
+        if description is not None:
+            file["description"] = description
         path, params = self._documents(project_id, "files")
         response = self._api.call("POST", path, params=params, json_body={"file": file},
                                   idempotent=False)
@@ -111,18 +115,22 @@ class FilingRequests:
 
     def create_image(
         self, project_id: int, upload_uuid: str, image_name: str, album_id: int | None,
+        *, description: str | None = None,
     ) -> Mapping[str, Any]:
-        """Add the Upload to Photos (album ``album_id``, else unsorted); not repeated when
-        the outcome is unknown.
+        """Add the Upload to Photos (album ``album_id``, else unsorted), with
+        ``description`` when given; not repeated when the outcome is unknown.
 
         Procore requires an ``image`` object with at least one attribute. With an album it
-        is ``image_category_id``; without one it is ``description: ""``: the value a new
-        photo has anyway, valid for the string field, and it changes nothing the user sees
-        (unlike ``private``, whose project default we must not override, or a null album
-        id, which a strict schema may reject as not an integer).
+        is ``image_category_id``; without one (and no description) it is ``description:
+        ""``: the value a new photo has anyway, valid for the string field, and it changes
+        nothing the user sees (unlike ``private``, whose project default we must not
+        override, or a null album id, which a strict schema may reject as not an integer).
         """
-        image: dict[str, Any] = ({"image_category_id": album_id} if album_id is not None
-                                 else {"description": ""})
+        image: dict[str, Any] = {"description": description or ""}
+        if album_id is not None:
+            image = {"image_category_id": album_id}
+            if description is not None:
+                image["description"] = description
         response = self._api.call(
             "POST", "v1.0/images", params={"project_id": project_id},
             json_body={"upload_uuid": upload_uuid, "image_name": image_name, "image": image},

@@ -32,7 +32,7 @@ _UNFINISHED_SQL = ("SELECT id, folder, path, next_attempt_at FROM files "  # noq
 
 _COLUMNS = (
     "sha256", "uuid", "ticket", "segments", "association", "resource_id", "archive_path",
-    "final_path", "attempts", "next_attempt_at", "last_error",
+    "final_path", "attempts", "next_attempt_at", "last_error", "route",
 )
 
 
@@ -66,6 +66,9 @@ class FileRecord:
     last_error: dict[str, Any] | None
     created_at: float
     updated_at: float
+    #: Where the file goes (``upload.routing.Route`` as versioned JSON), kept from the
+    #: creation of its Upload on; None before that, and in rows of older releases.
+    route: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> FileRecord:
@@ -84,6 +87,7 @@ class FileRecord:
             next_attempt_at=row["next_attempt_at"],
             last_error=json.loads(row["last_error"]) if row["last_error"] else None,
             created_at=row["created_at"], updated_at=row["updated_at"],
+            route=json.loads(row["route"]) if row["route"] else None,
         )
 
 
@@ -298,7 +302,7 @@ class Journal:
         with self._transaction() as db:
             db.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
 
-    # --- Documents folder ids and filed images ---------------------------------------------
+    # --- Documents folder ids, Photos album ids and filed images -------------------------
 
     def folder_id(self, project_id: int, base_id: int, path: str) -> int | None:
         """The cached Procore folder id of ``path`` ("a/b") below ``base_id`` (0: root)."""
@@ -328,6 +332,24 @@ class Journal:
                      row["path"] + "/")).rowcount
         return gone
 
+    def album_id(self, project_id: int, name: str) -> int | None:
+        """The kept id of the project's Photos album ``name``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT album_id FROM album_ids WHERE project_id = ? AND name = ?",
+                (project_id, name)).fetchone()
+        return None if row is None else int(row["album_id"])
+
+    def remember_album(self, project_id: int, name: str, album_id: int) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO album_ids (project_id, name, album_id) "
+                       "VALUES (?, ?, ?)", (project_id, name, album_id))
+
+    def forget_album(self, project_id: int, name: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM album_ids WHERE project_id = ? AND name = ?",
+                       (project_id, name))
+
     def image_claimed(self, image_id: int, other_than: int) -> bool:
         """Whether a journal row other than ``other_than`` was filed as Photos image
         ``image_id``."""
@@ -342,7 +364,7 @@ class Journal:
 def _encode(name: str, value: Any) -> Any:
     if name in ("archive_path", "final_path"):
         return _b(value)
-    if name in ("association", "last_error") and value is not None:
+    if name in ("association", "last_error", "route") and value is not None:
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     if isinstance(value, Mapping):
         return json.dumps(value)

@@ -71,6 +71,19 @@ CREATE TABLE folder_ids (
     PRIMARY KEY (project_id, base_id, path)
 );
 """,
+    # 3: the route each file was given (versioned JSON, ``upload.routing.Route``), kept from
+    # the creation of its Upload on, so a restart or a reload that changes the routing rules
+    # does not send a half-filed file elsewhere (NULL: a row from before, filed by its
+    # folder's own keys); and Photos album ids by name, each found or created once.
+    2: """
+ALTER TABLE files ADD COLUMN route TEXT;
+CREATE TABLE album_ids (
+    project_id INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    album_id   INTEGER NOT NULL,
+    PRIMARY KEY (project_id, name)
+);
+""",
 }
 SCHEMA_VERSION = 1 + len(_UPGRADES)
 

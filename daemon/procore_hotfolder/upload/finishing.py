@@ -44,6 +44,7 @@ from procore_hotfolder.files.nooverwrite import move_no_overwrite
 from procore_hotfolder.model import FileState, Observation, utc_iso
 from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.ledger import Ledger
+from procore_hotfolder.upload.routing import Route
 from procore_hotfolder.watch.writers import SeenBy, Writers
 
 log = structlog.get_logger(__name__)
@@ -62,26 +63,28 @@ class Finishing:
         self._clock = clock
         self._writers = writers
 
-    def ledger_entry(self, record: FileRecord, folder: FolderSettings, company_id: int,
-                     archived: Path | None) -> dict[str, Any]:
-        """The ledger line of ``record`` (``archived``: where the original is, if kept)."""
+    def ledger_entry(self, record: FileRecord, folder: FolderSettings, route: Route,
+                     company_id: int, archived: Path | None) -> dict[str, Any]:
+        """The ledger line of ``record``, filed by ``route`` (``archived``: where the
+        original is, if kept)."""
         return {
             "time": utc_iso(self._clock()),
             "uuid": record.uuid,
             "company_id": company_id,
-            "project_id": folder.project_id,
+            "project_id": route.project_id,
             "source": str(record.path),
             "archived": str(archived) if archived is not None else None,
             "size": record.observation.size,
             "sha256": record.sha256,
             # A row that filed nothing (destination "none") has no resource id.
-            "destination": {"kind": folder.destination, "id": record.resource_id},
+            "destination": {"kind": route.target.kind, "id": record.resource_id},
             "folder": str(folder.path),
+            "rule": route.rule,  # the routing rule that matched; null: the folder's keys
             "attempts": record.attempts + 1,
         }
 
-    def finish(self, record: FileRecord, folder: FolderSettings, company_id: int
-               ) -> FileRecord:
+    def finish(self, record: FileRecord, folder: FolderSettings, route: Route,
+               company_id: int) -> FileRecord:
         """STORED (nothing to file), ASSOCIATED or LEDGERED → ARCHIVED (see the module
         docstring). Raises ``FileVanished``, ``FileChanged`` or ``FileOpenForWriting`` when
         the original cannot be archived (its ledger line written first where one is due),
@@ -94,17 +97,17 @@ class Finishing:
                                         archive_path=archiver.archive_path_for(folder,
                                                                                record.path))
         if resumed and (line := self._ledger.line_for(record.uuid or "")) is not None:
-            return self._as_recorded(record, folder, line.get("archived"))
+            return self._as_recorded(record, folder, route, line.get("archived"))
         try:
             final = self._move(record, folder, resumed=resumed)
         except FileChanged as exc:
             if filed or isinstance(exc, FileVanished):
-                self._ledger.append(self.ledger_entry(record, folder, company_id, None))
+                self._ledger.append(self.ledger_entry(record, folder, route, company_id, None))
             raise
-        self._ledger.append(self.ledger_entry(record, folder, company_id, final))
-        return self.complete(record, folder, final)
+        self._ledger.append(self.ledger_entry(record, folder, route, company_id, final))
+        return self.complete(record, route, final)
 
-    def complete(self, record: FileRecord, folder: FolderSettings, final: Path | None,
+    def complete(self, record: FileRecord, route: Route, final: Path | None,
                  *, why: dict[str, Any] | None = None) -> FileRecord:
         """→ ARCHIVED (``final``: where the original is; None: it went after its upload, and
         ``why`` says so in the row's ``last_error``)."""
@@ -113,12 +116,12 @@ class Finishing:
                                     **columns)
         log.info("upload_completed", uuid=record.uuid, size=record.observation.size,
                  sha256=record.sha256, archived=str(final) if final else None,
-                 project_id=folder.project_id,
+                 project_id=route.project_id,
                  seconds=round(self._clock() - record.created_at, 3))
         return record
 
-    def _as_recorded(self, record: FileRecord, folder: FolderSettings, archived: object
-                     ) -> FileRecord:
+    def _as_recorded(self, record: FileRecord, folder: FolderSettings, route: Route,
+                     archived: object) -> FileRecord:
         """The ledger has the line already: the row ends as it says. A line without an
         archive path said the original stays (or went); one with a path was written after
         the move (or, by an older release, before it: the move is done now)."""
@@ -127,7 +130,7 @@ class Finishing:
                 raise FileVanished("the original went after its upload; nothing archived")
             raise FileChanged("the ledger line says the original was not archived (it had "
                               "changed, or a writer held it); it settles again")
-        return self.complete(record, folder, self._move(record, folder, resumed=True))
+        return self.complete(record, route, self._move(record, folder, resumed=True))
 
     def _move(self, record: FileRecord, folder: FolderSettings, *, resumed: bool) -> Path:
         """Move the original to ``archive_path`` (or a free variant of it) and return where

@@ -6,8 +6,10 @@ once the list is known. The list is read again only when a number is not found, 
 on several projects (a new project, a renumbered one), and then at most once every
 ``refresh_seconds`` (300 s by default) for all callers together: a scanner that keeps
 producing files with a number no project carries costs one listing per five minutes, not
-one per file. ``forget`` drops the list (a reload, and so ``retry``, which reloads the
-daemon: the retried files look at a fresh list). Numbers match exactly: ``"0042"`` is not
+one per file. ``forget`` drops the list (a reload: the next lookup reads it afresh);
+``allow_refresh`` lets the next number not found read it at once, however recent it is
+(`retry`: the operator may have just created the project the retried files name; one
+reading per `retry`, then the five minutes again). Numbers match exactly: ``"0042"`` is not
 ``"42"``, and case and spaces count.
 
 The list is materialised whole before it replaces the old one: a listing that fails half
@@ -55,6 +57,9 @@ class ProjectNumbers:
         self._lock = threading.Lock()  # one reading at a time; the others wait for it
         self._directory: _Directory | None = None
         self._generation = 0
+        # Set by ``allow_refresh`` (from a signal handler: a plain assignment, no lock),
+        # cleared by the reading it allows.
+        self._refresh_allowed = False
         #: How many times the list was read (one or more API calls each: one per page).
         self.fetches = 0
 
@@ -90,9 +95,15 @@ class ProjectNumbers:
         return self._current().by_id.get(project_id)
 
     def forget(self) -> None:
-        """Drop the list: the next lookup reads it afresh, however recent it was."""
-        with self._lock:
-            self._directory = None
+        """Drop the list: the next lookup reads it afresh, however recent it was. Takes no
+        lock (a reading in progress is not waited for: it is as fresh as any)."""
+        self._directory = None
+
+    def allow_refresh(self) -> None:
+        """Let the next number not found (or found on several projects) read the list
+        again at once, however recent it is; later ones wait ``refresh_seconds`` again.
+        Safe in a signal handler: it only sets a flag."""
+        self._refresh_allowed = True
 
     # --- the list --------------------------------------------------------------------------
 
@@ -113,13 +124,20 @@ class ProjectNumbers:
                 return self._read()
             if current.generation != seen.generation:
                 return current  # read again while this caller waited: that reading serves
-            if self._clock() - current.read_at < self._refresh_seconds:
+            if self._clock() - current.read_at < self._refresh_seconds \
+                    and not self._refresh_allowed:
                 return current
             return self._read()
 
     def _read(self) -> _Directory:
         """Read the whole list (the caller holds the lock)."""
-        projects = list(self._fetch())
+        # This reading serves what was allowed before it; a failed one leaves it allowed.
+        allowed, self._refresh_allowed = self._refresh_allowed, False
+        try:
+            projects = list(self._fetch())
+        except BaseException:
+            self._refresh_allowed = self._refresh_allowed or allowed
+            raise
         by_number: dict[str, list[Project]] = {}
         for project in projects:
             if project.project_number is not None:

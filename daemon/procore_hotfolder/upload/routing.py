@@ -3,13 +3,15 @@
 
 ``route_file(folder, relative, mtime)`` answers a ``Route``: a frozen value naming the rule
 that matched and the groups it captured, the project (by id, or by a number still to be
-looked up among the company's projects: ``project_numbers``), the destination and its target
-(a Documents folder path below the project's root or below a folder id; an album by name or
-id; nothing), the name the file is filed under, its description and the clash policy. A
+looked up among the company's projects: ``project_numbers``), the target (which the
+destination builds itself from the rule or the folder's keys, ``upload.destinations``: a
+Documents folder path below the project's root or below a folder id, with its clash policy;
+an album by name or id; nothing), the name the file is filed under and its description. A
 route is stored as versioned JSON (``to_json``/``from_json``, ``"v": 1``): the journal keeps
-the route a file was given, so that a restart, or a reload that changes the rules, does not
-send a half-filed file elsewhere. A file with no route raises ``NoRuleMatched`` (the rules
-tried are in it, for the failure's sidecar) or ``InvalidRoute``.
+the route a file was given from the creation of its Upload on, so that a restart, or a
+reload that changes the rules, does not send a half-filed file elsewhere. A file with no
+route raises ``NoRuleMatched`` (the rules tried are in it, for the failure's sidecar) or
+``InvalidRoute``.
 
 Templates see the expression's named groups (None when a group did not take part: empty
 text) and ``{name}``, ``{stem}``, ``{ext}`` (no dot), ``{parent}`` (the file's folder below
@@ -27,11 +29,12 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import Any
 
-from procore_hotfolder.config import FolderSettings, NameClash, RoutingRule
-from procore_hotfolder.config.rules import DESTINATIONS, NAME_CLASHES
+from procore_hotfolder.config import FolderSettings, RoutingRule, Template
 from procore_hotfolder.errors import InvalidRoute, NoRuleMatched
+from procore_hotfolder.upload.destinations import Target, destination_for
+from procore_hotfolder.upload.destinations.protocol import stored_id
 
 #: Version tag of the route JSON written now (``"v"``).
 ROUTE_VERSION = 1
@@ -41,61 +44,11 @@ ROUTE_VERSION = 1
 
 
 @dataclass(frozen=True)
-class DocumentsTarget:
-    """A Documents folder: ``path`` (folder names, created when missing) below ``base_id``
-    (a folder id; None: the Documents root of the project, or of the company)."""
-
-    kind: ClassVar[str] = "documents"
-    base_id: int | None
-    path: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        base = "Documents" if self.base_id is None else f"folder {self.base_id}"
-        return "/".join([base, *self.path])
-
-    def to_json(self) -> dict[str, Any]:
-        return {"folder_id": self.base_id, "path": list(self.path)}
-
-
-@dataclass(frozen=True)
-class PhotosTarget:
-    """A Photos album by id, or by name (created when missing); neither: unsorted."""
-
-    kind: ClassVar[str] = "photos"
-    album_id: int | None = None
-    album: str | None = None
-
-    def describe(self) -> str:
-        if self.album_id is not None:
-            return f"Photos album {self.album_id}"
-        return f"Photos album {self.album!r}" if self.album is not None else "Photos (unsorted)"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"album_id": self.album_id, "album": self.album}
-
-
-@dataclass(frozen=True)
-class Unfiled:
-    """Uploaded only (destination none): Procore deletes it after 7 days unless something
-    else files it."""
-
-    kind: ClassVar[str] = "none"
-
-    def describe(self) -> str:
-        return "not filed (destination none)"
-
-    def to_json(self) -> dict[str, Any]:
-        return {}
-
-
-Target = DocumentsTarget | PhotosTarget | Unfiled
-
-
-@dataclass(frozen=True)
 class Route:
     """Where one file goes; see the module docstring. ``rule`` is the index of the rule that
     matched (None: the folder's own keys); the project is ``project_id`` or, until it is
-    looked up, ``project_number`` (both None: the company)."""
+    looked up, ``project_number`` (both None: the company). ``target`` is its destination's
+    (``upload.destinations``): a Documents folder path and clash policy, an album, nothing."""
 
     rule: int | None
     groups: tuple[tuple[str, str | None], ...]
@@ -104,7 +57,6 @@ class Route:
     target: Target
     name: str
     description: str | None = None
-    on_name_clash: NameClash = "version"
 
     @property
     def destination(self) -> str:
@@ -127,7 +79,6 @@ class Route:
             "project": {"id": self.project_id, "number": self.project_number},
             "destination": self.destination, "target": self.target.to_json(),
             "name": self.name, "description": self.description,
-            "on_name_clash": self.on_name_clash,
         }
 
     @classmethod
@@ -139,42 +90,24 @@ class Route:
             raise ValueError(f"route version {version!r} is not known here (this daemon reads "
                              f"version {ROUTE_VERSION})")
         try:
-            project = raw["project"]
-            target_raw = raw["target"]
             destination = raw["destination"]
-            clash = raw["on_name_clash"]
-            if destination not in DESTINATIONS or clash not in NAME_CLASHES:
-                raise ValueError(f"unknown destination {destination!r} or clash {clash!r}")
-            target: Target
-            if destination == "documents":
-                target = DocumentsTarget(_opt_int(target_raw["folder_id"]),
-                                         tuple(str(p) for p in target_raw["path"]))
-            elif destination == "photos":
-                album = target_raw["album"]
-                target = PhotosTarget(_opt_int(target_raw["album_id"]),
-                                      None if album is None else str(album))
-            else:
-                target = Unfiled()
+            try:
+                kind = destination_for(str(destination))
+            except KeyError:
+                raise ValueError(f"unknown destination {destination!r}") from None
+            target = kind.load_target(raw["target"])
+            project = raw["project"]
             groups = tuple((str(k), None if v is None else str(v))
                            for k, v in dict(raw["groups"]).items())
             number = project["number"]
             description = raw["description"]
-            return cls(rule=_opt_int(raw["rule"]), groups=groups,
-                       project_id=_opt_int(project["id"]),
+            return cls(rule=stored_id(raw["rule"]), groups=groups,
+                       project_id=stored_id(project["id"]),
                        project_number=None if number is None else str(number),
                        target=target, name=str(raw["name"]),
-                       description=None if description is None else str(description),
-                       on_name_clash=clash)
+                       description=None if description is None else str(description))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed route: {exc!r}") from exc
-
-
-def _opt_int(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"not an id: {value!r}")
-    return value
 
 
 # --- deciding --------------------------------------------------------------------------------
@@ -211,7 +144,7 @@ def route_file(folder: FolderSettings, relative: str, mtime: float, *,
         if found is not None:
             return _by_rule(rule, found.groupdict(), file_fields(relative, mtime, tz))
     if folder.own_target:
-        return _by_folder(folder, relative)
+        return folder_route(folder, relative)
     tried = [{"rule": rule.index, "match": rule.match.pattern} for rule in folder.rules]
     raise NoRuleMatched(
         f"no rule of the folder matches {_clean(relative)!r} (whole path below the folder), "
@@ -223,18 +156,10 @@ def _by_rule(rule: RoutingRule, groups: dict[str, str | None], fields: dict[str,
              ) -> Route:
     values: dict[str, str | None] = {**groups, **fields}
 
-    def text(template: Any) -> str | None:
+    def text(template: Template | None) -> str | None:
         return None if template is None else _clean(template.render(values)).strip()
 
-    target: Target
-    if rule.destination == "documents":
-        parts = (text(rule.documents_path) or "").split("/")
-        target = DocumentsTarget(rule.documents_folder_id,
-                                 tuple(p.strip() for p in parts if p.strip()))
-    elif rule.destination == "photos":
-        target = PhotosTarget(rule.photos_album_id, text(rule.photos_album) or None)
-    else:
-        target = Unfiled()
+    target = destination_for(rule).rule_target(rule, text)
     name = (text(rule.name) if rule.name is not None else _clean(fields["name"])) or ""
     name = name.replace("/", "_")
     if not name:
@@ -248,26 +173,18 @@ def _by_rule(rule: RoutingRule, groups: dict[str, str | None], fields: dict[str,
                                                for k, v in groups.items()),
                  project_id=rule.project_id if number is None else None,
                  project_number=number, target=target, name=name,
-                 description=text(rule.description) or None,
-                 on_name_clash=rule.on_name_clash)
+                 description=text(rule.description) or None)
 
 
-def _by_folder(folder: FolderSettings, relative: str) -> Route:
-    """The folder's own keys, as the folder without rules has always filed: Documents mirror
-    the drop folder's subfolders below ``documents_folder_id`` (unless
-    ``mirror_subfolders`` is false)."""
+def folder_route(folder: FolderSettings, relative: str) -> Route:
+    """Where the file at ``relative`` goes by the folder's own keys, as a folder without
+    rules has always filed (Documents mirror the drop folder's subfolders below
+    ``documents_folder_id`` unless ``mirror_subfolders`` is false); also the route of a
+    journal row from before routes were kept."""
     pure = PurePosixPath(relative)
-    target: Target
-    if folder.destination == "documents":
-        mirrored = pure.parent.parts if folder.mirror_subfolders else ()
-        target = DocumentsTarget(folder.documents_folder_id,
-                                 tuple(_clean(part) for part in mirrored))
-    elif folder.destination == "photos":
-        target = PhotosTarget(folder.photos_album_id)
-    else:
-        target = Unfiled()
     return Route(rule=None, groups=(), project_id=folder.project_id, project_number=None,
-                 target=target, name=_clean(pure.name), on_name_clash=folder.on_name_clash)
+                 target=destination_for(folder).folder_target(folder, pure),
+                 name=_clean(pure.name))
 
 
 def _clean(text: str) -> str:

@@ -1,4 +1,5 @@
-"""The bytes of one file into Procore's storage: QUEUED/UPLOADING → STORED.
+"""The bytes of one file into Procore's storage: QUEUED/UPLOADING → STORED, in the project
+(or company) of the file's route and under the route's name.
 
 A file below ``segment_threshold_bytes`` goes in one form POST; a larger one is hashed into
 segments (SHA-256 and MD5 each, the whole file's SHA-256 beside) and sent as parallel PUTs,
@@ -28,11 +29,12 @@ from procore_hotfolder.errors import (
     UploadExpired,
 )
 from procore_hotfolder.files import sourcefile
-from procore_hotfolder.model import FileState, procore_name, segment_size_for, ticket_reusable
+from procore_hotfolder.model import FileState, segment_size_for, ticket_reusable
 from procore_hotfolder.procore import ProcoreClient, SegmentSpec, UploadTarget, UploadTicket
 from procore_hotfolder.procore.tickets import segments_from_json, segments_to_json
 from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.upload.progress import Progress, ProgressLog
+from procore_hotfolder.upload.routing import Route
 from procore_hotfolder.watch.writers import Writers
 
 log = structlog.get_logger(__name__)
@@ -156,22 +158,26 @@ class Transfer:
         self._clock = clock
         self._stopping = stopping
 
-    def store(self, record: FileRecord, folder: FolderSettings, config: Config) -> FileRecord:
+    def store(self, record: FileRecord, folder: FolderSettings, route: Route, config: Config
+              ) -> FileRecord:
         """Upload the bytes of a QUEUED or UPLOADING row; returns it STORED.
 
         Raises ``FileChanged`` when the file is not (or no longer) the version that settled,
         ``FileOpenForWriting`` when a writer holds it open, before the upload or once it is
         sent, ``Stopping`` when the daemon stops mid-transfer, and what the client raises (an
         ``UploadExpired`` Upload is forgotten first, so the next try creates a fresh one).
+        The move that records a new Upload keeps ``route`` in the row: from then on the file
+        goes where its Upload is, whatever the rules say later.
         """
         target = UploadTarget(company_id=config.procore.company_id,
-                              project_id=folder.project_id)
+                              project_id=route.project_id)
         with sourcefile.open_for_upload(record.path, record.observation) as opened:
             self._no_writer(opened, folder, "")
             if record.observation.size >= config.daemon.segment_threshold_bytes:
-                record, sha256 = self._segmented(record, folder, target, opened, config)
+                record, sha256 = self._segmented(record, folder, route, target, opened=opened,
+                                                 config=config)
             else:
-                record, sha256 = self._single(record, folder, target, opened)
+                record, sha256 = self._single(record, folder, route, target, opened)
             if not opened.unchanged():
                 raise FileChanged("the file changed while it was being uploaded")
             self._no_writer(opened, folder, " (it came back while the file was uploaded)")
@@ -201,14 +207,15 @@ class Transfer:
             return None
         return ticket
 
-    def _new_ticket(self, record: FileRecord, folder: FolderSettings, target: UploadTarget,
-                    segments: Sequence[SegmentSpec] | None = None,
+    def _new_ticket(self, record: FileRecord, folder: FolderSettings, route: Route,
+                    target: UploadTarget, segments: Sequence[SegmentSpec] | None = None,
                     ) -> tuple[FileRecord, UploadTicket]:
         ticket = self._client.create_upload(
-            target, procore_name(record.path), record.observation.size,
+            target, route.name, record.observation.size,
             content_type=folder.response_content_type, segments=segments)
         record = self._journal.move(record, FileState.UPLOADING, self._clock(),
-                                    uuid=ticket.uuid, ticket=ticket.to_json())
+                                    uuid=ticket.uuid, ticket=ticket.to_json(),
+                                    route=route.to_json())
         if segments:
             self._journal.clear_parts(record.id)  # parts of an older Upload are worthless
         log.info("upload_created", uuid=ticket.uuid, size=record.observation.size,
@@ -230,12 +237,12 @@ class Transfer:
 
     # --- one form POST ---------------------------------------------------------------------
 
-    def _single(self, record: FileRecord, folder: FolderSettings, target: UploadTarget,
-                opened: sourcefile.OpenedFile) -> tuple[FileRecord, str]:
+    def _single(self, record: FileRecord, folder: FolderSettings, route: Route,
+                target: UploadTarget, opened: sourcefile.OpenedFile) -> tuple[FileRecord, str]:
         """The bytes in one form POST (or found stored already); the row and their SHA-256."""
         ticket = self._reusable_ticket(record, segmented=False)
         if ticket is None:
-            record, ticket = self._new_ticket(record, folder, target)
+            record, ticket = self._new_ticket(record, folder, route, target)
         else:
             log.info("upload_resumed", uuid=ticket.uuid)
             if self._already_stored(target, ticket):
@@ -249,7 +256,7 @@ class Transfer:
         meter = ProgressLog(record.path, size, self._progress, self._clock, ticket.uuid)
         reader = HashingReader(opened.reader, on_read=meter.set, stopping=self._stopping)
         try:
-            self._client.store_file(ticket, reader, filename=procore_name(record.path),
+            self._client.store_file(ticket, reader, filename=route.name,
                                     content_type=folder.response_content_type)
         except UploadExpired:
             self._forget_ticket(record)
@@ -273,8 +280,9 @@ class Transfer:
         specs, whole = segment_specs(opened, seg_size, lambda: self._progress.touch(record.path))
         return specs, whole, False
 
-    def _segmented(self, record: FileRecord, folder: FolderSettings, target: UploadTarget,
-                   opened: sourcefile.OpenedFile, config: Config) -> tuple[FileRecord, str]:
+    def _segmented(self, record: FileRecord, folder: FolderSettings, route: Route,
+                   target: UploadTarget, *, opened: sourcefile.OpenedFile, config: Config
+                   ) -> tuple[FileRecord, str]:
         """The bytes in parallel segment PUTs; the row and the whole file's SHA-256."""
         specs, whole, recorded = self._specs(record, opened, config)
         if not recorded or record.state is not FileState.UPLOADING:
@@ -284,7 +292,7 @@ class Transfer:
                 segments=segments_to_json(specs))
         ticket = self._reusable_ticket(record, segmented=True)
         if ticket is None or len(ticket.segments) != len(specs):
-            record, ticket = self._new_ticket(record, folder, target, segments=specs)
+            record, ticket = self._new_ticket(record, folder, route, target, segments=specs)
         else:
             log.info("upload_resumed", uuid=ticket.uuid)
         done = self._journal.parts(record.id)

@@ -3,7 +3,11 @@
 ``Uploader.process(record)`` drives a journal row through QUEUED → UPLOADING → STORED →
 ASSOCIATING → ASSOCIATED → ARCHIVED as far as it can (STORED → ARCHIVED when its destination
 files nothing): the bytes (``transfer``), the filing in Documents or Photos
-(``destinations``), the archive move and the ledger line (``finishing``). Every step is
+(``destinations``), the archive move and the ledger line (``finishing``), each where the
+file's route says (``routing``). A file is routed when its Upload is about to be created:
+by its folder's rules (its project number looked up in the shared ``ProjectNumbers``) or
+own keys; the row keeps that route from the creation of the Upload on, so a restart or a
+reload that changes the rules does not send it elsewhere. Every step is
 committed to the journal before the next begins, so a crash at any instant resumes at the
 step that was running. An attempt that ends in an error is sorted here, once, by applying
 the outcome table (``policy.decide``): an outage waits without charging the file, a
@@ -38,13 +42,14 @@ from procore_hotfolder.errors import (
     FileRefused,
     FilingUnconfirmed,
     HotfolderError,
-    ProcoreError,
+    InvalidRoute,
     Stopping,
 )
 from procore_hotfolder.files import archiver, sourcefile
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.model import TERMINAL, Backoff, FileState, utc_iso
 from procore_hotfolder.procore import ProcoreClient
+from procore_hotfolder.procore.projects import list_projects
 from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.ledger import Ledger
 from procore_hotfolder.upload.destinations import Filing
@@ -60,6 +65,8 @@ from procore_hotfolder.upload.outcome import (
 )
 from procore_hotfolder.upload.policy import DEFAULT_BACKOFF, Action, Decision, decide
 from procore_hotfolder.upload.progress import Progress
+from procore_hotfolder.upload.project_numbers import ProjectNumbers
+from procore_hotfolder.upload.routing import Route, folder_route, relative_path, route_file
 from procore_hotfolder.upload.transfer import Transfer
 from procore_hotfolder.watch.writers import Writers
 
@@ -100,7 +107,10 @@ class Uploader:
         writers: Writers | None = None,
         limit: RetryLimit | None = None,
         failures: FailureListener | None = None,
+        numbers: ProjectNumbers | None = None,
     ) -> None:
+        """``numbers``: the project numbers every worker looks up (built by the engine, which
+        tells it of reloads and `retry`); one of its own when not given."""
         self._config = config  # asked once per file (``config.Current``)
         self._journal = journal
         self._client = client
@@ -116,6 +126,8 @@ class Uploader:
         self.pauses = pauses or HoldBoard()
         self._limit = limit or KeepTrying()
         self._failures = failures or NobodyListens()  # told of each file failed for good
+        self._numbers = numbers or ProjectNumbers(
+            lambda: list_projects(client, self._config().procore.company_id))
 
     # --- entry points ----------------------------------------------------------------------
 
@@ -151,18 +163,24 @@ class Uploader:
                            retry_at=self._clock() + UNCONFIGURED_RETRY_SECONDS,
                            detail="folder no longer configured")
         scopes = (ACCOUNT, str(folder.path))
-        # Only a step that talks to Procore waits for a pause (and only its answer lifts
-        # one): a filed file's ledger line and archive move go ahead.
-        asks_procore = record.state in _ASKS_PROCORE or (
-            record.state is FileState.STORED and self._filing.files(folder))
         # When this attempt starts: a refusal of a request it sends is a failed re-check of
         # a pause only if the pause began at or before this moment (``HoldBoard.pause``).
         started = self._clock()
+        try:
+            route = self._kept_route(record, folder)
+        except InvalidRoute as exc:
+            return self._after_error(record, folder, None, exc, started=started, config=config)
+        # Only a step that talks to Procore waits for a pause (and only its answer lifts
+        # one): a filed file's ledger line and archive move go ahead.
+        asks_procore = record.state in _ASKS_PROCORE or (
+            record.state is FileState.STORED and (route is None or self._filing.files(route)))
         wait_until = self.pauses.admit(scopes, started) if asks_procore else None
         if wait_until is not None:
             return Outcome(OutcomeKind.RETRY, record, retry_at=wait_until, detail="paused")
         try:
-            record = self._advance(record, folder, config)
+            if route is None:
+                route = self._new_route(record, folder)
+            record = self._advance(record, folder, route, config)
         except Stopping:
             # Resumed at the next start from the journal's state, never charged.
             log.info("upload_interrupted_by_stop")
@@ -171,10 +189,11 @@ class Uploader:
                 record = self._journal.move(record, FileState.QUEUED, self._clock())
             return Outcome(OutcomeKind.RETRY, record, retry_at=self._clock(), detail="stopping")
         except HotfolderError as exc:
-            return self._after_error(record, folder, exc, started, config)
+            return self._after_error(record, folder, route, exc, started=started, config=config)
         except OSError as exc:
             # Ledger or archive I/O (disk full, permission): the file stays where it is.
-            return self._after_error(record, folder, ArchiveError(str(exc)), started, config)
+            return self._after_error(record, folder, route, ArchiveError(str(exc)),
+                                     started=started, config=config)
         finally:
             self._progress.done(record.path)
         if asks_procore:
@@ -192,27 +211,59 @@ class Uploader:
         with structlog.contextvars.bound_contextvars(path=str(path), file_id=rows[0].id):
             self._fail(rows[0], folder, FileRefused(detail, reason=reason), attempts=0)
 
+    # --- the route -------------------------------------------------------------------------
+
+    def _kept_route(self, record: FileRecord, folder: FolderSettings) -> Route | None:
+        """The route ``record`` keeps (given before its Upload was created); for a row of a
+        release before routes were kept that holds an Upload, the folder's own keys (as it
+        was filed then); None: not routed yet (``_new_route``). Asks nothing of Procore.
+        Raises ``InvalidRoute`` for a kept route this daemon cannot read."""
+        if record.route is not None:
+            try:
+                return Route.from_json(record.route)
+            except ValueError as exc:
+                raise InvalidRoute(f"the route kept in the journal cannot be read ({exc})"
+                                   ) from exc
+        if (record.uuid is not None or record.ticket is not None) and folder.own_target:
+            return folder_route(folder, relative_path(folder, record.path))
+        return None
+
+    def _new_route(self, record: FileRecord, folder: FolderSettings) -> Route:
+        """Where the file goes by the folder's rules (or own keys) now, its project number
+        looked up (the project list read only when it is not known or the number is not on
+        it). Raises ``RouteError`` (no rule matched, a number on no project or on several,
+        a template that renders empty) and what reading the project list raises."""
+        route = route_file(folder, relative_path(folder, record.path),
+                           record.observation.mtime_ns / 1e9)
+        if route.project_number is not None and route.project_id is None:
+            route = route.with_project(self._numbers.resolve(route.project_number).id)
+        if route.rule is not None:
+            log.info("file_routed", rule=route.rule, project_id=route.project_id,
+                     project_number=route.project_number, destination=route.destination,
+                     target=route.target.describe(), name=route.name)
+        return route
+
     # --- the steps -------------------------------------------------------------------------
 
-    def _advance(self, record: FileRecord, folder: FolderSettings, config: Config
-                 ) -> FileRecord:
+    def _advance(self, record: FileRecord, folder: FolderSettings, route: Route,
+                 config: Config) -> FileRecord:
         redo_budget = 3  # association found not done -> redone; bounded within one call
         company_id = config.procore.company_id
         while record.state not in TERMINAL:
             state = record.state
             if state in (FileState.QUEUED, FileState.UPLOADING):
-                record = self._transfer.store(record, folder, config)
-            elif state is FileState.STORED and self._filing.files(folder):
+                record = self._transfer.store(record, folder, route, config)
+            elif state is FileState.STORED and self._filing.files(route):
                 self._still_as_uploaded(record, folder)
                 redo_budget -= 1
                 if redo_budget < 0:
                     raise FilingUnconfirmed("the filing was planned afresh 3 times in one "
                                             "try without a confirmed result")
-                record = self._filing.associate(record, folder)
+                record = self._filing.associate(record, route)
             elif state is FileState.ASSOCIATING:
-                record = self._filing.resolve(record, folder)
+                record = self._filing.resolve(record, route)
             else:  # STORED with nothing to file, ASSOCIATED, LEDGERED (older releases)
-                record = self._finishing.finish(record, folder, company_id)
+                record = self._finishing.finish(record, folder, route, company_id)
         return record
 
     def _still_as_uploaded(self, record: FileRecord, folder: FolderSettings) -> None:
@@ -229,10 +280,10 @@ class Uploader:
 
     # --- outcomes --------------------------------------------------------------------------
 
-    def _after_error(self, record: FileRecord, folder: FolderSettings, exc: HotfolderError,
-                     started: float, config: Config) -> Outcome:
+    def _after_error(self, record: FileRecord, folder: FolderSettings, route: Route | None,
+                     exc: HotfolderError, *, started: float, config: Config) -> Outcome:
         """Apply the outcome policy (``policy.decide``) to an attempt that started at
-        ``started`` and ended in ``exc``."""
+        ``started`` and ended in ``exc`` (``route``: the file's, None when it has none yet)."""
         record = self._journal.get(record.id)
         info = _error_info(exc)
         now = self._clock()
@@ -259,13 +310,14 @@ class Uploader:
             return Outcome(OutcomeKind(state.value), record, detail=exc.message)
         if action is Action.COMPLETE:
             log.warning("original_vanished_after_upload", uuid=record.uuid, detail=exc.message)
-            record = self._finishing.complete(record, folder, None, why={
+            route = route or folder_route(folder, relative_path(folder, record.path))
+            record = self._finishing.complete(record, route, None, why={
                 "reason": exc.reason, "detail": exc.message})
             self.metrics.upload_finished(str(folder.path), "completed", record.observation.size)
             return Outcome(OutcomeKind.ARCHIVED, record)
         if action is Action.FAIL:
-            if decision.resolve_first:
-                return self._fail_after_lookup(record, folder, exc, decision)
+            if decision.resolve_first and route is not None:
+                return self._fail_after_lookup(record, folder, route, exc, decision)
             attempts = record.attempts + (1 if decision.charge else 0)
             if decision.gave_up:
                 info["detail"] = f"{info['detail']} (gave up after {attempts} attempts)"
@@ -273,12 +325,12 @@ class Uploader:
         return self._schedule(record, now, decision, info,
                               local=isinstance(exc, ArchiveError))
 
-    def _fail_after_lookup(self, record: FileRecord, folder: FolderSettings,
+    def _fail_after_lookup(self, record: FileRecord, folder: FolderSettings, route: Route,
                            exc: HotfolderError, decision: Decision) -> Outcome:
         """A filing with an unknown outcome ran out of tries: fail the file only once Procore
         shows it was not filed (a filed file goes on to its ledger line and archive)."""
         try:
-            record = self._filing.resolve(record, folder)
+            record = self._filing.resolve(record, route)
         except HotfolderError as lookup:
             retry = Decision(Action.RETRY, charge=True,
                              delay=self._backoff.delay(record.attempts + 1, rand=self._rand()))
@@ -335,9 +387,9 @@ class Uploader:
 
 
 def _error_info(exc: HotfolderError) -> dict[str, Any]:
-    if isinstance(exc, ProcoreError):
-        return exc.as_dict()
-    return {"reason": exc.reason, "detail": exc.message}
+    """What the log, the row and the sidecar say of ``exc``: Procore's status and request id,
+    a route's rules tried or project number, as each error gives them."""
+    return exc.as_dict()
 
 
 def _changed_since(record: FileRecord) -> bool:

@@ -107,18 +107,46 @@ def test_a_version_1_journal_is_upgraded_in_place_and_keeps_its_rows(tmp_path: P
 
     journal = Journal.open(tmp_path)
 
-    assert journal.schema_version() == 2
+    assert journal.schema_version() == 3
     (row,) = journal.active()
     assert row.state is FileState.ASSOCIATING
     assert row.association == {"kind": "photos", "name": "a.pdf", "album_id": 7}
+    assert row.route is None  # a row from before routes were kept
     journal.remember_folder(5, 0, "a", 101)
     journal.close()
-    reopened = Journal.open(tmp_path)  # version 2 opens as it is
-    assert reopened.schema_version() == 2 and reopened.folder_id(5, 0, "a") == 101
+    reopened = Journal.open(tmp_path)  # version 3 opens as it is
+    assert reopened.schema_version() == 3 and reopened.folder_id(5, 0, "a") == 101
+
+
+def test_a_version_2_journal_gains_routes_and_albums_and_keeps_its_rows(tmp_path: Path
+                                                                         ) -> None:
+    """Version 3: the route each file was given, and Photos album ids by name."""
+    raw = sqlite3.connect(tmp_path / "journal.sqlite3")
+    raw.executescript(_VERSION_1_ROW)
+    raw.executescript("CREATE TABLE folder_ids (project_id INTEGER NOT NULL, base_id INTEGER "
+                      "NOT NULL, path TEXT NOT NULL, folder_id INTEGER NOT NULL, PRIMARY KEY "
+                      "(project_id, base_id, path)); INSERT INTO folder_ids VALUES "
+                      "(5, 0, 'a', 101); PRAGMA user_version = 2;")
+    raw.close()
+
+    journal = Journal.open(tmp_path)
+
+    assert journal.schema_version() == 3
+    (row,) = journal.active()
+    assert (row.state, row.route, journal.folder_id(5, 0, "a")) == (
+        FileState.ASSOCIATING, None, 101)
+    route = {"v": 1, "rule": 0, "name": "Plan «A» ü.pdf"}
+    assert journal.move(row, row.state, 2.0, route=route).route == route
+    assert journal.get(row.id).route == route
+    assert journal.album_id(5, "Level 2") is None
+    journal.remember_album(5, "Level 2", 9)
+    assert (journal.album_id(5, "Level 2"), journal.album_id(6, "Level 2")) == (9, None)
+    journal.forget_album(5, "Level 2")
+    assert journal.album_id(5, "Level 2") is None
 
 
 def test_a_new_journal_starts_at_the_latest_version(tmp_path: Path) -> None:
-    assert Journal.open(tmp_path).schema_version() == 2
+    assert Journal.open(tmp_path).schema_version() == 3
 
 
 def test_a_journal_newer_than_the_daemon_is_refused(tmp_path: Path) -> None:

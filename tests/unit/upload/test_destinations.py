@@ -14,9 +14,9 @@ from structlog.testing import capture_logs
 
 from procore_hotfolder.config import Config, parse_config
 from procore_hotfolder.config import Destination as ConfigDestination
-from procore_hotfolder.errors import NotFound, ProcoreError
+from procore_hotfolder.errors import NetworkError, NotFound, ProcoreError, ValidationFailed
 from procore_hotfolder.files import sourcefile
-from procore_hotfolder.model import utc_iso
+from procore_hotfolder.model import FileState, utc_iso
 from procore_hotfolder.state.journal import Journal
 from procore_hotfolder.upload.destinations import (
     KINDS,
@@ -25,11 +25,13 @@ from procore_hotfolder.upload.destinations import (
     Filing,
     PhotoPlan,
     Photos,
+    PhotosTarget,
     destination_for,
     log_warnings,
 )
 from procore_hotfolder.upload.destinations.documents import _latest_number, _same_name
-from procore_hotfolder.upload.destinations.photos import _created_since
+from procore_hotfolder.upload.destinations.photos import Albums, _created_since
+from procore_hotfolder.upload.routing import Route, folder_route
 
 
 def _items(*created: str) -> Iterator[Mapping[str, Any]]:
@@ -106,7 +108,7 @@ def test_a_lost_create_image_is_found_whatever_order_list_images_answers_in(
         listing = _Listing([by_id[n] for n in order])
         photos = Photos(listing, journal, lambda: T + 5.0)  # type: ignore[arg-type]
         plan = PhotoPlan(name="IMG_0001.jpg", album_id=5, size=1234, not_before=T + 0.4)
-        assert photos.find(record, folder, plan) == 5
+        assert photos.find(record, folder_route(folder, "IMG_0001.jpg"), plan) == 5
     finally:
         journal.close()
 
@@ -130,7 +132,7 @@ def test_latest_version_number_from_numbers_else_count() -> None:
 def test_plans_carry_their_version_and_kind() -> None:
     photo = PhotoPlan(name="a.jpg", album_id=7, size=10, not_before=1.5)
     assert photo.to_json() == {"v": PLAN_VERSION, "kind": "photos", "name": "a.jpg",
-                               "album_id": 7, "size": 10, "not_before": 1.5}
+                               "album_id": 7, "size": 10, "not_before": 1.5, "album": None}
     document = DocumentPlan(parent_id=None, where="Documents", name="x.pdf", size=1,
                             unique_name=False, version_of=None, versions_before=0,
                             not_before=None, mirrored=False)
@@ -178,7 +180,8 @@ def test_each_destination_says_whether_it_files_and_what_it_warns(tmp_path: Path
     journal = Journal.open(config.daemon.state_dir)
     try:
         filing = Filing(journal, object(), clock=lambda: 0.0)  # type: ignore[arg-type]
-        assert [filing.files(f) for f in config.folders] == [True, True, False]
+        assert [filing.files(folder_route(f, "a.pdf")) for f in config.folders] == [
+            True, True, False]
     finally:
         journal.close()
     assert [destination_for(f).warning for f in config.folders] == [None, None, (
@@ -244,3 +247,125 @@ def test_what_each_destination_checks_in_procore(
     destination_for(settings).check(_Procore(folder, albums), settings,  # type: ignore[arg-type]
                                     report)
     assert report.said == said
+
+
+def test_what_run_warns_for_a_folder_of_rules_and_its_rules(tmp_path: Path) -> None:
+    """A folder of rules only has no destination of its own to warn about; a rule that
+    files nowhere is named."""
+    raw = {"procore": {"api_url": "http://127.0.0.1:9", "login_url": "http://127.0.0.1:9",
+                       "company_id": 1, "client_id": "id"},
+           "daemon": {"state_dir": str(tmp_path / "state")},
+           "folders": [{"path": str(tmp_path / "scans"), "rules": [
+               {"match": r".*\.pdf", "destination": "documents", "project_id": 7},
+               {"match": r".*\.xml", "destination": "none", "project_id": 7}]}]}
+    config = parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "x"})
+    with capture_logs() as logs:
+        log_warnings(config)
+    assert [(e["event"], e["destination"], e["folder"]) for e in logs] == [
+        ("destination_warning", "none", "folders[0].rules[1]")]
+
+
+# --- albums by name --------------------------------------------------------------------------
+
+
+class _Albums:
+    """List and Create Image Category of one project; ``create`` says what the create does:
+    "made" (answers), "lost-after" (runs, its answer lost), "lost-before" (dropped before it
+    ran), "not-run" (connection refused: certainly not run), "refused" (422)."""
+
+    def __init__(self, albums: list[dict[str, Any]], create: str) -> None:
+        self.albums = albums
+        self.create = create
+        self.calls: list[str] = []
+
+    def get_pages(self, path: str, params: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+        assert path == "v1.0/image_categories" and params == {"project_id": 7}
+        self.calls.append("list")
+        return iter(list(self.albums))
+
+    def create_album(self, project_id: int, name: str) -> Mapping[str, Any]:
+        self.calls.append("create")
+        if self.create in ("made", "lost-after"):
+            self.albums.append({"id": 50, "name": name})
+        if self.create == "made":
+            return {"id": 50, "name": name}
+        if self.create == "not-run":
+            raise NetworkError("connection refused", not_run=True)
+        if self.create == "refused":
+            raise ValidationFailed("name is invalid", status=422)
+        raise NetworkError("connection dropped")
+
+
+@pytest.mark.parametrize(("albums", "create", "calls", "found"), [
+    # Kept from an earlier file: nothing asked.
+    ("kept", "made", [], 9),
+    # There already (twice: the lowest id), not there (made), made but the answer lost
+    # (found by the second look: never a second create), dropped before it ran, refused.
+    ([{"id": 9, "name": "Level 2"}, {"id": 4, "name": "Level 2"}, {"id": 3, "name": "L2"}],
+     "made", ["list"], 4),
+    ([{"id": 3, "name": "Level 1"}], "made", ["list", "create"], 50),
+    ([], "lost-after", ["list", "create", "list"], 50),
+    ([], "lost-before", ["list", "create", "list"], NetworkError),
+    ([], "not-run", ["list", "create"], NetworkError),
+    ([], "refused", ["list", "create", "list"], ValidationFailed),
+], ids=["kept", "there", "missing", "lost-after-it-ran", "lost-before-it-ran", "not-run",
+        "refused"])
+def test_an_album_by_name_is_looked_for_then_made_once(
+        tmp_path: Path, albums: list[dict[str, Any]] | str, create: str, calls: list[str],
+        found: int | type[Exception]) -> None:
+    journal = Journal.open(tmp_path)
+    try:
+        if albums == "kept":
+            journal.remember_album(7, "Level 2", 9)
+            albums = []
+        procore = _Albums(list(albums), create)
+        resolver = Albums(procore, journal)  # type: ignore[arg-type]
+        if isinstance(found, int):
+            assert resolver.resolve(7, "Level 2") == found
+            assert journal.album_id(7, "Level 2") == found  # kept for the next file
+        else:
+            with pytest.raises(found):
+                resolver.resolve(7, "Level 2")
+            assert journal.album_id(7, "Level 2") is None
+        assert procore.calls == calls
+        assert sum(1 for a in procore.albums if a["name"] == "Level 2") <= 2
+    finally:
+        journal.close()
+
+
+def test_a_named_album_procore_refuses_is_looked_up_afresh(tmp_path: Path) -> None:
+    """Deleted in Procore after it was kept: the image is refused, the kept id forgotten, and
+    the next try finds (or makes) the album again."""
+    journal = Journal.open(tmp_path)
+
+    class Refusing(_Albums):
+        def procore_time_floor(self) -> float | None:
+            return None
+
+        def create_image(self, *_: Any, **__: Any) -> Mapping[str, Any]:
+            raise ValidationFailed("image_category must exist", status=422)
+
+    try:
+        journal.remember_album(7, "Level 2", 9)
+        procore = Refusing([{"id": 11, "name": "Level 2"}], "made")
+        photos = Photos(procore, journal, lambda: T)  # type: ignore[arg-type]
+        record = _stored_photo(tmp_path, journal)
+        route = Route(rule=0, groups=(), project_id=7, project_number=None,
+                      target=PhotosTarget(None, "Level 2"), name="IMG_1.jpg")
+        plan = photos.plan(record, route)
+        assert (plan.album_id, plan.album) == (9, "Level 2")
+        with pytest.raises(ValidationFailed):
+            photos.send(record, route, plan)
+        assert journal.album_id(7, "Level 2") is None
+        assert photos.plan(record, route).album_id == 11
+    finally:
+        journal.close()
+
+
+def _stored_photo(tmp_path: Path, journal: Journal) -> Any:
+    photo = tmp_path / "IMG_1.jpg"
+    photo.write_bytes(b"\xff\xd8" * 10)
+    observation = sourcefile.observe(photo)
+    assert observation is not None
+    [record] = journal.enqueue([(tmp_path, photo, observation)], T)
+    return journal.move(record, FileState.UPLOADING, T, uuid="UUID1")

@@ -27,6 +27,7 @@ from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.ledger import Ledger
 from procore_hotfolder.upload import finishing
 from procore_hotfolder.upload.finishing import Finishing
+from procore_hotfolder.upload.routing import folder_route
 from procore_hotfolder.watch.writers import Writers
 
 DATA = b"%PDF-1.7 the uploaded version\n"
@@ -51,6 +52,7 @@ class Rig:
     def __init__(self, tmp_path: Path, destination: str = "documents") -> None:
         self.config = _config(tmp_path, destination)
         self.folder = self.config.folders[0]
+        self.route = folder_route(self.folder, "scan.pdf")
         self.folder.path.mkdir()
         self.file = self.folder.path / "scan.pdf"
         self.file.write_bytes(DATA)
@@ -74,7 +76,7 @@ class Rig:
         return Finishing(self.journal, self.ledger, clock=lambda: 10.0, writers=Writers())
 
     def finish(self, finisher: Finishing | None = None) -> FileRecord:
-        return (finisher or self.finishing()).finish(self.row(), self.folder, 1)
+        return (finisher or self.finishing()).finish(self.row(), self.folder, self.route, 1)
 
     def row(self) -> FileRecord:
         return self.journal.get(self.id)
@@ -132,7 +134,7 @@ def test_the_ledger_says_where_the_original_went(rig: Rig, taken: bool) -> None:
             return moved
 
         rig.journal.move = then_take  # type: ignore[method-assign]
-    finisher.finish(record, rig.folder, 1)
+    finisher.finish(record, rig.folder, rig.route, 1)
     _archived_where_the_ledger_says(
         rig, rig.archive.with_name("scan (1).pdf") if taken else rig.archive)
 
@@ -244,7 +246,8 @@ def test_a_line_written_before_the_move_by_an_older_release_stands(rig: Rig,
     """Older releases wrote the ledger line (with the planned archive path) before the move,
     then LEDGERED (a crash could come between): the move is done now, the line kept."""
     record = rig.journal.move(rig.row(), rig.row().state, 6.0, archive_path=rig.archive)
-    rig.ledger.append(rig.finishing().ledger_entry(record, rig.folder, 1, rig.archive))
+    rig.ledger.append(rig.finishing().ledger_entry(record, rig.folder, rig.route, 1,
+                                                        rig.archive))
     if state is FileState.LEDGERED:
         _ledgered_by_an_older_release(rig)
     rig.finish()
@@ -255,7 +258,7 @@ def test_a_row_an_older_release_left_ledgered_as_changed_ends_changed(rig: Rig) 
     """Older releases recorded a changed file's line (``archived: null``) and moved the row
     LEDGERED, then CHANGED: cut short between the two, it ends CHANGED now."""
     record = rig.row()
-    rig.ledger.append(rig.finishing().ledger_entry(record, rig.folder, 1, None))
+    rig.ledger.append(rig.finishing().ledger_entry(record, rig.folder, rig.route, 1, None))
     _ledgered_by_an_older_release(rig)
     rig.file.write_bytes(DATA + b"re-saved")
     with pytest.raises(FileChanged):

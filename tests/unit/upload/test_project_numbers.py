@@ -110,9 +110,41 @@ def test_forget_reads_afresh_however_recent() -> None:
     numbers = company.numbers()
     numbers.resolve("100")
     company.projects.append(project(2, "200"))
-    numbers.forget()  # a reload (``retry`` reloads the daemon)
+    numbers.forget()  # a reload
     assert numbers.resolve("200").id == 2
     assert company.reads == 2
+
+
+def test_a_retry_lets_the_next_miss_read_at_once_then_the_period_holds_again() -> None:
+    """`retry` (SIGUSR1): the operator may have just created the project the retried file
+    names; one reading for it, however recent the list, and then the period again for the
+    files that simply keep missing."""
+    company = Company(project(1, "100"))
+    numbers = company.numbers()
+    numbers.resolve("100")
+    numbers.allow_refresh()
+    assert company.reads == 1  # nothing read for the permission itself
+    company.projects.append(project(2, "200"))  # created a second after the list was read
+    assert numbers.resolve("100").id == 1  # a number found does not spend it
+    assert numbers.resolve("200").id == 2  # the miss reads at once
+    for _ in range(20):
+        with pytest.raises(UnknownProjectNumber):
+            numbers.resolve("999")
+    assert company.reads == 2
+
+
+def test_a_retry_whose_reading_fails_stays_allowed() -> None:
+    company = Company(project(1, "100"))
+    numbers = company.numbers()
+    numbers.resolve("100")
+    company.projects.append(project(2, "200"))
+    numbers.allow_refresh()
+    company.fail_after = 1
+    with pytest.raises(NetworkError):
+        numbers.resolve("200")
+    company.fail_after = None
+    assert numbers.resolve("200").id == 2
+    assert company.reads == 3
 
 
 def test_a_listing_that_fails_half_way_keeps_the_old_list() -> None:

@@ -19,14 +19,13 @@ from procore_hotfolder.errors import (
     UnknownProjectNumber,
 )
 from procore_hotfolder.model import FileState
+from procore_hotfolder.upload.destinations import DocumentsTarget, Nowhere, PhotosTarget
 from procore_hotfolder.upload.policy import Action, decide
 from procore_hotfolder.upload.routing import (
     ROUTE_VERSION,
-    DocumentsTarget,
-    PhotosTarget,
     Route,
-    Unfiled,
     file_fields,
+    folder_route,
     relative_path,
     route_file,
 )
@@ -163,15 +162,15 @@ def test_the_folders_own_keys_serve_what_no_rule_matches() -> None:
                       documents_folder_id=42, on_name_clash="rename")
     route = route_file(mirrored, "misc/notes.txt", MTIME, tz=UTC)
     assert route == Route(rule=None, groups=(), project_id=5, project_number=None,
-                          target=DocumentsTarget(42, ("misc",)), name="notes.txt",
-                          on_name_clash="rename")
+                          target=DocumentsTarget(42, ("misc",), "rename"), name="notes.txt")
+    assert folder_route(mirrored, "misc/notes.txt") == route
     flat = folder([], project_id=5, destination="documents", mirror_subfolders=False)
     assert route_file(flat, "misc/notes.txt", MTIME).target == DocumentsTarget(None, ())
     photos = folder([], project_id=5, destination="photos", photos_album_id=7)
     assert route_file(photos, "a/b.jpg", MTIME).target == PhotosTarget(7, None)
     company = folder([], destination="none")
     assert (route_file(company, "a/b.jpg", MTIME).target,
-            route_file(company, "a/b.jpg", MTIME).project_id) == (Unfiled(), None)
+            route_file(company, "a/b.jpg", MTIME).project_id) == (Nowhere(), None)
 
 
 def test_no_rule_matched_lists_the_rules_tried() -> None:
@@ -206,7 +205,8 @@ def test_route_json_round_trips_and_names_its_version() -> None:
     raw = resolved.to_json()
     assert raw["v"] == ROUTE_VERSION == 1
     assert raw["project"] == {"id": 9_100_000_001, "number": "24017"}
-    assert raw["target"] == {"folder_id": None, "path": ["03 Drawings", "A"]}
+    assert raw["target"] == {"folder_id": None, "path": ["03 Drawings", "A"],
+                             "on_name_clash": "version"}
     assert raw["groups"] == {"job": "24017", "disc": "A", "sheet": "101", "rev": None}
     assert Route.from_json(raw) == resolved and not resolved.needs_lookup
     unfiled = route_file(folder([], destination="none"), "a.pdf", MTIME)

@@ -36,11 +36,13 @@ from procore_hotfolder.errors import (
 from procore_hotfolder.files import sourcefile
 from procore_hotfolder.model import FileState
 from procore_hotfolder.procore import SegmentSpec, SegmentTicket, UploadTicket
+from procore_hotfolder.procore.projects import Project
 from procore_hotfolder.state.journal import FileRecord, Journal
 from procore_hotfolder.state.ledger import Ledger
 from procore_hotfolder.upload import finishing as finishing_module
 from procore_hotfolder.upload.holds import ACCOUNT
 from procore_hotfolder.upload.outcome import Outcome, OutcomeKind
+from procore_hotfolder.upload.project_numbers import ProjectNumbers
 from procore_hotfolder.upload.uploader import Uploader
 
 Step = Callable[["FakeClient"], Any]
@@ -60,6 +62,15 @@ class FakeClient:
         self.images: list[dict[str, Any]] = []
         self.segment_puts: list[tuple[str, dict[str, Any]]] = []  # thread name, contextvars
         self._next = 100
+        self.sent: list[tuple[Any, ...]] = []  # what reached Procore where: (call, project, ...)
+        self.folders: dict[tuple[int | None, str], int] = {}
+
+    def create_folder(self, project_id: int | None, parent_id: int | None, name: str
+                      ) -> Mapping[str, Any]:
+        self._step("create_folder")
+        self._next += 1
+        self.folders[(project_id, name)] = self._next
+        return {"id": self._next}
 
     def _step(self, name: str) -> None:
         self.calls.append(name)
@@ -71,9 +82,10 @@ class FakeClient:
             raise action
         action()
 
-    def create_upload(self, target: object, filename: str, size: int,
+    def create_upload(self, target: Any, filename: str, size: int,
                       segments: list[SegmentSpec] | None = None, **_: Any) -> UploadTicket:
         self._step("create_upload")
+        self.sent.append(("create_upload", target.project_id, filename))
         self._next += 1
         tickets = tuple(SegmentTicket(number=n, url=f"https://storage.invalid/{n}", headers=())
                         for n in range(1, len(segments or ()) + 1))
@@ -112,8 +124,10 @@ class FakeClient:
         return {"id": 1, "folders": [], "files": list(self.documents.values())}
 
     def create_document(self, project_id: int, parent_id: int | None, name: str,
-                        upload_uuid: str, **_: Any) -> Mapping[str, Any]:
+                        upload_uuid: str, **extra: Any) -> Mapping[str, Any]:
         self._step("create_document")
+        self.sent.append(("create_document", project_id, parent_id, name,
+                          extra.get("description")))
         self._next += 1
         self.documents[self._next] = {"id": self._next, "name": name,
                                       "file_versions": [{"upload_uuid": upload_uuid}]}
@@ -125,7 +139,7 @@ class FakeClient:
         return {"id": file_id}
 
     def create_image(self, project_id: int, upload_uuid: str, image_name: str,
-                     album_id: int | None) -> Mapping[str, Any]:
+                     album_id: int | None, **_: Any) -> Mapping[str, Any]:
         self._step("create_image")
         self._next += 1
         self.images.append({"id": self._next, "filename": image_name})
@@ -833,3 +847,115 @@ def test_a_file_given_up_on_or_never_uploadable_is_told_too(
     assert gave_up["detail"].endswith("(gave up after 3 attempts)")
     assert path == empty and never["reason"] == "empty" and never["attempts"] == 0
     assert never["failed_path"] == rig.folder.failed_dir / "empty.pdf"
+
+
+# --- routed files ------------------------------------------------------------------------------
+
+#: The rule of the folder: drawings by job number to "Drawings/<job>" in that job's project.
+DRAWINGS = {"match": r"(?P<job>\d+)-(?P<sheet>\d+)\.pdf", "project_number": "{job}",
+            "destination": "documents", "documents_path": "Drawings/{job}",
+            "description": "Sheet {sheet}"}
+#: The same files, after a reload, to project 9's root.
+MOVED = {"match": r"\d+-\d+\.pdf", "project_id": 9, "destination": "documents"}
+PROJECTS = [Project(id=7, name="Tower", project_number="24017", active=True),
+            Project(id=8, name="Depot", project_number="0042", active=True)]
+
+
+def _routed_config(tmp_path: Path, rule: dict[str, Any], *, own_keys: bool = False
+                   ) -> Config:
+    """A folder of the one ``rule`` (with ``own_keys``: its own project 5's Documents root
+    for what the rule does not match)."""
+    own = {"destination": "documents", "project_id": 5} if own_keys else {}
+    raw = {"procore": {"api_url": "http://127.0.0.1:9", "login_url": "http://127.0.0.1:9",
+                       "company_id": 1, "client_id": "id"},
+           "daemon": {"state_dir": str(tmp_path / "state"), "max_attempts": 3},
+           "folders": [{"path": str(tmp_path / "drop"), **own, "rules": [rule]}]}
+    return parse_config(raw, base_dir=tmp_path, environ={"PROCORE_CLIENT_SECRET": "x"})
+
+
+ROUTED = [
+    # id, file name, what happens before the last try, -> state, what reached Procore (the
+    # Upload's project and name; the document's project, folder, name and description: the
+    # folder "Drawings/<job>" is made as ids 102 and 103)
+    ("by-number", "24017-101.pdf", None, FileState.ARCHIVED,
+     [("create_upload", 7, "24017-101.pdf"),
+      ("create_document", 7, 103, "24017-101.pdf", "Sheet 101")]),
+    ("leading-zero", "0042-7.pdf", None, FileState.ARCHIVED,
+     [("create_upload", 8, "0042-7.pdf"), ("create_document", 8, 103, "0042-7.pdf", "Sheet 7")]),
+    # A reload that changes the rules while the file is half filed: it goes where its Upload
+    # is. One that comes before its Upload: the new rules route it.
+    ("reload-after-upload-keeps-route", "24017-101.pdf", "reload-when-stored",
+     FileState.ARCHIVED, [("create_upload", 7, "24017-101.pdf"),
+                          ("create_document", 7, 103, "24017-101.pdf", "Sheet 101")]),
+    ("reload-before-upload-reroutes", "24017-101.pdf", "reload-when-queued",
+     FileState.ARCHIVED, [("create_upload", 9, "24017-101.pdf"),
+                          ("create_document", 9, None, "24017-101.pdf", None)]),
+    # A row of an older release (an Upload, no route): filed by the folder's own keys.
+    ("older-row-by-folder-keys", "24017-101.pdf", "older-row", FileState.ARCHIVED,
+     [("create_document", 5, None, "24017-101.pdf", None)]),
+    # No route: failed (to failed_dir, with what the sidecar needs), nothing sent.
+    ("no-rule-matched", "notes.txt", None, FileState.FAILED, []),
+    ("unknown-number", "24099-1.pdf", None, FileState.FAILED, []),
+    ("unreadable-kept-route", "24017-101.pdf", "unreadable-route", FileState.FAILED, []),
+]
+
+
+@pytest.mark.parametrize(("name", "before", "state", "sent"),
+                         [c[1:] for c in ROUTED], ids=[c[0] for c in ROUTED])
+def test_a_file_goes_where_its_route_says(tmp_path: Path, name: str, before: str | None,
+                                          state: FileState, sent: list[tuple[Any, ...]]
+                                          ) -> None:
+    config = _routed_config(tmp_path, DRAWINGS, own_keys=before == "older-row")
+    folder = config.folders[0]
+    folder.path.mkdir()
+    path = folder.path / name
+    path.write_bytes(b"%PDF-1.7 drawing\n")
+    journal = Journal.open(config.daemon.state_dir)
+    client = FakeClient(path)
+    current = Current(config)
+    numbers = ProjectNumbers(lambda: PROJECTS)
+    uploader = Uploader(current, journal, Ledger(config.daemon.state_dir),
+                        client,  # type: ignore[arg-type]
+                        clock=lambda: 1_000_000.0, rand=lambda: 0.5, numbers=numbers)
+    observation = sourcefile.observe(path)
+    assert observation is not None
+    [record] = journal.enqueue([(folder.path, path, observation)], 1_000_000.0)
+    try:
+        if before == "reload-when-stored":
+            client.faults["create_document"] = [ServerError("busy", status=503)]
+            assert uploader.process(record).kind is OutcomeKind.RETRY
+            # Half filed: an Upload in project 7, its filing's outcome unknown.
+            assert journal.get(record.id).state is FileState.ASSOCIATING
+            client.faults.clear()
+            current.set(_routed_config(tmp_path, MOVED))
+        elif before == "reload-when-queued":
+            current.set(_routed_config(tmp_path, MOVED))
+        elif before == "older-row":
+            record = journal.move(record, FileState.UPLOADING, 1.0, uuid="OLD1")
+            record = journal.move(record, FileState.STORED, 2.0, sha256="0" * 64)
+        elif before == "unreadable-route":
+            record = journal.move(record, FileState.UPLOADING, 1.0, uuid="NEW1",
+                                  route={"v": 99})
+            record = journal.move(record, FileState.STORED, 2.0, sha256="0" * 64)
+        outcome = uploader.process(journal.get(record.id))
+        row = journal.get(record.id)
+        assert (row.state, outcome.kind.value) == (state, state.value)
+        assert client.sent == sent
+        if state is FileState.ARCHIVED:
+            [line] = [json.loads(x) for x in (config.daemon.state_dir / "uploads.jsonl")
+                      .read_text().splitlines()]
+            assert (line["project_id"], line["rule"]) == (sent[-1][1], row.route and
+                                                          row.route["rule"])
+            if before != "older-row":
+                assert row.route is not None and row.route["project"]["id"] == sent[0][1]
+        else:
+            sidecar = json.loads((folder.failed_dir / f"{name}.error.json").read_text())
+            assert sidecar["reason"] == {"notes.txt": "no_rule_matched",
+                                         "24099-1.pdf": "unknown_project_number"}.get(
+                name, "invalid_route")
+            if name == "notes.txt":
+                assert sidecar["rules_tried"] == [{"rule": 0, "match": DRAWINGS["match"]}]
+            if name == "24099-1.pdf":
+                assert sidecar["project_number"] == "24099"
+    finally:
+        journal.close()

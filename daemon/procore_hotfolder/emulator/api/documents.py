@@ -164,6 +164,11 @@ def create_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]
     name = spec.get("name")
     if not isinstance(name, str) or not name.strip():
         raise unprocessable("name", "can't be blank")
+    # ``description``: a string of the ``file`` object in Procore's OpenAPI for Create File;
+    # anything else is refused (the least convenient reading of an undocumented case).
+    description = spec.get("description")
+    if description is not None and not isinstance(description, str):
+        raise unprocessable("description", "is invalid")
     parent = _folder(state, request, project_id, spec.get("parent_id"))
     with state.lock:
         record = usable_upload(state, request, project_id, spec.get("upload_uuid"))
@@ -179,7 +184,8 @@ def create_file(state: EmulatorState, request: ApiRequest, args: tuple[str, ...]
                 raise unprocessable("name", "has already been taken")
             name = _unique_name(taken, name)
         doc = DocumentFile(
-            state.next_id("file"), request.company_id, project_id, parent.id, name, request.now
+            state.next_id("file"), request.company_id, project_id, parent.id, name, request.now,
+            description=description,
         )
         doc.versions.append(_new_version(state, 1, record, name, request.now))
         state.association_counts[record.uuid] += 1

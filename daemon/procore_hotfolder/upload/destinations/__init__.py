@@ -1,4 +1,5 @@
-"""Filing a stored Upload in Procore: Documents (mirroring the drop folder's tree) or Photos.
+"""Filing a stored Upload in Procore: Documents (a folder path below a base folder: the drop
+folder's tree mirrored, or a routing rule's path) or Photos (an album by id or by name).
 
 Procore documents no idempotency token for files, file versions or images, so a create
 whose answer is lost (timeout, dropped connection, 5xx) may or may not have run. Each
@@ -30,14 +31,18 @@ early (never late), and that can only widen this window, never make us miss our 
 
 Each kind of destination is one class behind the ``Destination`` protocol (``protocol.py``),
 registered in ``KINDS`` under its configuration name: ``documents.Documents`` (its folders in
-``folders.FolderTree``), ``photos.Photos``, ``unfiled.Unfiled`` (destination "none"). The
-class answers what the rest of the daemon asks about a destination: whether it files at all
-(``filer``), what `check` asks Procore (``check``), what `run`, `check` and `status` warn
-(``warning``); nothing outside this package compares destination names. One that files is
-a ``Filer`` (plan, send, find); its plans are frozen dataclasses whose JSON carries ``"v"``
-(``PLAN_VERSION``) and ``"kind"``. ``Filing`` is what the uploader calls: it moves the
-journal row and logs (in the caller's structlog context: the file's ``path`` and
-``file_id``). Which destination a file goes to is decided in one place, ``destination_for``.
+``folders.FolderTree``), ``photos.Photos`` (its albums by name in ``photos.Albums``),
+``unfiled.Unfiled`` (destination "none"). The class answers what the rest of the daemon asks
+about a destination: whether it files at all (``filer``), what `check` asks Procore
+(``check``), what `run`, `check` and `status` warn (``warning``), and the ``Target`` a file
+gets from the folder's own keys (``folder_target``) or from a routing rule
+(``rule_target``), kept in the journal with the file's route (``load_target``); nothing
+outside this package compares destination names. One that files is a ``Filer`` (plan,
+send, find) of a file's route (``Routed``: project, name, description, target); its plans
+are frozen dataclasses whose JSON carries ``"v"`` (``PLAN_VERSION``) and ``"kind"``.
+``Filing`` is what the uploader calls: it moves the journal row and logs (in the caller's
+structlog context: the file's ``path`` and ``file_id``). Which destination a folder, a rule
+or a stored route names is read in one place, ``destination_for``.
 """
 
 from __future__ import annotations
@@ -47,13 +52,17 @@ from typing import Any
 
 import structlog
 
-from procore_hotfolder.config import Config, FolderSettings
+from procore_hotfolder.config import Config, FolderSettings, RoutingRule
 from procore_hotfolder.errors import FilingUnconfirmed, JournalError
 from procore_hotfolder.model import FileState
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.state.journal import FileRecord, Journal
-from procore_hotfolder.upload.destinations.documents import DocumentPlan, Documents
-from procore_hotfolder.upload.destinations.photos import PhotoPlan, Photos
+from procore_hotfolder.upload.destinations.documents import (
+    DocumentPlan,
+    Documents,
+    DocumentsTarget,
+)
+from procore_hotfolder.upload.destinations.photos import PhotoPlan, Photos, PhotosTarget
 from procore_hotfolder.upload.destinations.protocol import (
     PLAN_VERSION,
     CheckReport,
@@ -62,9 +71,12 @@ from procore_hotfolder.upload.destinations.protocol import (
     Filer,
     Plan,
     PlanAgain,
+    Render,
+    Routed,
     Sent,
+    Target,
 )
-from procore_hotfolder.upload.destinations.unfiled import Unfiled
+from procore_hotfolder.upload.destinations.unfiled import Nowhere, Unfiled
 
 __all__ = [
     "KINDS",
@@ -74,14 +86,20 @@ __all__ = [
     "Destination",
     "DocumentPlan",
     "Documents",
+    "DocumentsTarget",
     "Filed",
     "Filer",
     "Filing",
+    "Nowhere",
     "PhotoPlan",
     "Photos",
+    "PhotosTarget",
     "Plan",
     "PlanAgain",
+    "Render",
+    "Routed",
     "Sent",
+    "Target",
     "Unfiled",
     "destination_for",
     "log_warnings",
@@ -98,25 +116,31 @@ KINDS: Mapping[str, type[Destination]] = {
 MAX_SENDS = 3
 
 
-def destination_for(folder: FolderSettings) -> type[Destination]:
-    """The destination of the files of ``folder``: the one place that reads its name."""
-    return KINDS[folder.destination]
+def destination_for(named: FolderSettings | RoutingRule | str) -> type[Destination]:
+    """The destination a folder's own keys name, or a routing rule, or a stored route (its
+    name): the one place that reads a destination's name. Raises ``KeyError`` for a name
+    no kind carries (a route stored by a newer release)."""
+    return KINDS[named if isinstance(named, str) else named.destination]
 
 
 def log_warnings(config: Config) -> None:
-    """Log what each folder's destination warns about (`run`: at the start, after a reload):
-    ``destination_warning`` (with ``destination="none"``) for a folder whose uploads
-    Procore deletes after 7 days."""
+    """Log what each folder's destination, and each of its rules', warns about (`run`: at
+    the start, after a reload): ``destination_warning`` (with ``destination="none"``) for a
+    folder (or a rule) whose uploads Procore deletes after 7 days. A folder of rules only has
+    no destination of its own."""
     for index, folder in enumerate(config.folders):
-        destination = destination_for(folder)
-        if folder.own_target and destination.warning is not None:
-            log.warning("destination_warning", destination=destination.kind,
-                        folder=f"folders[{index}]",
-                        path=str(folder.path), detail=destination.warning)
+        named: list[tuple[str, FolderSettings | RoutingRule]] = [
+            (f"folders[{index}]", folder)] if folder.own_target else []
+        named += [(f"folders[{index}].rules[{rule.index}]", rule) for rule in folder.rules]
+        for key, source in named:
+            destination = destination_for(source)
+            if destination.warning is not None:
+                log.warning("destination_warning", destination=destination.kind, folder=key,
+                            path=str(folder.path), detail=destination.warning)
 
 
 class Filing:
-    """Files stored Uploads through their folder's destination, moving the journal row."""
+    """Files stored Uploads where their route says, moving the journal row."""
 
     def __init__(self, journal: Journal, client: ProcoreClient, *,
                  clock: Callable[[], float]) -> None:
@@ -125,32 +149,32 @@ class Filing:
         self._filers = {kind: destination.filer(client, journal, clock)
                         for kind, destination in KINDS.items()}
 
-    def files(self, folder: FolderSettings) -> bool:
-        """Whether the destination of ``folder``'s files files anything (destination "none"
-        does not: a stored Upload goes on to its ledger line and the archive)."""
-        return self._filers[destination_for(folder).kind] is not None
+    def files(self, route: Routed) -> bool:
+        """Whether the route's destination files anything (destination "none" does not: a
+        stored Upload goes on to its ledger line and the archive)."""
+        return self._filers[route.target.kind] is not None
 
-    def _for(self, folder: FolderSettings) -> Filer[Any]:
-        filer = self._filers[destination_for(folder).kind]
-        if filer is None:  # the folder's destination became "none" while a filing ran
-            raise JournalError(f"destination {folder.destination} files nothing; the row "
+    def _for(self, route: Routed) -> Filer[Any]:
+        filer = self._filers[route.target.kind]
+        if filer is None:  # a row of an older release whose folder became "none" meanwhile
+            raise JournalError(f"destination {route.target.kind} files nothing; the row "
                                "waits for a destination that files")
         return filer
 
-    def associate(self, record: FileRecord, folder: FolderSettings) -> FileRecord:
+    def associate(self, record: FileRecord, route: Routed) -> FileRecord:
         """STORED → ASSOCIATED (filed), or back to STORED (plan again later).
 
         Errors propagate; with the row ASSOCIATING when the outcome of a send is unknown
         (the next call of ``resolve`` finds out before anything is sent again).
         """
-        destination = self._for(folder)
-        plan: Plan = destination.plan(record, folder)
+        destination = self._for(route)
+        plan: Plan = destination.plan(record, route)
         record = self._journal.move(record, FileState.ASSOCIATING, self._clock(),
                                     association=plan.to_json())
         for _ in range(MAX_SENDS):
             # An error propagates with the row ASSOCIATING; the outcome policy moves it back
             # to STORED when the refusal was certain (a 4xx), else ``resolve`` looks first.
-            sent = destination.send(record, folder, plan)
+            sent = destination.send(record, route, plan)
             if isinstance(sent, Filed):
                 log.info("upload_filed", uuid=record.uuid, kind=plan.kind,
                          resource_id=sent.resource_id)
@@ -167,18 +191,18 @@ class Filing:
         raise FilingUnconfirmed(f"Procore's answers changed the plan {MAX_SENDS} times; "
                                 "planned afresh")
 
-    def resolve(self, record: FileRecord, folder: FolderSettings) -> FileRecord:
+    def resolve(self, record: FileRecord, route: Routed) -> FileRecord:
         """ASSOCIATING after an unknown outcome: ASSOCIATED when what the send would have
         made is found, else STORED (to be sent again). Never sends.
 
         Raises ``JournalError`` for an ASSOCIATING row without a plan, and what the lookup
         raises.
         """
-        destination = self._for(folder)
+        destination = self._for(route)
         if record.association is None:
             raise JournalError(f"journal row {record.id} is associating without a plan")
         plan = destination.load(record.association, record)
-        found = destination.find(record, folder, plan)
+        found = destination.find(record, route, plan)
         if found is not None:
             log.info("association_confirmed", uuid=record.uuid, resource_id=found)
             return self._journal.move(record, FileState.ASSOCIATED, self._clock(),

@@ -1,18 +1,22 @@
 """Documents: one document per file (or a new version of the same-named one), in the Procore
-folder that mirrors the file's subfolder."""
+folder its target names: a path below a base folder (the project's Documents root, or a
+folder id), each folder of it created when missing (the drop folder's subfolders, mirrored,
+or a routing rule's ``documents_path``)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar, cast
 
 import structlog
 
-from procore_hotfolder.config import FolderSettings
-from procore_hotfolder.errors import NameClash, NotFound, ProcoreError, ValidationFailed
+from procore_hotfolder.config import FolderSettings, NameClash, RoutingRule
+from procore_hotfolder.config.rules import NAME_CLASHES
+from procore_hotfolder.errors import NameClash as NameClashError
+from procore_hotfolder.errors import NotFound, ProcoreError, ValidationFailed
 from procore_hotfolder.model import procore_name
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.procore.answers import as_int, as_time, is_live, is_name_clash
@@ -24,10 +28,33 @@ from procore_hotfolder.upload.destinations.protocol import (
     CheckReport,
     Filed,
     PlanAgain,
+    Render,
+    Routed,
     Sent,
+    stored_id,
 )
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class DocumentsTarget:
+    """A Documents folder: ``path`` (folder names, each created when missing) below
+    ``base_id`` (a folder id; None: the Documents root of the project, or of the company),
+    and what a name already filed there leads to."""
+
+    kind: ClassVar[str] = "documents"  # Documents.kind
+    base_id: int | None
+    path: tuple[str, ...] = ()
+    on_name_clash: NameClash = "version"
+
+    def describe(self) -> str:
+        base = "Documents" if self.base_id is None else f"folder {self.base_id}"
+        return "/".join([base, *self.path])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"folder_id": self.base_id, "path": list(self.path),
+                "on_name_clash": self.on_name_clash}
 
 
 @dataclass(frozen=True)
@@ -44,17 +71,24 @@ class DocumentPlan:
     version_of: int | None
     versions_before: int  # the document's latest version number when the plan was made
     not_before: float | None
-    mirrored: bool  # parent_id is a mirrored (cached) folder: a 404 means it went stale
+    mirrored: bool  # parent_id is a folder of the target's path (cached): a 404 means stale
 
     def to_json(self) -> dict[str, Any]:
         return {"v": PLAN_VERSION, "kind": self.kind, **asdict(self)}
 
 
+def _target(route: Routed) -> DocumentsTarget:
+    target = route.target
+    if not isinstance(target, DocumentsTarget):
+        raise TypeError(f"a {target.kind} target given to Documents")
+    return target
+
+
 class Documents:
     """One document per file (or one version of the same-named document), in the Procore
-    folder that mirrors the file's subfolder. Two calls a file when nothing clashes: the
-    Upload and an optimistic create (``unique_name`` false); a clash or an unknown outcome
-    costs one listing, shrunk to the folder's files at their latest version."""
+    folder its target names. Two calls a file when nothing clashes: the Upload and an
+    optimistic create (``unique_name`` false); a clash or an unknown outcome costs one
+    listing, shrunk to the folder's files at their latest version."""
 
     kind: ClassVar[str] = "documents"
     warning: ClassVar[str | None] = None
@@ -94,24 +128,53 @@ class Documents:
             report.note(f"Documents folder {name!r}" if target is not None
                         else "Documents root folder")
 
-    def plan(self, record: FileRecord, folder: FolderSettings) -> DocumentPlan:
-        names: list[str] = []
-        if folder.mirror_subfolders:
-            relative = record.path.relative_to(record.folder).parent
-            names = [procore_name(Path(part)) for part in relative.parts]
+    @classmethod
+    def folder_target(cls, folder: FolderSettings, relative: PurePosixPath
+                      ) -> DocumentsTarget:
+        """``documents_folder_id`` (the root when absent), the file's subfolders below it
+        unless ``mirror_subfolders`` is false."""
+        names = relative.parent.parts if folder.mirror_subfolders else ()
+        return DocumentsTarget(folder.documents_folder_id,
+                               tuple(procore_name(Path(part)) for part in names),
+                               folder.on_name_clash)
+
+    @classmethod
+    def rule_target(cls, rule: RoutingRule, render: Render) -> DocumentsTarget:
+        """``documents_path`` rendered, split at ``/`` (each folder name trimmed, empty ones
+        dropped: ``Scans/{parent}`` at the top is ``Scans``), below ``documents_folder_id``
+        (the root when absent)."""
+        parts = (render(rule.documents_path) or "").split("/")
+        return DocumentsTarget(rule.documents_folder_id,
+                               tuple(p.strip() for p in parts if p.strip()),
+                               rule.on_name_clash)
+
+    @classmethod
+    def load_target(cls, raw: Mapping[str, Any]) -> DocumentsTarget:
+        clash = raw["on_name_clash"]
+        if clash not in NAME_CLASHES:
+            raise ValueError(f"unknown on_name_clash {clash!r}")
+        path = raw["path"]
+        if not isinstance(path, list) or not all(isinstance(p, str) for p in path):
+            raise TypeError(f"not a folder path: {path!r}")
+        return DocumentsTarget(stored_id(raw["folder_id"]), tuple(path),
+                               cast(NameClash, clash))
+
+    def plan(self, record: FileRecord, route: Routed) -> DocumentPlan:
+        target = _target(route)
+        names = list(target.path)
         try:
-            parent = self._tree.resolve(folder.project_id, folder.documents_folder_id, names)
+            parent = self._tree.resolve(route.project_id, target.base_id, names)
         except NotFound:
             if not names:
                 raise
             # A cached folder went stale (forgotten by now): create/find the path again.
-            parent = self._tree.resolve(folder.project_id, folder.documents_folder_id, names)
-        base = ("Documents" if folder.project_id is not None else "company Documents")
-        if folder.documents_folder_id is not None:
-            base = f"folder {folder.documents_folder_id}"
+            parent = self._tree.resolve(route.project_id, target.base_id, names)
+        base = ("Documents" if route.project_id is not None else "company Documents")
+        if target.base_id is not None:
+            base = f"folder {target.base_id}"
         return DocumentPlan(
-            parent_id=parent, where="/".join([base, *names]), name=procore_name(record.path),
-            size=record.observation.size, unique_name=folder.on_name_clash == "rename",
+            parent_id=parent, where="/".join([base, *names]), name=route.name,
+            size=record.observation.size, unique_name=target.on_name_clash == "rename",
             version_of=None, versions_before=0, not_before=self._procore_time.not_before(),
             mirrored=bool(names))
 
@@ -126,15 +189,16 @@ class Documents:
                 mirrored=False)
         return DocumentPlan(**{k: v for k, v in raw.items() if k not in ("v", "kind")})
 
-    def send(self, record: FileRecord, folder: FolderSettings, plan: DocumentPlan) -> Sent:
+    def send(self, record: FileRecord, route: Routed, plan: DocumentPlan) -> Sent:
         assert record.uuid is not None
-        project = folder.project_id
+        project = route.project_id
         try:
             if plan.version_of is not None:
                 self._client.create_file_version(project, plan.version_of, record.uuid)
                 return Filed(plan.version_of)
             created = self._client.create_document(project, plan.parent_id, plan.name,
-                                                   record.uuid, unique_name=plan.unique_name)
+                                                   record.uuid, unique_name=plan.unique_name,
+                                                   description=route.description)
             return Filed(as_int(created.get("id")))
         except NotFound:
             if plan.version_of is not None:
@@ -146,11 +210,11 @@ class Documents:
         except ValidationFailed as exc:
             if plan.version_of is not None or plan.unique_name or not is_name_clash(exc):
                 raise
-            return self._after_clash(folder, plan)
+            return self._after_clash(route, plan)
 
-    def _after_clash(self, folder: FolderSettings, plan: DocumentPlan) -> Sent:
+    def _after_clash(self, route: Routed, plan: DocumentPlan) -> Sent:
         """Procore refused the name (nothing was created): look at what holds it."""
-        entries = self._named(folder.project_id, plan.parent_id, plan.name)
+        entries = self._named(route.project_id, plan.parent_id, plan.name)
         live = [e for e in entries if is_live(e)]
         if not live:
             if entries:
@@ -160,8 +224,8 @@ class Documents:
                 return _replace(plan, unique_name=True,
                                 not_before=self._procore_time.not_before())
             return PlanAgain("the clashing document is gone")
-        if folder.on_name_clash == "fail":
-            raise NameClash(f"Procore folder {plan.where} already has a document named "
+        if _target(route).on_name_clash == "fail":
+            raise NameClashError(f"Procore folder {plan.where} already has a document named "
                             f"{plan.name!r} (on_name_clash = fail)", status=422)
         existing = live[0]
         file_id = as_int(existing.get("id"))
@@ -176,18 +240,17 @@ class Documents:
         return [e for e in listing.get("files") or []
                 if isinstance(e, Mapping) and e.get("name") == name]
 
-    def find(self, record: FileRecord, folder: FolderSettings, plan: DocumentPlan
-             ) -> int | None:
+    def find(self, record: FileRecord, route: Routed, plan: DocumentPlan) -> int | None:
         """What our create (or version) made, if it ran."""
         assert record.uuid is not None
         start = since(plan.not_before, record)
         try:
-            listing = self._client.folder_listing(folder.project_id, plan.parent_id,
+            listing = self._client.folder_listing(route.project_id, plan.parent_id,
                                                   folders=False)
         except NotFound:
             if not plan.mirrored or plan.parent_id is None:
                 raise
-            self._tree.forget(folder.project_id, plan.parent_id)
+            self._tree.forget(route.project_id, plan.parent_id)
             return None  # the folder is gone, and whatever was filed in it with it
         for entry in listing.get("files") or []:
             if not isinstance(entry, Mapping) or not is_live(entry):

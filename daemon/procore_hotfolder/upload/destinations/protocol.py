@@ -1,14 +1,16 @@
 """What every destination answers (``Destination``: whether it files at all, what `check`
-asks Procore, what `run`, `check` and `status` warn), what one that files implements
-(``Filer``: plan, send, find) and the answers of a send."""
+asks Procore, what `run`, `check` and `status` warn, the target a folder's keys or a routing
+rule give a file), where a file goes as a destination reads it (``Target``, ``Routed``),
+what one that files implements (``Filer``: plan, send, find) and the answers of a send."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from procore_hotfolder.config import FolderSettings
+from procore_hotfolder.config import FolderSettings, RoutingRule, Template
 from procore_hotfolder.errors import ProcoreError
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.state.journal import FileRecord, Journal
@@ -45,11 +47,52 @@ Sent = Filed | PlanAgain | Plan  # a plan: certainly nothing filed yet, send it 
 
 P = TypeVar("P", bound=Plan)
 
+#: A rule's template rendered for one file (None for a template the rule does not have):
+#: made valid UTF-8 for Procore and trimmed (``upload.routing``).
+Render = Callable[[Template | None], str | None]
+
+
+class Target(Protocol):
+    """Where in its project one file is filed, as one kind of destination names it (a
+    Documents folder path, an album, nothing): a frozen value, kept in the journal with
+    the file's route as the JSON ``to_json`` gives (its kind's ``load_target`` reads it)."""
+
+    kind: ClassVar[str]
+
+    def describe(self) -> str:
+        """The target for people (``Documents/03 Drawings/A``)."""
+        ...
+
+    def to_json(self) -> dict[str, Any]:
+        ...
+
+
+class Routed(Protocol):
+    """Where one file goes, as a destination reads it (``upload.routing.Route``)."""
+
+    @property
+    def project_id(self) -> int | None:
+        """The project (None: the company's Documents)."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The name the file is uploaded and filed under."""
+        ...
+
+    @property
+    def description(self) -> str | None:
+        ...
+
+    @property
+    def target(self) -> Target:
+        ...
+
 
 class Filer(Protocol[P]):
     """How one kind of destination plans, sends and finds out after a lost answer."""
 
-    def plan(self, record: FileRecord, folder: FolderSettings) -> P:
+    def plan(self, record: FileRecord, route: Routed) -> P:
         """What to send for ``record`` now (may ask Procore, e.g. for folder ids)."""
         ...
 
@@ -57,11 +100,11 @@ class Filer(Protocol[P]):
         """The plan the journal holds as ``raw`` (versioned, or a legacy unversioned row)."""
         ...
 
-    def send(self, record: FileRecord, folder: FolderSettings, plan: P) -> Sent:
+    def send(self, record: FileRecord, route: Routed, plan: P) -> Sent:
         """One create. Raises on an error (the outcome may then be unknown)."""
         ...
 
-    def find(self, record: FileRecord, folder: FolderSettings, plan: P) -> int | None:
+    def find(self, record: FileRecord, route: Routed, plan: P) -> int | None:
         """The id of what ``plan``'s send made, if it ran; None when nothing is found."""
         ...
 
@@ -102,3 +145,31 @@ class Destination(Protocol):
               ) -> Filer[Any] | None:
         """What files for this kind; None when it files nothing (the Upload stays unfiled)."""
         ...
+
+    @classmethod
+    def folder_target(cls, folder: FolderSettings, relative: PurePosixPath) -> Target:
+        """The target of the file at ``relative`` (below the folder) by the folder's own
+        keys, as a folder without rules has always filed."""
+        ...
+
+    @classmethod
+    def rule_target(cls, rule: RoutingRule, render: Render) -> Target:
+        """The target a routing rule of this kind gives one file (``render`` fills the
+        rule's templates for it)."""
+        ...
+
+    @classmethod
+    def load_target(cls, raw: Mapping[str, Any]) -> Target:
+        """The target ``to_json`` wrote; raises ``KeyError``, ``TypeError`` or
+        ``ValueError`` for a malformed one."""
+        ...
+
+
+def stored_id(value: Any) -> int | None:
+    """An id as a stored value holds it (None: none); raises ``TypeError`` for anything
+    else (a JSON ``true`` is no id)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"not an id: {value!r}")
+    return value
