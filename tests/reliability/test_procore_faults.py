@@ -12,10 +12,22 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from procore_hotfolder.emulator import Emulator
-from tests.conftest import CLIENT_SECRET, cli_env, run_cli, stop_process, wait_for, write_config
+from tests.conftest import (
+    CLIENT_SECRET,
+    TEST_TIMING,
+    cli_env,
+    run_cli,
+    stop_process,
+    use_timing,
+    wait_for,
+    write_config,
+)
 
 
 def _drop_files(folder: Path, count: int, prefix: str = "f") -> dict[str, bytes]:
@@ -122,8 +134,11 @@ def test_rate_limit_paced_with_at_most_one_429(tmp_path: Path, emulator: Emulato
     assert too_many <= 1
 
 
-def test_outage_fails_nothing_and_work_resumes_by_itself(tmp_path: Path,
-                                                         emulator: Emulator) -> None:
+def test_outage_fails_nothing_and_work_resumes_by_itself(
+        tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every request in the outage waits out the emulator's Retry-After (1 s) between tries,
+    # and the workers take turns at the token: two tries a request, not five.
+    use_timing(monkeypatch, requests=replace(TEST_TIMING.requests, tries=2))
     drop = tmp_path / "drop"
     drop.mkdir()
     config = write_config(tmp_path, emulator, [{"path": str(drop), "project_id": 4}],

@@ -9,12 +9,13 @@ it). Signal handlers only set events: logging in one could deadlock on the log's
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import FrameType
 from typing import Any
 
@@ -24,6 +25,7 @@ from procore_hotfolder.config import Config
 from procore_hotfolder.engine.heartbeat import Notifier
 from procore_hotfolder.engine.runmode import Daemon, Once, RunMode, RunSummary
 from procore_hotfolder.engine.service import Service
+from procore_hotfolder.engine.timing import TIMING_VARIABLE, Timing
 from procore_hotfolder.exitcodes import EXIT_FAILURE, EXIT_OK
 from procore_hotfolder.logs import configure_logging
 from procore_hotfolder.metrics import attach_metrics
@@ -58,24 +60,37 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
                  on_reload: Sequence[Callable[[Config], None]] = ()) -> Engine:
     """Everything one daemon needs, from ``config``; ``once`` chooses the run mode.
     ``load_config`` re-reads the configuration file on a reload (SIGHUP); without it a
-    reload is refused."""
+    reload is refused. Its waits are ``Timing()``'s, changed by ``TIMING_VARIABLE`` (tests
+    only)."""
+    timing = _timing()
     stopping = threading.Event()  # the process's one stop event
     governor = RateGovernor(stop=stopping,
                             ceiling_per_hour=config.daemon.max_api_calls_per_hour)
-    client = ProcoreClient(config.procore, governor, sleep=governor.sleep)
+    client = ProcoreClient(config.procore, governor, policy=timing.requests,
+                           sleep=governor.sleep)
     journal = Journal.open(config.daemon.state_dir)
-    progress = Progress()
+    progress = Progress(log_every=timing.progress_every)
     writers = Writers()
     uploader = Uploader(config, journal, Ledger(config.daemon.state_dir), client,
-                        progress=progress, stopping=stopping.is_set, pauses=PauseBoard(),
-                        writers=writers)
+                        progress=progress, backoff=timing.file_backoff,
+                        outage=timing.outage_spacing, stopping=stopping.is_set,
+                        pauses=PauseBoard(timing.pause_checks), writers=writers)
     mode: RunMode = Once(config.daemon.max_attempts, stopping) if once else Daemon()
     service = Service(config, journal, uploader, governor, stop=stopping, mode=mode,
-                      progress=progress, writers=writers, notifier=notifier,
+                      progress=progress, timing=timing, writers=writers, notifier=notifier,
                       load_config=load_config, on_reload=on_reload)
     attach_metrics(config.daemon.metrics_listen, tuple(str(f.path) for f in config.folders),
                    governor, client, uploader, service)
     return Engine(config, journal, client, governor, service)
+
+
+def _timing() -> Timing:
+    """Production timing, unless a test set ``TIMING_VARIABLE`` (then logged, each value)."""
+    timing = Timing.from_environment(os.environ)
+    if timing != Timing():
+        structlog.get_logger(__name__).warning("test_timing", variable=TIMING_VARIABLE,
+                                               **asdict(timing))
+    return timing
 
 
 def _lock_or_fail(config: Config) -> StateLock | None:

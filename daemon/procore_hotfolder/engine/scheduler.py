@@ -62,9 +62,10 @@ class Scheduler:
     def __init__(self, config: Config, journal: Journal, uploader: Uploader, *,
                  dispatcher: Dispatcher, mode: RunMode, heartbeat: Heartbeat,
                  stop: threading.Event, watcher: Callable[[], FolderWatcher | None],
-                 writers: Writers, monotonic: Callable[[], float], wall: Callable[[], float]
-                 ) -> None:
+                 writers: Writers, monotonic: Callable[[], float], wall: Callable[[], float],
+                 scan_window: int = SCAN_WINDOW) -> None:
         self.config = config
+        self._scan_window = scan_window
         self._journal = journal
         self._writers = writers
         self._uploader = uploader
@@ -240,7 +241,7 @@ class Scheduler:
 
     def _scan_tree(self, folder: FolderSettings, top: Path) -> None:
         """Hint every candidate below ``top`` that has no journal row yet. Stops once the
-        folder has ``SCAN_WINDOW`` files in memory (settling or ready for a worker): the
+        folder has ``scan_window`` files in memory (settling or ready for a worker): the
         scan is then resumed, from the top, once the folder has room again (rows already
         in the journal are skipped without a look, so a resumed scan costs the walk)."""
         self._unfinished.pop((folder.path, top), None)
@@ -257,14 +258,14 @@ class Scheduler:
                 self.hint(entry.path)
 
     def _has_room(self, folder: FolderSettings, share: float = 1.0) -> bool:
-        """Fewer than ``share`` of ``SCAN_WINDOW`` files of ``folder`` wait in memory:
+        """Fewer than ``share`` of ``scan_window`` files of ``folder`` wait in memory:
         settling, or ready for a worker (rows waiting for a retry time or a pause do not
         count: a paused folder holds nobody back), plus the hints not looked at yet. Each
         folder has its own window, so one folder's backlog does not hold back another's
         scans."""
         waiting = (self._hints.qsize() + self.tracker.count(str(folder.path))
                    + self._dispatcher.ready(folder.path))
-        return waiting < SCAN_WINDOW * share
+        return waiting < self._scan_window * share
 
     def _resume_scans(self) -> None:
         """Go on with the scans that stopped for want of room, where there is room now."""

@@ -27,6 +27,7 @@ from procore_hotfolder.engine.heartbeat import Heartbeat, Notifier, NullNotifier
 from procore_hotfolder.engine.publisher import StatusPublisher
 from procore_hotfolder.engine.runmode import RunMode, RunSummary
 from procore_hotfolder.engine.scheduler import Scheduler
+from procore_hotfolder.engine.timing import Timing
 from procore_hotfolder.errors import ConfigError
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.procore.governor import RateGovernor
@@ -58,6 +59,7 @@ class Service:
         stop: threading.Event,
         mode: RunMode,
         progress: Progress,
+        timing: Timing,
         writers: Writers | None = None,
         notifier: Notifier | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -77,6 +79,7 @@ class Service:
         self._wall = wall
         self._load_config = load_config
         self._on_reload = tuple(on_reload)
+        self._snapshot_every = timing.snapshot_every
         self._reload_requested = threading.Event()
         self._stopped_by: str | None = None
         self._worker_target = config.daemon.workers
@@ -86,11 +89,11 @@ class Service:
         self._dispatcher = Dispatcher(clock=wall)
         self.heartbeat = Heartbeat(self._notifier, progress=progress,
                                    waiting_out=lambda: governor.paused() is not None,
-                                   monotonic=monotonic)
+                                   monotonic=monotonic, stall_seconds=timing.stall_seconds)
         self.scheduler = Scheduler(config, journal, uploader, dispatcher=self._dispatcher,
                                    mode=mode, heartbeat=self.heartbeat, stop=stop,
                                    watcher=lambda: self._watcher, writers=self._writers,
-                                   monotonic=monotonic, wall=wall)
+                                   monotonic=monotonic, wall=wall, scan_window=timing.scan_window)
         self.publisher = StatusPublisher(
             config=lambda: self.config, journal=journal, scheduler=self.scheduler,
             dispatcher=self._dispatcher, governor=governor, pauses=self.pauses,
@@ -135,7 +138,7 @@ class Service:
                     self._reload()
                 self.scheduler.tick()
                 now = self._now()
-                if now - last_snapshot >= snapshot.SNAPSHOT_EVERY_SECONDS:
+                if now - last_snapshot >= self._snapshot_every:
                     last_snapshot = now
                     self.publisher.publish()
                 self.heartbeat.feed()
