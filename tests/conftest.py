@@ -64,6 +64,24 @@ def use_timing(monkeypatch: pytest.MonkeyPatch, **changes: Any) -> Timing:
     return timing
 
 
+#: The layers in the order they run: the long scenarios of ``reliability/`` and
+#: ``integration/`` first, the unit tests, each a fraction of a second, last.
+LAYERS = ("reliability", "integration", "s3", "emulator", "unit")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked ``slow`` first, then by layer (``LAYERS``), in their order otherwise:
+    `make test`'s parallel workers (pytest-xdist, handed the tests in this order) start the
+    long ones at once and run out of work together."""
+
+    def rank(item: pytest.Item) -> tuple[bool, int]:
+        layer = Path(item.path).relative_to(Path(__file__).parent).parts[0]
+        return (item.get_closest_marker("slow") is None,
+                LAYERS.index(layer) if layer in LAYERS else len(LAYERS))
+
+    items.sort(key=rank)
+
+
 @pytest.fixture(autouse=True)
 def _leaves_nothing_behind() -> Iterator[None]:
     """Every test: structlog as it was before it, and no thread of its left running (each

@@ -160,6 +160,7 @@ def test_a_backlog_is_scanned_in_a_bounded_window(tmp_path: Path, emulator: Emul
     assert len(emulator.stored_uploads()) == 120
 
 
+@pytest.mark.slow
 def test_one_folders_backlog_does_not_hold_back_another(tmp_path: Path, emulator: Emulator,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Each folder has its own window: while a backlog fills one folder's window, a file

@@ -19,8 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from procore_hotfolder.emulator import Emulator
 from tests.conftest import FakeSystemd, cli_env, stop_process, wait_for, write_config
+
+pytestmark = pytest.mark.slow
 
 
 @contextmanager

@@ -35,6 +35,7 @@ class RecordingNotifier:
             return sum(1 for at, state in self.sent if state == "WATCHDOG=1" and at >= since)
 
 
+@pytest.mark.slow
 def test_a_stuck_upload_withholds_the_watchdog_until_it_moves_again(
         tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "200000")  # a ping every 0.1 s while all is well
