@@ -1,16 +1,20 @@
 """Shared fixtures: a live emulator on a free loopback port, configuration files, waiting,
-the daemon's engine running in-process."""
+the daemon's engine running in-process, and the short waits every engine of a test runs with
+(``TEST_TIMING``, in-process and in a daemon process alike)."""
 
 from __future__ import annotations
 
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +26,60 @@ from procore_hotfolder.config import Config
 from procore_hotfolder.emulator import Emulator
 from procore_hotfolder.engine.compose import Engine, build_engine
 from procore_hotfolder.engine.heartbeat import Notifier
+from procore_hotfolder.engine.timing import TIMING_VARIABLE, Timing
+from procore_hotfolder.model import Backoff, Spacing
+from procore_hotfolder.procore.retry import RetryPolicy
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-client-secret-value"
 COMPANY_ID = 4242
+
+#: The engine's waits under test, a tenth or less of production's (``Timing()``): a test
+#: waits out these, never a production backoff. The limits (stall, scan window) stay; a test
+#: that needs another value says so (``use_timing``).
+TEST_TIMING = Timing(
+    requests=RetryPolicy(tries=5, base=0.05, cap=1.0),
+    file_backoff=Backoff(base=0.2, cap=3.0),
+    outage_spacing=Spacing(least=0.2, spread=0.3),
+    pause_checks=Backoff(base=0.4, cap=1.5, jitter=0.0),
+    progress_every=0.5,
+    snapshot_every=0.2,
+)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _test_timing() -> Iterator[None]:
+    """Every engine the tests build, and every daemon process they start (their environment
+    is this one's), runs with ``TEST_TIMING``."""
+    os.environ[TIMING_VARIABLE] = TEST_TIMING.to_json()
+    yield
+    os.environ.pop(TIMING_VARIABLE, None)
+
+
+def use_timing(monkeypatch: pytest.MonkeyPatch, **changes: Any) -> Timing:
+    """``TEST_TIMING`` with ``changes`` (``Timing``'s fields) for this test's engines and
+    daemon processes; returns it."""
+    timing = replace(TEST_TIMING, **changes)
+    monkeypatch.setenv(TIMING_VARIABLE, timing.to_json())
+    return timing
+
+
+#: The layers in the order they run: the long scenarios of ``reliability/`` and
+#: ``integration/`` first, the unit tests, each a fraction of a second, last.
+LAYERS = ("reliability", "integration", "s3", "emulator", "unit")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked ``slow`` first, then by layer (``LAYERS``), in their order otherwise:
+    `make test`'s parallel workers (pytest-xdist, handed the tests in this order) start the
+    long ones at once and run out of work together."""
+
+    def rank(item: pytest.Item) -> tuple[bool, int]:
+        layer = Path(item.path).relative_to(Path(__file__).parent).parts[0]
+        return (item.get_closest_marker("slow") is None,
+                LAYERS.index(layer) if layer in LAYERS else len(LAYERS))
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(autouse=True)
@@ -129,6 +183,55 @@ def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None
     return subprocess.run([sys.executable, "-m", "procore_hotfolder", *args],
                           capture_output=True, text=True, timeout=timeout,
                           env=env or cli_env(), check=False, stdin=subprocess.DEVNULL)
+
+
+class FakeSystemd:
+    """The notify socket systemd would hold, read as systemd reads it: every datagram as it
+    comes (a sender blocks once 10 wait unread, ``net.unix.max_dgram_qlen``), until closed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._messages: list[str] = []
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="fake-systemd")
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._closing.is_set():
+            readable, _, _ = select.select([self._sock], [], [], 0.05)
+            if readable:
+                self._take()
+
+    def _take(self) -> None:
+        """Every datagram waiting, in order (read and kept under the lock)."""
+        with self._lock:
+            while True:
+                try:
+                    self._messages.append(self._sock.recv(65536, socket.MSG_DONTWAIT).decode())
+                except BlockingIOError:
+                    return
+
+    @property
+    def messages(self) -> list[str]:
+        """Every message so far, oldest first (those sent and not read yet too)."""
+        self._take()
+        with self._lock:
+            return list(self._messages)
+
+    def seen(self, text: str, after: int = 0) -> int | None:
+        """Index of the first message from ``after`` on containing ``text``."""
+        for index, message in enumerate(self.messages[after:], start=after):
+            if text in message:
+                return index
+        return None
+
+    def close(self) -> None:
+        self._closing.set()
+        self._reader.join()
+        self._sock.close()
 
 
 @contextmanager

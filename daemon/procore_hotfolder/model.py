@@ -114,6 +114,19 @@ class Backoff:
         return float(max(retry_after or 0.0, raw + spread, 0.0))
 
 
+@dataclass(frozen=True)
+class Spacing:
+    """A wait that does not grow: ``least`` seconds and up to ``spread`` more at random (so
+    that files that failed together do not come back together). An immutable value."""
+
+    least: float
+    spread: float
+
+    def delay(self, *, rand: float) -> float:
+        """Seconds to wait; ``rand`` in [0, 1)."""
+        return self.least + self.spread * rand
+
+
 #: An Upload's storage target must be used within an hour of its creation (Procore). Reuse a
 #: stored ticket only while comfortably inside that window.
 UPLOAD_REUSE_SECONDS = 50 * 60

@@ -8,13 +8,14 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from procore_hotfolder.emulator import Emulator
-from tests.conftest import cli_env, run_cli, write_config
+from tests.conftest import TEST_TIMING, cli_env, run_cli, use_timing, write_config
 
 
 def test_config_error_exit_78_lists_every_problem(tmp_path: Path) -> None:
@@ -199,8 +200,10 @@ def test_once_leaves_an_empty_file_in_place_and_names_it(tmp_path: Path,
     assert not (drop / ".failed").exists()
 
 
-def test_once_under_an_outage_keeps_files_and_exits_1(tmp_path: Path,
-                                                      emulator: Emulator) -> None:
+def test_once_under_an_outage_keeps_files_and_exits_1(
+        tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each try waits out the emulator's Retry-After (1 s): two tries a request, not five.
+    use_timing(monkeypatch, requests=replace(TEST_TIMING.requests, tries=2))
     drop = tmp_path / "drop"
     drop.mkdir()
     (drop / "waiting.pdf").write_bytes(b"waiting")

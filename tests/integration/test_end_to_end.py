@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,14 +17,15 @@ import pytest
 
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.engine import scanner
 from procore_hotfolder.engine.compose import build_engine
 from tests.conftest import (
     CLIENT_SECRET,
     COMPANY_ID,
+    FakeSystemd,
     cli_env,
     run_cli,
     running_engine,
+    use_timing,
     wait_for,
     write_config,
 )
@@ -96,22 +96,13 @@ def test_run_notifies_systemd_uploads_and_stops_cleanly(tmp_path: Path,
     drop.mkdir()
     config = write_config(tmp_path, emulator, [{"path": str(drop), "project_id": 7,
                                                 "destination": "documents"}])
-    sock_path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(sock_path))
-    sock.settimeout(0.2)
-    messages: list[str] = []
+    systemd = FakeSystemd(tmp_path / "notify.sock")
 
     def received(text: str) -> bool:
-        while True:
-            try:
-                messages.append(sock.recv(4096).decode())
-            except TimeoutError:
-                break
-        return any(text in m for m in messages)
+        return systemd.seen(text) is not None
 
     env = cli_env()
-    env["NOTIFY_SOCKET"] = str(sock_path)
+    env["NOTIFY_SOCKET"] = str(systemd.path)
     env["WATCHDOG_USEC"] = "2000000"
     proc = subprocess.Popen([sys.executable, "-m", "procore_hotfolder", "run", "-c", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
@@ -132,7 +123,7 @@ def test_run_notifies_systemd_uploads_and_stops_cleanly(tmp_path: Path,
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-        sock.close()
+        systemd.close()
     assert proc.returncode == 0, err.decode()
     assert stopping_sent
     events = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
@@ -148,7 +139,7 @@ def test_a_backlog_is_scanned_in_a_bounded_window(tmp_path: Path, emulator: Emul
     """A folder holding far more files than the window: the scan waits for room, memory
     holds at most the window of files settling or ready (the watcher's hints of archived
     originals come on top and are forgotten at once), and every file is uploaded."""
-    monkeypatch.setattr(scanner, "SCAN_WINDOW", 10)
+    use_timing(monkeypatch, scan_window=10)
     drop = tmp_path / "drop"
     for n in range(120):
         (drop / f"batch{n % 4}").mkdir(parents=True, exist_ok=True)
@@ -171,11 +162,12 @@ def test_a_backlog_is_scanned_in_a_bounded_window(tmp_path: Path, emulator: Emul
     assert len(emulator.stored_uploads()) == 120
 
 
+@pytest.mark.slow
 def test_one_folders_backlog_does_not_hold_back_another(tmp_path: Path, emulator: Emulator,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Each folder has its own window: while a backlog fills one folder's window, a file
     dropped into another folder is taken in turn, long before the backlog is through."""
-    monkeypatch.setattr(scanner, "SCAN_WINDOW", 5)
+    use_timing(monkeypatch, scan_window=5)
     backlog, fresh = tmp_path / "backlog", tmp_path / "fresh"
     backlog.mkdir()
     fresh.mkdir()
@@ -196,7 +188,7 @@ def test_one_folders_backlog_does_not_hold_back_another(tmp_path: Path, emulator
 
 def test_once_sees_every_file_of_a_backlog_larger_than_the_window(
         tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scanner, "SCAN_WINDOW", 5)
+    use_timing(monkeypatch, scan_window=5)
     drop = tmp_path / "drop"
     drop.mkdir()
     for n in range(40):

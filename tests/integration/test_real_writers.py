@@ -314,6 +314,7 @@ def test_daemon_as_another_uid_without_capabilities_uploads_a_file_it_does_not_o
         assert record.stored_sha256 == hashlib.sha256(b"dropped by another user").hexdigest()
 
 
+@pytest.mark.slow
 def test_without_cap_lease_inotify_still_sees_a_stalled_writer(emulator: Emulator,
                                                               tmp_path: Path) -> None:
     """The daemon as another uid without CAP_LEASE: a lease on root's file is refused

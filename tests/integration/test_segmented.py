@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import pytest
+
 from procore_hotfolder.emulator import Emulator
 from procore_hotfolder.state.journal import JOURNAL_NAME
 from tests.conftest import cli_env, run_cli, stop_process, wait_for, write_config
@@ -188,6 +190,7 @@ def test_after_a_failed_attempt_stored_segments_are_not_sent_again(
     assert len(_events(log, "upload_resumed")) == 1
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_reuses_the_upload_and_its_stored_segments(
         tmp_path: Path, emulator: Emulator) -> None:
     drop = tmp_path / "drop"
@@ -255,6 +258,7 @@ def test_resume_after_sigterm_mid_upload(tmp_path: Path, emulator: Emulator) -> 
     assert (drop / ".archive" / "pointcloud.e57").read_bytes() == data
 
 
+@pytest.mark.slow
 def test_progress_in_the_log_and_in_status(tmp_path: Path, emulator: Emulator) -> None:
     drop = tmp_path / "drop"
     _big(drop / "scan-set.pdf", 12)

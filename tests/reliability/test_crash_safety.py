@@ -22,8 +22,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from procore_hotfolder.emulator import Emulator
 from tests.conftest import COMPANY_ID, cli_env, stop_process, wait_for, write_config
+
+pytestmark = pytest.mark.slow
 
 FILES_PER_FOLDER = 150
 KILLS = 30

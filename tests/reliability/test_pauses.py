@@ -14,11 +14,18 @@ import pytest
 
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.model import Backoff, FileState
+from procore_hotfolder.model import FileState
 from procore_hotfolder.state.journal import Journal
-from procore_hotfolder.upload import holds
-from tests.conftest import cli_env, running_engine, wait_for, write_config
-from tests.reliability.test_reload import FakeSystemd, daemon
+from procore_hotfolder.upload.holds import CHECK_BACKOFF
+from tests.conftest import (
+    FakeSystemd,
+    cli_env,
+    running_engine,
+    use_timing,
+    wait_for,
+    write_config,
+)
+from tests.reliability.test_reload import daemon
 
 
 def _drop(folder: Path, count: int) -> list[Path]:
@@ -31,8 +38,8 @@ def _drop(folder: Path, count: int) -> list[Path]:
 
 
 def test_a_refused_project_pauses_its_folder_only_and_resumes_by_itself(
-        tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(holds, "CHECK_BACKOFF", Backoff(base=0.4, cap=1.5, jitter=0.0))
+        tmp_path: Path, emulator: Emulator) -> None:
+    # Re-checks after TEST_TIMING's pause_checks: 0.4 s, then up to 1.5 s.
     refused, fine = tmp_path / "refused", tmp_path / "fine"
     refused.mkdir()
     fine.mkdir()
@@ -76,7 +83,10 @@ def test_a_refused_project_pauses_its_folder_only_and_resumes_by_itself(
 
 
 def test_a_pause_shows_in_status_and_systemd_and_a_reload_rechecks_it(
-        tmp_path: Path, emulator: Emulator) -> None:
+        tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Production's re-checks (20 s, then longer): the reload, not the next re-check, must be
+    # what lets the file through within the 15 s the test allows.
+    use_timing(monkeypatch, pause_checks=CHECK_BACKOFF)
     drop = tmp_path / "drop"
     drop.mkdir()
     config = write_config(tmp_path, emulator, [

@@ -12,10 +12,22 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from procore_hotfolder.emulator import Emulator
-from tests.conftest import CLIENT_SECRET, cli_env, run_cli, stop_process, wait_for, write_config
+from tests.conftest import (
+    CLIENT_SECRET,
+    TEST_TIMING,
+    cli_env,
+    run_cli,
+    stop_process,
+    use_timing,
+    wait_for,
+    write_config,
+)
 
 
 def _drop_files(folder: Path, count: int, prefix: str = "f") -> dict[str, bytes]:
@@ -58,6 +70,7 @@ class Daemon:
                 if line.startswith("{")]
 
 
+@pytest.mark.slow
 def test_exactly_once_under_5xx_drops_and_expiring_tokens(tmp_path: Path,
                                                           emulator: Emulator) -> None:
     plain, docs = tmp_path / "plain", tmp_path / "docs"
@@ -67,7 +80,7 @@ def test_exactly_once_under_5xx_drops_and_expiring_tokens(tmp_path: Path,
     emulator.faults.drop_rate = 0.10
     emulator.faults.storage_error_rate = 0.25
     emulator.faults.storage_drop_rate = 0.10
-    emulator.faults.token_lifetime = 3
+    emulator.faults.token_lifetime = 1  # several renewals within the run
     config = write_config(tmp_path, emulator, [
         {"path": str(plain), "project_id": 1},
         {"path": str(docs), "project_id": 2, "destination": "documents"},
@@ -92,6 +105,7 @@ def test_exactly_once_under_5xx_drops_and_expiring_tokens(tmp_path: Path,
           f"duplicates=0 failed=0")
 
 
+@pytest.mark.slow
 def test_rate_limit_paced_with_at_most_one_429(tmp_path: Path, emulator: Emulator) -> None:
     """40 files (one API call each) through 4 workers against a sliding spike window of 10
     calls per 5 s, as Procore's spike window rolls forward (Rate Limiting page): at most one
@@ -122,8 +136,12 @@ def test_rate_limit_paced_with_at_most_one_429(tmp_path: Path, emulator: Emulato
     assert too_many <= 1
 
 
-def test_outage_fails_nothing_and_work_resumes_by_itself(tmp_path: Path,
-                                                         emulator: Emulator) -> None:
+@pytest.mark.slow
+def test_outage_fails_nothing_and_work_resumes_by_itself(
+        tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every request in the outage waits out the emulator's Retry-After (1 s) between tries,
+    # and the workers take turns at the token: two tries a request, not five.
+    use_timing(monkeypatch, requests=replace(TEST_TIMING.requests, tries=2))
     drop = tmp_path / "drop"
     drop.mkdir()
     config = write_config(tmp_path, emulator, [{"path": str(drop), "project_id": 4}],

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,36 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from procore_hotfolder.emulator import Emulator
-from tests.conftest import cli_env, stop_process, wait_for, write_config
+from tests.conftest import FakeSystemd, cli_env, stop_process, wait_for, write_config
 
-
-class FakeSystemd:
-    """The notify socket systemd would hold; collects every datagram."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.bind(str(path))
-        self._sock.settimeout(0.05)
-        self.messages: list[str] = []
-
-    def drain(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self._sock.recv(65536).decode())
-            except TimeoutError:
-                return self.messages
-
-    def seen(self, text: str, after: int = 0) -> int | None:
-        """Index of the first message from ``after`` on containing ``text``."""
-        for index, message in enumerate(self.drain()[after:], start=after):
-            if text in message:
-                return index
-        return None
-
-    def close(self) -> None:
-        self._sock.close()
+pytestmark = pytest.mark.slow
 
 
 @contextmanager
@@ -93,7 +68,7 @@ def test_reload_keeps_uploads_in_flight_and_applies_the_new_folders(
 
             # Reload with a folder added, while the POST is in flight.
             write_config(tmp_path, emulator, [*folders, {"path": str(second)}])
-            mark = len(systemd.drain())
+            mark = len(systemd.messages)
             sent_at = time.monotonic()
             proc.send_signal(signal.SIGHUP)
             reloading = wait_for(lambda: systemd.seen("RELOADING=1", mark),
@@ -116,7 +91,7 @@ def test_reload_keeps_uploads_in_flight_and_applies_the_new_folders(
 
             # A configuration that does not load is refused; the old one is kept.
             config.write_text("[procore\n")
-            mark = len(systemd.drain())
+            mark = len(systemd.messages)
             proc.send_signal(signal.SIGHUP)
             wait_for(lambda: systemd.seen("READY=1", mark), message="READY=1 after refusal")
             (second / "after.pdf").write_bytes(b"%PDF-1.7 after a refused reload\n")

@@ -17,9 +17,8 @@ import pytest
 
 from procore_hotfolder.config import load_config
 from procore_hotfolder.emulator import Emulator
-from procore_hotfolder.engine import heartbeat
 from procore_hotfolder.engine.compose import build_engine
-from tests.conftest import running_engine, wait_for, write_config
+from tests.conftest import running_engine, use_timing, wait_for, write_config
 
 
 class RecordingNotifier:
@@ -36,10 +35,11 @@ class RecordingNotifier:
             return sum(1 for at, state in self.sent if state == "WATCHDOG=1" and at >= since)
 
 
+@pytest.mark.slow
 def test_a_stuck_upload_withholds_the_watchdog_until_it_moves_again(
         tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "200000")  # a ping every 0.1 s while all is well
-    monkeypatch.setattr(heartbeat, "STALL_SECONDS", 2.0)
+    use_timing(monkeypatch, stall_seconds=2.0)
     drop = tmp_path / "drop"
     drop.mkdir()
     config = load_config(write_config(tmp_path, emulator, [{"path": str(drop)}], workers=2),

@@ -1,4 +1,4 @@
-"""One real S3 server (SeaweedFS) for the whole run, and an emulator that hands out its
+"""One real S3 server (SeaweedFS) per test process, and an emulator that hands out its
 storage targets."""
 
 from __future__ import annotations

@@ -9,12 +9,13 @@ it). Signal handlers only set events: logging in one could deadlock on the log's
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import FrameType
 from typing import Any
 
@@ -25,6 +26,7 @@ from procore_hotfolder.config import Config, Current
 from procore_hotfolder.engine.heartbeat import Notifier
 from procore_hotfolder.engine.runmode import Daemon, Once, RunMode, RunSummary
 from procore_hotfolder.engine.service import Service
+from procore_hotfolder.engine.timing import TIMING_VARIABLE, Timing
 from procore_hotfolder.exitcodes import EXIT_FAILURE, EXIT_OK
 from procore_hotfolder.logs import configure_logging
 from procore_hotfolder.metrics import attach_metrics
@@ -65,28 +67,33 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
                  alert_policy: DeliveryPolicy | None = None) -> Engine:
     """Everything one daemon needs, from ``config``; ``once`` chooses the run mode.
     ``load_config`` re-reads the configuration file on a reload (SIGHUP); without it a
-    reload is refused. ``alert_policy``: how the alerts retry (tests shorten it)."""
+    reload is refused. ``alert_policy``: how the alerts retry (tests shorten it). Its waits
+    are ``Timing()``'s, changed by ``TIMING_VARIABLE`` (tests only)."""
+    timing = _timing()
     current = Current(config)  # the configuration in force: set by the reload alone
     # Told of failures (the uploader), pauses and the backlog (the publisher's tick);
     # started and closed by the service; a reload that changes [alerts] rebuilds them.
     alerts = CurrentAlerts(config, policy=alert_policy)
     stopping = threading.Event()  # the process's one stop event
-    holds = HoldBoard()  # why work waits: the pipeline, the governor and the scanner report
+    # Why work waits: the pipeline, the governor and the scanner report.
+    holds = HoldBoard(timing.pause_checks)
     governor = RateGovernor(stop=stopping, ceiling_per_hour=config.daemon.max_api_calls_per_hour,
                             on_pause=holds.api_paused)
-    client = ProcoreClient(config.procore, governor, sleep=governor.sleep)
+    client = ProcoreClient(config.procore, governor, policy=timing.requests,
+                           sleep=governor.sleep)
     journal = Journal.open(config.daemon.state_dir)
-    progress = Progress()
+    progress = Progress(log_every=timing.progress_every)
     writers = Writers()
     mode: RunMode = Once(config.daemon.max_attempts, stopping) if once else Daemon()
     # One list of the company's projects for every worker: a routed file costs no call to
     # find its project once the list is read (a reload drops it; `retry` lets it be read).
     numbers = ProjectNumbers(lambda: list_projects(client, current().procore.company_id))
     uploader = Uploader(current, journal, Ledger(config.daemon.state_dir), client,
-                        progress=progress, stopping=stopping.is_set, pauses=holds,
+                        progress=progress, backoff=timing.file_backoff,
+                        outage=timing.outage_spacing, stopping=stopping.is_set, pauses=holds,
                         writers=writers, limit=mode, failures=alerts, numbers=numbers)
     service = Service(current, journal, uploader, governor, holds=holds, stop=stopping,
-                      mode=mode, paused_rows_wait=not once,
+                      mode=mode, paused_rows_wait=not once, timing=timing,
                       progress=progress, writers=writers, notifier=notifier, alerts=alerts,
                       load_config=load_config, on_reload=[
                           lambda new: client.reconfigure(new.procore),
@@ -97,6 +104,15 @@ def build_engine(config: Config, *, once: bool, notifier: Notifier | None = None
     attach_metrics(config.daemon.metrics_listen, tuple(str(f.path) for f in config.folders),
                    governor, client, uploader, service, alerts)
     return Engine(current, journal, client, governor, service, alerts, numbers)
+
+
+def _timing() -> Timing:
+    """Production timing, unless a test set ``TIMING_VARIABLE`` (then logged, each value)."""
+    timing = Timing.from_environment(os.environ)
+    if timing != Timing():
+        structlog.get_logger(__name__).warning("test_timing", variable=TIMING_VARIABLE,
+                                               **asdict(timing))
+    return timing
 
 
 def _lock_or_fail(config: Config) -> StateLock | None:

@@ -60,14 +60,16 @@ class Heartbeat:
 
     ``waiting_out()`` is true while the rate governor holds every call back (a rate limit,
     an outage: an API hold on the board of holds): then no loop is stalled, however long it
-    waits. Without ``WATCHDOG_USEC``
-    (in the argument or the environment) the watchdog is never fed.
+    waits. Without ``WATCHDOG_USEC`` (in the argument or the environment) the watchdog is
+    never fed. ``stall_seconds``: how long a loop may go without advancing.
     """
 
     def __init__(self, notifier: Notifier, *, progress: Moving,
                  waiting_out: Callable[[], bool], monotonic: Callable[[], float],
-                 watchdog_usec: int | None = None) -> None:
+                 watchdog_usec: int | None = None,
+                 stall_seconds: float = STALL_SECONDS) -> None:
         self._notifier = notifier
+        self._stall_seconds = stall_seconds
         self._progress = progress
         self._waiting_out = waiting_out
         self._now = monotonic
@@ -129,7 +131,7 @@ class Heartbeat:
             self._notifier.notify("WATCHDOG=1")
 
     def stalled_loops(self) -> list[str]:
-        """Names of the loop threads that died or have not advanced for ``STALL_SECONDS``.
+        """Names of the loop threads that died or have not advanced for ``stall_seconds``.
 
         The scheduler's own loop is not among them: it is running this code. A worker on a
         file advances while the upload moves.
@@ -145,7 +147,7 @@ class Heartbeat:
             moved = self._progress.last_moved(path) if path is not None else None
             if moved is not None:
                 last = max(last, moved)
-            if not thread.is_alive() or (now - last > STALL_SECONDS and not waiting_out):
+            if not thread.is_alive() or (now - last > self._stall_seconds and not waiting_out):
                 stalled.append(thread.name)
         return stalled
 

@@ -33,10 +33,10 @@ from procore_hotfolder.engine.publisher import StatusPublisher
 from procore_hotfolder.engine.runmode import RunMode, RunSummary
 from procore_hotfolder.engine.scanner import Scanner
 from procore_hotfolder.engine.scheduler import Scheduler
+from procore_hotfolder.engine.timing import Timing
 from procore_hotfolder.errors import ConfigError
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
 from procore_hotfolder.procore.governor import RateGovernor
-from procore_hotfolder.state import snapshot
 from procore_hotfolder.state.journal import Journal
 from procore_hotfolder.upload import destinations
 from procore_hotfolder.upload.holds import ACCOUNT, HoldBoard
@@ -66,6 +66,7 @@ class Service:
         stop: threading.Event,
         mode: RunMode,
         progress: Progress,
+        timing: Timing,
         writers: Writers | None = None,
         notifier: Notifier | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -92,6 +93,7 @@ class Service:
         self._wall = wall
         self._load_config = load_config
         self._on_reload = tuple(on_reload)
+        self._snapshot_every = timing.snapshot_every
         self._reload_requested = threading.Event()
         self._stopped_by: str | None = None
         self._threads: list[threading.Thread] = []
@@ -101,10 +103,10 @@ class Service:
                                       held=holds.waits_until if paused_rows_wait else None)
         self.heartbeat = Heartbeat(self._notifier, progress=progress,
                                    waiting_out=lambda: holds.calls_held(wall()),
-                                   monotonic=monotonic)
+                                   monotonic=monotonic, stall_seconds=timing.stall_seconds)
         self.scanner = Scanner(config, holds=holds, mode=mode, heartbeat=self.heartbeat,
                                stop=stop, watcher=lambda: self._watcher, monotonic=monotonic,
-                               wall=wall,
+                               wall=wall, window=timing.scan_window,
                                wake=lambda: self.scheduler.wake())  # noqa: PLW0108 - made next
         self.scheduler = Scheduler(config, journal, uploader, dispatcher=self._dispatcher,
                                    scanner=self.scanner, holds=holds, mode=mode,
@@ -161,7 +163,7 @@ class Service:
                     self._reload()
                 self.scheduler.tick()
                 now = self._now()
-                if now - last_snapshot >= snapshot.SNAPSHOT_EVERY_SECONDS:
+                if now - last_snapshot >= self._snapshot_every:
                     last_snapshot = now
                     self.publisher.publish()
                 self.heartbeat.feed()

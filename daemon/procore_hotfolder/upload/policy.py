@@ -71,9 +71,11 @@ from procore_hotfolder.errors import (
     ProcoreError,
     UploadExpired,
 )
-from procore_hotfolder.model import ALLOWED_MOVES, Backoff, FileState
+from procore_hotfolder.model import ALLOWED_MOVES, Backoff, FileState, Spacing
 
 DEFAULT_BACKOFF = Backoff(base=2.0, cap=300.0)
+#: A file's next try while Procore is out for everyone: 2-5 s, never growing.
+OUTAGE_SPACING = Spacing(least=2.0, spread=3.0)
 #: Retries of the local steps (ledger, archive) back off to at most this exponent.
 LOCAL_MAX_EXPONENT = 8
 
@@ -138,6 +140,7 @@ def decide(
     rand: float,
     *,
     backoff: Backoff = DEFAULT_BACKOFF,
+    outage: Spacing = OUTAGE_SPACING,
 ) -> Decision:
     """The decision for an attempt that stopped in ``state`` on ``error``.
 
@@ -160,7 +163,7 @@ def decide(
         return Decision(Action.PAUSE_FOLDER, unsent=unsent)
     if isinstance(error, ProcoreError) and error.outage:
         # The rate governor holds every caller back; this only spaces the file's next try.
-        delay = max(error.retry_after or 0.0, 2.0 + 3.0 * rand)
+        delay = max(error.retry_after or 0.0, outage.delay(rand=rand))
         return Decision(Action.RETRY, delay=delay, unsent=unsent)
     unknown_filing = state is FileState.ASSOCIATING and not unsent
     if error.retryable:

@@ -13,17 +13,20 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
+#: An upload in progress logs ``upload_progress`` this often.
 PROGRESS_EVERY_SECONDS = 5.0
 
 
 @dataclass
 class Progress:
     """Bytes sent for the files being uploaded now (shared with `status`), and when each
-    file's upload last moved (read or sent a block: the service's watchdog looks)."""
+    file's upload last moved (read or sent a block: the service's watchdog looks).
+    ``log_every``: seconds between two ``upload_progress`` lines of one upload."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     files: dict[str, dict[str, float]] = field(default_factory=dict)
     moved: dict[str, float] = field(default_factory=dict)  # path -> time.monotonic()
+    log_every: float = PROGRESS_EVERY_SECONDS
 
     def update(self, path: Path, sent: int, total: int, started: float) -> None:
         with self.lock:
@@ -51,7 +54,7 @@ class Progress:
 
 class ProgressLog:
     """Meters one upload of ``total`` bytes: feeds ``Progress`` on every block and logs
-    ``upload_progress`` (with the Upload's ``uuid``) every ``PROGRESS_EVERY_SECONDS``.
+    ``upload_progress`` (with the Upload's ``uuid``) every ``Progress.log_every`` seconds.
 
     ``add`` may be called from several threads (parallel segments); ``set`` from one.
     """
@@ -78,7 +81,7 @@ class ProgressLog:
         """``sent`` bytes were sent so far."""
         now = self._clock()
         self._progress.update(self._path, sent, self._total, self._started)
-        if now - self._last >= PROGRESS_EVERY_SECONDS:
+        if now - self._last >= self._progress.log_every:
             self._last = now
             elapsed = max(now - self._started, 1e-6)
             log.info("upload_progress", uuid=self._uuid, bytes=sent, total=self._total,

@@ -47,7 +47,7 @@ from procore_hotfolder.errors import (
 )
 from procore_hotfolder.files import archiver, sourcefile
 from procore_hotfolder.metrics import NULL_METRICS, MetricsHooks
-from procore_hotfolder.model import TERMINAL, Backoff, FileState, utc_iso
+from procore_hotfolder.model import TERMINAL, Backoff, FileState, Spacing, utc_iso
 from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.procore.projects import list_projects
 from procore_hotfolder.state.journal import FileRecord, Journal
@@ -63,7 +63,13 @@ from procore_hotfolder.upload.outcome import (
     OutcomeKind,
     RetryLimit,
 )
-from procore_hotfolder.upload.policy import DEFAULT_BACKOFF, Action, Decision, decide
+from procore_hotfolder.upload.policy import (
+    DEFAULT_BACKOFF,
+    OUTAGE_SPACING,
+    Action,
+    Decision,
+    decide,
+)
 from procore_hotfolder.upload.progress import Progress
 from procore_hotfolder.upload.project_numbers import ProjectNumbers
 from procore_hotfolder.upload.routing import Route, folder_route, relative_path, route_file
@@ -102,6 +108,7 @@ class Uploader:
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
         backoff: Backoff = DEFAULT_BACKOFF,
+        outage: Spacing = OUTAGE_SPACING,
         stopping: Callable[[], bool] | None = None,
         pauses: HoldBoard | None = None,
         writers: Writers | None = None,
@@ -118,6 +125,7 @@ class Uploader:
         self._clock = clock
         self._rand = rand
         self._backoff = backoff
+        self._outage = outage
         self._writers = writers or Writers()
         self._transfer = Transfer(journal, client, self._progress, clock=clock,
                                   stopping=stopping or (lambda: False), writers=self._writers)
@@ -288,7 +296,7 @@ class Uploader:
         info = _error_info(exc)
         now = self._clock()
         decision = decide(record.state, exc, record.attempts, config.daemon.max_attempts,
-                          self._rand(), backoff=self._backoff)
+                          self._rand(), backoff=self._backoff, outage=self._outage)
         if decision.unsent:
             # Refused outright: Procore created nothing, so nothing needs looking up.
             record = self._journal.move(record, FileState.STORED, now, association=None)
