@@ -123,7 +123,7 @@ def test_retry_puts_a_file_back_without_interrupting_uploads_or_reloading(
     try:
         with daemon(config, systemd) as proc:
             wait_for(lambda: systemd.seen("READY=1") is not None, message="READY=1")
-            ready = len(systemd.drain())
+            ready = len(systemd.messages)
             emulator.faults.fail_next(1, status=422, kind="api", path_contains="uploads")
             (drop / "refused.pdf").write_bytes(b"%PDF-1.7 refused once\n")
             wait_for((drop / ".failed" / "refused.pdf").exists, message="failed")

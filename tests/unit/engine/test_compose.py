@@ -44,9 +44,9 @@ def test_each_value_reaches_the_code_that_waits(tmp_path: Path,
         with pytest.raises(NetworkError) as failed:
             engine.client.ensure_token()
         assert len(failed.value.history) == 1  # two tries: one retried
-        paused = engine.service.pauses.pause("/drop", {"reason": "permission"}, now=0.0,
-                                             rand=0.5, sent_at=0.0)
-        assert paused.next_check == 7.0
+        paused = engine.service.holds.pause("/drop", {"reason": "permission"}, now=0.0,
+                                            rand=0.5, sent_at=0.0)
+        assert paused.until == 7.0
         # The others as handed over: seeing them at work would take their waits.
         service: Any = engine.service
         uploader = service._uploader
@@ -54,7 +54,7 @@ def test_each_value_reaches_the_code_that_waits(tmp_path: Path,
                                                          timing.outage_spacing)
         assert uploader._progress.log_every == 0.25
         assert service.heartbeat._stall_seconds == 3.0
-        assert service.scheduler._scan_window == 7
+        assert service.scanner.window == 7
         assert service._snapshot_every == 0.125
     finally:
         engine.close()
@@ -74,7 +74,7 @@ def test_production_timing_without_the_variable(tmp_path: Path,
     try:
         service: Any = engine.service
         assert service.heartbeat._stall_seconds == Timing().stall_seconds
-        assert service.scheduler._scan_window == Timing().scan_window
+        assert service.scanner.window == Timing().scan_window
         assert service._uploader._backoff == Timing().file_backoff
     finally:
         engine.close()
