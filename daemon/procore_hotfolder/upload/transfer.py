@@ -245,6 +245,8 @@ class Transfer:
             record, ticket = self._new_ticket(record, folder, route, target)
         else:
             log.info("upload_resumed", uuid=ticket.uuid)
+            if record.state is not FileState.UPLOADING:  # a retry put it back in the queue
+                record = self._journal.move(record, FileState.UPLOADING, self._clock())
             if self._already_stored(target, ticket):
                 # Stored before a crash lost the answer: hash the file, do not send it again.
                 reader = HashingReader(opened.reader, stopping=self._stopping,

@@ -62,6 +62,8 @@ class FakeClient:
         self.images: list[dict[str, Any]] = []
         self.segment_puts: list[tuple[str, dict[str, Any]]] = []  # thread name, contextvars
         self._next = 100
+        self.ticket_created_at = 0.0  # Procore's clock at create: 0 = never reusable here
+        self.upload_status = "ready"  # what Show Upload says of the bytes
         self.sent: list[tuple[Any, ...]] = []  # what reached Procore where: (call, project, ...)
         self.folders: dict[tuple[int | None, str], int] = {}
 
@@ -90,7 +92,8 @@ class FakeClient:
         tickets = tuple(SegmentTicket(number=n, url=f"https://storage.invalid/{n}", headers=())
                         for n in range(1, len(segments or ()) + 1))
         return UploadTicket(uuid=f"UUID{self._next}", url="https://storage.invalid/",
-                            fields=(("key", "k"),), segments=tickets, created_at=0.0)
+                            fields=(("key", "k"),), segments=tickets,
+                            created_at=self.ticket_created_at)
 
     def store_segment(self, segment: SegmentTicket, body: Any) -> str:
         while body.read(65536):
@@ -110,7 +113,7 @@ class FakeClient:
 
     def show_upload(self, target: object, uuid: str) -> Mapping[str, Any]:
         self._step("show_upload")
-        return {"uuid": uuid, "status": "ready"}
+        return {"uuid": uuid, "status": self.upload_status}
 
     def upload_is_stored(self, target: object, uuid: str) -> bool:
         return self.show_upload(target, uuid)["status"] == "complete"
@@ -959,3 +962,23 @@ def test_a_file_goes_where_its_route_says(tmp_path: Path, name: str, before: str
                 assert sidecar["project_number"] == "24099"
     finally:
         journal.close()
+
+
+@pytest.mark.parametrize(("stored", "sends"), [(False, 2), (True, 1)],
+                         ids=["sent-again", "found-stored"])
+def test_a_retried_single_post_resumes_its_upload(tmp_path: Path, request: pytest.FixtureRequest,
+                                                  stored: bool, sends: int) -> None:
+    """A POST whose answer was lost puts the row back in the queue with its Upload; the next
+    try reuses that Upload (still fresh): sends the bytes again, or, when Show Upload says
+    they are stored, only hashes the file. Either way the file ends stored and archived."""
+    rig = Rig(tmp_path, "none")
+    request.addfinalizer(rig.close)
+    rig.client.ticket_created_at = rig.now  # fresh: reusable at the next try
+    rig.client.faults["store_file"] = [NetworkError("connection dropped"), lambda: None]
+    assert rig.process().kind is OutcomeKind.RETRY
+    assert rig.row().state is FileState.QUEUED and rig.row().ticket
+    rig.client.upload_status = "complete" if stored else "ready"
+    rig.now = rig.row().next_attempt_at
+    assert rig.process().kind is OutcomeKind.ARCHIVED
+    assert rig.client.calls.count("create_upload") == 1
+    assert rig.client.calls.count("store_file") == sends
