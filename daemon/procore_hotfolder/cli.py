@@ -14,16 +14,13 @@ import os
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from procore_hotfolder import __version__
-from procore_hotfolder.alerts.checking import check_alerts, send_test_alert
+from procore_hotfolder.commands.checking import check
 from procore_hotfolder.commands.discovery import (
-    FolderCheck,
-    check_folder_online,
     describe_error,
     folder_tree,
     format_albums,
@@ -33,7 +30,7 @@ from procore_hotfolder.commands.discovery import (
 )
 from procore_hotfolder.commands.reporting import explain, format_status, retry, status
 from procore_hotfolder.commands.routes import format_routes, preview_routes, routes_json
-from procore_hotfolder.config import Config, FolderSettings, default_config_path, load_config
+from procore_hotfolder.config import Config, default_config_path, load_config
 from procore_hotfolder.engine.heartbeat import SystemdNotifier
 from procore_hotfolder.errors import ConfigError, ProcoreError
 from procore_hotfolder.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
@@ -42,9 +39,7 @@ from procore_hotfolder.procore import ProcoreClient
 from procore_hotfolder.procore.governor import RateGovernor
 from procore_hotfolder.state.journal import Journal
 from procore_hotfolder.state.statelock import StateLock
-from procore_hotfolder.upload.destinations import destination_for
 from procore_hotfolder.upload.destinations.photos import list_albums
-from procore_hotfolder.watch.writers import folder_sight
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,80 +152,13 @@ def _cmd_once(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    """Per folder: exists, readable, archive/failed writable; unless ``--offline``, Procore
-    reachable for its project (or the company) and its destination present. Then the alert
-    channels (online: the SMTP server answers, the webhook's host resolves; nothing is sent
-    unless ``--send-test-alert``). One line per folder and channel, then every problem; exit 1
-    when any."""
     config = _config(args)
-    problems = check_state_dir(config)
-    results = [FolderCheck(index, folder, problems=folder_problems(index, folder))
-               for index, folder in enumerate(config.folders)]
-    for result in results:
-        warning = destination_for(result.folder).warning if result.folder.own_target else None
-        if warning is not None:
-            result.warnings.append(warning)
-        if result.folder.rules:
-            result.notes.append(f"{len(result.folder.rules)} routing rule(s): "
-                                "`procore-hotfolder route` shows where each file goes")
-        sight = folder_sight(result.folder)
-        result.writers = sight.summary()
-        if sight.warning() is not None:
-            result.warnings.append(str(sight.warning()))
-    reachable = ""
     if not args.offline:
         configure_logging("warning", stream=sys.stderr)
-        client = ProcoreClient(config.procore, RateGovernor())
-        try:
-            client.ensure_token()
-        except ProcoreError as exc:
-            problems.append(describe_error(exc, f"procore ({exc.reason})"))
-        else:
-            reachable = f"; Procore reachable at {config.procore.api_url}"
-            for result in results:
-                check_folder_online(client, config, result)
-        finally:
-            client.close()
-    alerts = check_alerts(config, online=not args.offline)
-    if args.send_test_alert and not alerts.problems:
-        sent = send_test_alert(config, time.time())
-        alerts.lines += sent.lines
-        alerts.problems += sent.problems
-    problems += alerts.problems
-    for problem in problems:
-        print(f"problem: {problem}")
-    for result in results:
-        print("\n".join(result.lines()))
-    for line in alerts.lines:
-        print(line)
-    failed = len(problems) + sum(1 for r in results if r.problems)
-    if failed:
-        print(f"{failed} problem(s) found")
-        return EXIT_FAILURE
-    print(f"ok: {len(config.folders)} folder(s){reachable}")
-    return EXIT_OK
-
-
-def check_state_dir(config: Config) -> list[str]:
-    state = config.daemon.state_dir
-    if not _writable_or_creatable(state):
-        return [f"daemon.state_dir: {state} is not writable"]
-    return []
-
-
-def folder_problems(index: int, folder: FolderSettings) -> list[str]:
-    """The folder exists and is readable; its archive and failed folders are writable."""
-    problems = []
-    key = f"folders[{index}]"
-    if not folder.path.is_dir():
-        problems.append(f"{key}.path: {folder.path} does not exist or is not a folder")
-    elif not os.access(folder.path, os.R_OK | os.X_OK):
-        problems.append(f"{key}.path: {folder.path} is not readable")
-    for name, target in (("archive_dir", folder.archive_dir),
-                         ("failed_dir", folder.failed_dir)):
-        if not _writable_or_creatable(target):
-            problems.append(f"{key}.{name}: {target} is not writable")
-    return problems
+    lines, failed = check(config, online=not args.offline,
+                          send_test_alert_too=args.send_test_alert)
+    print("\n".join(lines))
+    return EXIT_FAILURE if failed else EXIT_OK
 
 
 # --- discovery: projects, folders, albums -----------------------------------------------
@@ -296,15 +224,6 @@ def _cmd_albums(args: argparse.Namespace) -> int:
         return [a.to_json() for a in albums], format_albums(albums)
 
     return _discover(args, read)
-
-
-def _writable_or_creatable(path: Path) -> bool:
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            return False
-        probe = probe.parent
-    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
